@@ -1,0 +1,46 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, fleetdb contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Argument specs shared by the modules, matching the ``instance`` doc fragment."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engine import InstanceSpec
+
+
+def instance_options(required_data_dir=True):
+    """Options that locate one instance on its host (doc fragment ``instance``)."""
+    return dict(
+        engine=dict(type="str", default="postgresql", choices=["postgresql"]),
+        data_dir=dict(type="path", required=required_data_dir),
+        bin_dir=dict(type="path", required=True),
+        owner=dict(type="str", default="postgres"),
+        port=dict(type="int", default=5432),
+        socket_dir=dict(type="path", default="/var/run/postgresql"),
+        login_user=dict(type="str"),
+        login_password=dict(type="str", no_log=True),
+        dbname=dict(type="str", default="postgres"),
+    )
+
+
+def instance_suboptions():
+    """The same options nested in a dict option (``source``, ``target`` ...)."""
+    options = instance_options()
+    options.pop("engine")
+    return options
+
+
+def spec_from(params):
+    """InstanceSpec from a module's params or one of its nested dicts."""
+    return InstanceSpec(
+        data_dir=params.get("data_dir"),
+        bin_dir=params.get("bin_dir"),
+        owner=params.get("owner") or "postgres",
+        port=params.get("port"),
+        socket_dir=params.get("socket_dir") or "/var/run/postgresql",
+        login_user=params.get("login_user") or params.get("owner") or "postgres",
+        login_password=params.get("login_password"),
+        dbname=params.get("dbname") or "postgres",
+    )

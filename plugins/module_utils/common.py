@@ -1,0 +1,208 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, fleetdb contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Host-side helpers shared by every engine: users, files with diff, ports, timings."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import contextlib
+import errno
+import grp
+import os
+import pwd
+import re
+import socket
+import tempfile
+import time
+
+
+class OperationError(Exception):
+    """A failure the operator can act on: ``msg`` says what happened, ``fix`` what to do."""
+
+    def __init__(self, msg, fix=None, **details):
+        super(OperationError, self).__init__(msg)
+        self.msg = msg
+        self.fix = fix
+        self.details = details
+
+    def as_result(self):
+        text = self.msg if not self.fix else "%s. Fix: %s" % (self.msg.rstrip("."), self.fix)
+        result = dict(msg=text)
+        result.update(self.details)
+        return result
+
+
+def parse_version(text):
+    """'postgres (PostgreSQL) 16.15 (Debian 16.15-1)' -> (16, 15); None when there is no version."""
+    match = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", text or "")
+    if not match:
+        match = re.search(r"(\d+)(?:devel|beta|rc)", text or "")
+        return (int(match.group(1)), 0) if match else None
+    return tuple(int(part) for part in match.groups() if part is not None)
+
+
+def user_ids(user):
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        raise OperationError("the operating system user %s does not exist" % user,
+                             "create it first (ansible.builtin.user) or name an existing owner")
+    return entry.pw_uid, entry.pw_gid, entry.pw_dir
+
+
+def run_as(module, user, argv, check_rc=False, **kwargs):
+    """Run ``argv`` as ``user`` (via runuser when we are root and someone else)."""
+    if user and os.geteuid() == 0 and user != "root":
+        argv = ["runuser", "-u", user, "--"] + list(argv)
+    return module.run_command(argv, check_rc=check_rc, **kwargs)
+
+
+@contextlib.contextmanager
+def effective_user(user):
+    """Temporarily take ``user``'s uid so that peer authentication on a Unix socket sees it."""
+    if not user or os.geteuid() != 0 or user == "root":
+        yield
+        return
+    uid, gid, _home = user_ids(user)
+    os.setegid(gid)
+    os.seteuid(uid)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+        os.setegid(0)
+
+
+def read_text(path):
+    try:
+        with open(path) as handle:
+            return handle.read()
+    except IOError as exc:
+        if exc.errno == errno.ENOENT:
+            return None
+        raise
+
+
+def write_file(module, path, content, owner=None, mode=0o600):
+    """Write ``content`` atomically when it differs.  Returns (changed, diff) and honours check mode."""
+    before = read_text(path)
+    diff = {"before_header": path, "after_header": path, "before": before or "", "after": content}
+    if before == content:
+        return False, diff
+    if not module.check_mode:
+        directory = os.path.dirname(path)
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".fleetdb-")
+        try:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(content)
+            os.chmod(tmp, mode)
+            if owner and os.geteuid() == 0:
+                uid, gid, _home = user_ids(owner)
+                os.chown(tmp, uid, gid)
+            os.rename(tmp, path)
+        except Exception:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+    return True, diff
+
+
+def ensure_directory(module, path, owner=None, mode=0o700):
+    """Create ``path`` (and parents) owned by ``owner``.  Returns True when it was created."""
+    if os.path.isdir(path):
+        return False
+    if not module.check_mode:
+        os.makedirs(path, mode)
+        os.chmod(path, mode)
+        if owner and os.geteuid() == 0:
+            uid, gid, _home = user_ids(owner)
+            os.chown(path, uid, gid)
+    return True
+
+
+def _listening_inodes(port):
+    """Socket inodes listening on TCP ``port`` (IPv4 and IPv6), from /proc/net."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        text = read_text(table) or ""
+        for line in text.splitlines()[1:]:
+            fields = line.split()
+            if len(fields) < 10 or fields[3] != "0A":  # 0A = LISTEN
+                continue
+            if int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(fields[9])
+    return inodes
+
+
+def port_holder(port):
+    """Who listens on TCP ``port``: None, or dict(pid, command, cmdline, user).
+
+    ``pid`` is None when the port is held but the process is not visible to us
+    (another user's process while we are not root, or another namespace).
+    """
+    inodes = _listening_inodes(int(port))
+    if not inodes:
+        return None
+    wanted = set("socket:[%s]" % inode for inode in inodes)
+    for pid in (p for p in os.listdir("/proc") if p.isdigit()):
+        fd_dir = "/proc/%s/fd" % pid
+        try:
+            for fd in os.listdir(fd_dir):
+                if os.readlink(os.path.join(fd_dir, fd)) in wanted:
+                    return _process_info(int(pid))
+        except OSError:
+            continue
+    return dict(pid=None, command=None, cmdline=None, user=None)
+
+
+def _process_info(pid):
+    cmdline = (read_text("/proc/%d/cmdline" % pid) or "").replace("\0", " ").strip()
+    command = (read_text("/proc/%d/comm" % pid) or "").strip()
+    try:
+        user = pwd.getpwuid(os.stat("/proc/%d" % pid).st_uid).pw_name
+    except (KeyError, OSError):
+        user = None
+    return dict(pid=pid, command=command, cmdline=cmdline, user=user)
+
+
+def port_accepts(host, port, timeout=0.5):
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+        return True
+    except (OSError, socket.error):
+        return False
+
+
+def group_name(gid):
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
+
+
+class PhaseTimer:
+    """Measures named phases; ``timings`` maps phase -> seconds (3 decimals)."""
+
+    def __init__(self):
+        self.timings = {}
+        self._start = time.monotonic()
+
+    @contextlib.contextmanager
+    def phase(self, name):
+        began = time.monotonic()
+        try:
+            yield
+        finally:
+            self.timings[name] = round(time.monotonic() - began, 3)
+
+    def mark(self):
+        return time.monotonic()
+
+    def since(self, mark):
+        return round(time.monotonic() - mark, 3)
+
+    @property
+    def total(self):
+        return round(time.monotonic() - self._start, 3)

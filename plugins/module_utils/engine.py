@@ -1,0 +1,136 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, fleetdb contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The engine interface: what the modules and roles may ask of a database product.
+
+The interface follows the online-upgrade procedure (install the new release
+beside the old one, migrate, replicate, fence clients, stop the old server,
+drain, start the new one on the same port).  Modules depend only on these
+classes; ``engines.get_engine('postgresql')`` returns the PostgreSQL implementation and
+a TimesTen engine (ttMigrate, ttRepAdmin, ttDaemonAdmin) is added by
+implementing these classes and registering it in ``engines.py``.
+
+Every method that changes something takes ``check_mode`` into account through
+the module it is given, and reports what it did (or would do) in a dict.
+Failures the operator can act on raise ``common.OperationError``.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+
+class InstanceSpec:
+    """Where an instance lives and how it is reached on its host."""
+
+    def __init__(self, data_dir, bin_dir, owner="postgres", port=None, socket_dir=None,
+                 log_file=None, login_user=None, login_password=None, dbname=None):
+        self.data_dir = data_dir
+        self.bin_dir = bin_dir
+        self.owner = owner
+        self.port = port
+        self.socket_dir = socket_dir
+        self.log_file = log_file
+        self.login_user = login_user
+        self.login_password = login_password
+        self.dbname = dbname
+
+
+class Installer:
+    """Step 1: put a release's binaries on the host, side by side with others."""
+
+    def probe(self, bin_dir):
+        """dict(version, major, bin_dir) of the binaries in ``bin_dir``, or None."""
+        raise NotImplementedError
+
+    def install_archive(self, module, archive, checksum, prefix, version):
+        """Unpack a binary distribution into its own directory (the TimesTen way)."""
+        raise NotImplementedError
+
+    def install_package(self, module, version):
+        """Install the release from the operating system's package manager."""
+        raise NotImplementedError
+
+
+class Instance:
+    """One server instance: a data directory served by one release's binaries."""
+
+    def __init__(self, module, spec):
+        self.module = module
+        self.spec = spec
+
+    def facts(self):
+        """dict(exists, major, configured_port, running, pid, port, accepting)."""
+        raise NotImplementedError
+
+    def create(self, settings):
+        """Initialise the data directory; never touch one of another major version."""
+        raise NotImplementedError
+
+    def configure(self, settings):
+        """Apply settings; returns dict(changed, diff, restart_required, pending)."""
+        raise NotImplementedError
+
+    def set_port(self, port):
+        """Change the configured port without starting the server."""
+        raise NotImplementedError
+
+    def start(self, port=None, timeout=60):
+        """Start and wait until connections are accepted; ``port`` overrides the configured one."""
+        raise NotImplementedError
+
+    def stop(self, mode="fast", timeout=60):
+        raise NotImplementedError
+
+    def connect(self, dbname=None, port=None):
+        """An administrative session (a ``pgwire.Connection``-like object)."""
+        raise NotImplementedError
+
+
+class Migrator:
+    """Steps 2 and 6 of the seed: ttMigrate -c / -r, -l / -d."""
+
+    def create(self, source, path, objects=None, schema_only=False):
+        raise NotImplementedError
+
+    def restore(self, target, path, sections=None):
+        raise NotImplementedError
+
+    def describe(self, path):
+        raise NotImplementedError
+
+
+class Replication:
+    """Step 2 and 5: keep the new copy in step with the old one (ttRepAdmin)."""
+
+    def ensure(self, state):
+        """state: present, absent, paused, started or synced."""
+        raise NotImplementedError
+
+    def status(self):
+        """dict(state, tables_total, tables_ready, lag_bytes, lag_seconds)."""
+        raise NotImplementedError
+
+    def compare(self, tables=None):
+        """Per-table row count and hash of all rows on both sides."""
+        raise NotImplementedError
+
+
+class Switchover:
+    """Steps 3 to 6 in one call: fence, final position, drain, sequences, stop old, start new."""
+
+    def run(self):
+        """dict(changed, phases={name: seconds}, window_seconds, ...)."""
+        raise NotImplementedError
+
+
+class Engine:
+    """A database product: a factory for the pieces above."""
+
+    name = None
+
+    def installer(self, module):
+        raise NotImplementedError
+
+    def instance(self, module, spec):
+        raise NotImplementedError

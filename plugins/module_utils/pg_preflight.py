@@ -1,0 +1,246 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, fleetdb contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Checks before an online upgrade: each finding says what is wrong and what to do.  Nothing changes."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import (
+    OperationError, parse_version, port_holder, read_text)
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_session import connect
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_switchover import read_postmaster_pid
+
+# Settings that describe where and how this instance runs, not what the new one should inherit.
+NOT_INHERITED = frozenset([
+    "port", "data_directory", "config_file", "hba_file", "ident_file", "external_pid_file",
+    "include", "include_dir", "include_if_exists", "wal_level", "max_replication_slots", "max_wal_senders",
+    "lc_messages", "lc_monetary", "lc_numeric", "lc_time", "default_text_search_config", "log_timezone",
+    "TimeZone", "dynamic_shared_memory_type", "data_sync_retry",
+])
+
+TABLES_WITHOUT_KEY_SQL = """
+SELECT format('%I.%I', n.nspname, c.relname) AS table_name
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
+   AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
+   AND c.relreplident IN ('d', 'n')
+   AND (c.relreplident = 'n' OR NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary))
+ ORDER BY 1
+"""
+
+
+class Findings:
+    def __init__(self):
+        self.problems = []
+        self.warnings = []
+
+    def problem(self, check, msg, fix):
+        self.problems.append(dict(check=check, msg=msg, fix=fix))
+
+    def warning(self, check, msg):
+        self.warnings.append(dict(check=check, msg=msg))
+
+
+class PostgresPreflight:
+    def __init__(self, module, old, new_version, new_data_dir, databases, method, temporary_port,
+                 old_port_after, tables_without_key="fail", replication_password_set=True,
+                 min_free_disk_ratio=1.2, max_transaction_age=300):
+        self.module = module
+        self.old = old
+        self.new_major = parse_version(str(new_version))
+        self.new_data_dir = new_data_dir
+        self.databases = list(databases or [])
+        self.method = method
+        self.temporary_port = temporary_port
+        self.old_port_after = old_port_after
+        self.tables_without_key = tables_without_key
+        self.replication_password_set = replication_password_set
+        self.min_free_disk_ratio = min_free_disk_ratio
+        self.max_transaction_age = max_transaction_age
+        self.findings = Findings()
+        self.facts = {}
+
+    def run(self):
+        f = self.findings
+        if not self._old_server_reachable():
+            return self._result()
+        session = connect(self.old, timeout=5)
+        try:
+            self._versions(session)
+            self.databases = self.databases or self._all_databases(session)
+            self._disk(session)
+            self._ports()
+            self._transactions(session)
+            self.facts["old_settings"] = self._inheritable_settings(session)
+            if self.method == "replication":
+                self._replication_settings(session)
+                if not self.replication_password_set:
+                    f.problem("replication_password", "no password is set for the replication role",
+                              "set online_upgrade_replication_password (from a vault)")
+        finally:
+            session.close()
+        if self.method == "replication":
+            for db in self.databases:
+                self._tables_without_key(db)
+        return self._result()
+
+    def _result(self):
+        result = dict(problems=self.findings.problems, warnings=self.findings.warnings,
+                      databases=self.databases, ok=not self.findings.problems)
+        result.update(self.facts)
+        return result
+
+    # -- the checks -------------------------------------------------------------
+    def _old_server_reachable(self):
+        if not os.path.isfile(os.path.join(self.old.bin_dir, "postgres")):
+            self.findings.problem("old_binaries", "no postgres binary in %s" % self.old.bin_dir,
+                                  "set online_upgrade_old_bin_dir to the bin directory of the running release")
+            return False
+        if read_text(os.path.join(self.old.data_dir, "PG_VERSION")) is None:
+            self.findings.problem("old_data_dir", "%s is not a PostgreSQL data directory" % self.old.data_dir,
+                                  "set online_upgrade_old_data_dir to the data directory of the running server")
+            return False
+        if read_postmaster_pid(self.old.data_dir) is None:
+            self.findings.problem("old_server", "the old server (%s) is not running" % self.old.data_dir,
+                                  "start it: the online upgrade copies from the running server")
+            return False
+        try:
+            connect(self.old, timeout=5).close()
+        except OperationError as exc:
+            self.findings.problem("old_server", exc.msg, exc.fix)
+            return False
+        return True
+
+    def _versions(self, session):
+        old = parse_version(session.scalar("SHOW server_version"))
+        self.facts["old_version"] = ".".join(str(p) for p in old)
+        self.facts["new_version"] = ".".join(str(p) for p in self.new_major or ())
+        if not self.new_major:
+            self.findings.problem("versions", "the new version is not a version number",
+                                  "set online_upgrade_new_version, e.g. 18")
+        elif self.new_major[0] <= old[0]:
+            self.findings.problem(
+                "versions", "the new version %s is not newer than the running %s" % (self.facts["new_version"],
+                                                                                     self.facts["old_version"]),
+                "an online upgrade goes to a newer major version; downgrades are not supported")
+
+    def _all_databases(self, session):
+        return [r[0] for r in session.query(
+            "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY 1").rows]
+
+    def _disk(self, session):
+        size = int(session.scalar("SELECT sum(pg_database_size(datname))::bigint FROM pg_database"))
+        probe = self.new_data_dir
+        while probe and not os.path.exists(probe):
+            probe = os.path.dirname(probe)
+        stat = os.statvfs(probe or "/")
+        free = stat.f_bavail * stat.f_frsize
+        self.facts.update(old_size_bytes=size, free_bytes=free)
+        already = os.path.exists(os.path.join(self.new_data_dir, "PG_VERSION"))
+        if not already and free < size * self.min_free_disk_ratio:
+            self.findings.problem(
+                "disk", "%s has %d MB free; a second copy of %d MB needs %d MB"
+                % (probe, free // 2 ** 20, size // 2 ** 20, int(size * self.min_free_disk_ratio) // 2 ** 20),
+                "free space there or set online_upgrade_new_data_dir to a larger file system")
+
+    def _ports(self):
+        ports = dict(production=self.old.port, temporary=self.temporary_port, old_after=self.old_port_after)
+        if len(set(ports.values())) != 3:
+            self.findings.problem("ports", "the production, temporary and old-after ports must differ: %s" % ports,
+                                  "choose distinct online_upgrade_temporary_port and online_upgrade_old_port_after")
+            return
+        old_pid = read_postmaster_pid(self.old.data_dir)
+        holder = port_holder(self.old.port)
+        if holder and holder["pid"] not in (None, old_pid):
+            self.findings.problem("ports", "port %d is held by pid %s (%s), not the old server"
+                                  % (self.old.port, holder["pid"], holder["cmdline"]),
+                                  "point online_upgrade_port at the old server's port")
+        new_pid = read_postmaster_pid(self.new_data_dir) if os.path.isdir(self.new_data_dir) else None
+        for name in ("temporary", "old_after"):
+            holder = port_holder(ports[name])
+            if holder and (holder["pid"] is None or holder["pid"] not in (new_pid, old_pid)):
+                self.findings.problem("ports", "the %s port %d is held by pid %s (%s)"
+                                      % (name.replace("_", "-"), ports[name], holder["pid"], holder["cmdline"]),
+                                      "stop that process or choose another online_upgrade_%s_port"
+                                      % ("temporary" if name == "temporary" else "old_port_after"))
+        self.facts["ports"] = ports
+
+    def _transactions(self, session):
+        rows = session.query(
+            "SELECT pid, usename, datname, round(extract(epoch FROM now() - xact_start))::int AS age "
+            "  FROM pg_stat_activity WHERE xact_start < now() - make_interval(secs => $1) "
+            "   AND backend_type = 'client backend' AND pid <> pg_backend_pid() ORDER BY xact_start",
+            [self.max_transaction_age]).dicts()
+        if rows:
+            listed = ", ".join("pid %(pid)s (%(usename)s on %(datname)s, %(age)s s)" % r for r in rows[:10])
+            self.findings.problem(
+                "long_transactions", "transactions open for more than %d s: %s" % (self.max_transaction_age, listed),
+                "end them (or wait): replication slots cannot be created while they run")
+
+    def _replication_settings(self, session):
+        settings = dict(session.query(
+            "SELECT name, setting FROM pg_settings WHERE name IN ('wal_level', 'max_replication_slots', "
+            "'max_wal_senders', 'max_worker_processes')").rows)
+        if settings.get("wal_level") != "logical":
+            self.findings.problem(
+                "wal_level", "wal_level is %s on the old server; logical replication needs logical"
+                % settings.get("wal_level"),
+                "set wal_level = logical on the old server and restart it once in a maintenance slot "
+                "(fleetdb.online_upgrade.instance settings + server state=restarted); it is the only restart "
+                "clients will see")
+        used_slots = int(session.scalar("SELECT count(*) FROM pg_replication_slots "
+                                        "WHERE slot_name NOT LIKE 'fleetdb%'"))
+        senders = int(session.scalar("SELECT count(*) FROM pg_stat_replication WHERE application_name NOT LIKE "
+                                     "'fleetdb%'"))
+        needed = len(self.databases)
+        if int(settings.get("max_replication_slots", 0)) < used_slots + needed:
+            self.findings.problem(
+                "max_replication_slots", "max_replication_slots is %s, %d in use, %d more needed"
+                % (settings.get("max_replication_slots"), used_slots, needed),
+                "raise max_replication_slots to at least %d on the old server (needs a restart)" % (used_slots + needed))
+        if int(settings.get("max_wal_senders", 0)) < senders + needed:
+            self.findings.problem(
+                "max_wal_senders", "max_wal_senders is %s, %d in use, %d more needed"
+                % (settings.get("max_wal_senders"), senders, needed),
+                "raise max_wal_senders to at least %d on the old server (needs a restart)" % (senders + needed))
+
+    def _tables_without_key(self, db):
+        session = connect(self.old, dbname=db, timeout=5)
+        try:
+            tables = [r[0] for r in session.query(TABLES_WITHOUT_KEY_SQL).rows]
+        finally:
+            session.close()
+        if not tables:
+            return
+        if self.tables_without_key == "replica_identity_full":
+            self.findings.warning("tables_without_key", "database %s: %s will replicate with REPLICA IDENTITY FULL "
+                                  "(slower apply of updates and deletes)" % (db, ", ".join(tables)))
+            return
+        self.findings.problem(
+            "tables_without_key",
+            "database %s has tables without a primary key or replica identity: %s; publishing them would make "
+            "UPDATE and DELETE fail on the old server" % (db, ", ".join(tables)),
+            "add a primary key to each, or opt in with online_upgrade_tables_without_key=replica_identity_full "
+            "(every column is sent for updates and deletes), or use online_upgrade_method=dump_restore")
+
+    def _inheritable_settings(self, session):
+        rows = session.query("SELECT name, setting, unit FROM pg_settings WHERE source = 'configuration file'").rows
+        settings = {}
+        for name, setting, unit in rows:
+            if name in NOT_INHERITED:
+                continue
+            settings[name] = _with_unit(setting, unit)
+        return settings
+
+
+def _with_unit(setting, unit):
+    """pg_settings gives '16384' and unit '8kB'; keep it unambiguous for postgresql.conf."""
+    if not unit or not setting.isdigit():
+        return setting
+    if unit == "8kB":
+        return "%dkB" % (int(setting) * 8)
+    return setting + unit

@@ -1,0 +1,191 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, fleetdb contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: preflight
+short_description: Check that a host is fit for an online upgrade, changing nothing
+version_added: "1.0.0"
+description:
+  - Checks, against the running old server, everything that would make the upgrade fail halfway,
+    and reports each finding with what to do about it.
+  - "Versions: the new major version is newer than the running one. Binaries and data directory of the
+    old release are where they are said to be. Disk: the file system of the new data directory can
+    hold a second copy. Settings: C(wal_level=logical), enough replication slots and WAL senders (each
+    with the restart it needs). Tables without a primary key or replica identity. Transactions open
+    for long. The port plan: production, temporary and old-after ports distinct, and not held by a
+    foreign process."
+  - Read-only; runs the same in check mode.
+options:
+  old:
+    description:
+      - The running old instance (C(data_dir), C(bin_dir), C(owner), C(port), C(socket_dir), C(login_user),
+        C(login_password)).
+    type: dict
+    required: true
+  new_version:
+    description:
+      - Major version to upgrade to, e.g. C(18).
+    type: str
+    required: true
+  new_data_dir:
+    description:
+      - Data directory the new instance will use.
+    type: path
+    required: true
+  databases:
+    description:
+      - Databases to upgrade. Empty means every database that accepts connections, templates excepted.
+    type: list
+    elements: str
+    default: []
+  method:
+    description:
+      - C(replication) checks what logical replication needs; C(dump_restore) skips those checks.
+    type: str
+    choices: [replication, dump_restore]
+    default: replication
+  temporary_port:
+    description:
+      - Port the new server uses during the copy.
+    type: int
+    required: true
+  old_port_after:
+    description:
+      - Port the old server is configured for after the cutover.
+    type: int
+    required: true
+  tables_without_key:
+    description:
+      - C(fail) reports tables without a primary key or replica identity as a problem;
+        C(replica_identity_full) reports them as a warning (they will be replicated with REPLICA IDENTITY FULL).
+    type: str
+    choices: [fail, replica_identity_full]
+    default: fail
+  replication_password_set:
+    description:
+      - Whether the caller has a password for the replication role (the password itself is not needed here).
+    type: bool
+    default: true
+  min_free_disk_ratio:
+    description:
+      - Free space needed on the new data directory's file system, as a multiple of the old databases' size.
+    type: float
+    default: 1.2
+  max_transaction_age:
+    description:
+      - Transactions open longer than this many seconds are reported.
+    type: int
+    default: 300
+  fail_on_problems:
+    description:
+      - Fail when a problem is found. With C(false) the findings are only returned.
+    type: bool
+    default: true
+author:
+  - fleetdb contributors
+"""
+
+EXAMPLES = r"""
+- name: Check the host before upgrading PostgreSQL 16 to 18
+  fleetdb.online_upgrade.preflight:
+    old:
+      data_dir: /var/lib/fleetdb/postgresql/16/main
+      bin_dir: /opt/fleetdb/postgresql/16/bin
+      port: 5432
+    new_version: "18"
+    new_data_dir: /var/lib/fleetdb/postgresql/18/main
+    temporary_port: 15432
+    old_port_after: 5433
+"""
+
+RETURN = r"""
+ok:
+  description: True when no problem was found.
+  returned: always
+  type: bool
+problems:
+  description: Findings that stop the upgrade, each with C(check), C(msg) and C(fix).
+  returned: always
+  type: list
+  elements: dict
+warnings:
+  description: Findings that do not stop the upgrade.
+  returned: always
+  type: list
+  elements: dict
+databases:
+  description: The databases that would be upgraded.
+  returned: always
+  type: list
+  elements: str
+old_version:
+  description: Version of the running old server.
+  returned: when the old server answered
+  type: str
+  sample: "16.15"
+old_size_bytes:
+  description: Total size of the old server's databases.
+  returned: when the old server answered
+  type: int
+free_bytes:
+  description: Free space on the file system of the new data directory.
+  returned: when the old server answered
+  type: int
+old_settings:
+  description: Settings of the old server's configuration files that the new instance inherits.
+  returned: when the old server answered
+  type: dict
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.args import instance_suboptions, spec_from
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import OperationError
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_preflight import PostgresPreflight
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            old=dict(type="dict", required=True, options=instance_suboptions()),
+            new_version=dict(type="str", required=True),
+            new_data_dir=dict(type="path", required=True),
+            databases=dict(type="list", elements="str", default=[]),
+            method=dict(type="str", choices=["replication", "dump_restore"], default="replication"),
+            temporary_port=dict(type="int", required=True),
+            old_port_after=dict(type="int", required=True),
+            tables_without_key=dict(type="str", choices=["fail", "replica_identity_full"], default="fail"),
+            replication_password_set=dict(type="bool", default=True),
+            min_free_disk_ratio=dict(type="float", default=1.2),
+            max_transaction_age=dict(type="int", default=300),
+            fail_on_problems=dict(type="bool", default=True),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    preflight = PostgresPreflight(
+        module, spec_from(p["old"]), p["new_version"], p["new_data_dir"], p["databases"], p["method"],
+        p["temporary_port"], p["old_port_after"], tables_without_key=p["tables_without_key"],
+        replication_password_set=p["replication_password_set"], min_free_disk_ratio=p["min_free_disk_ratio"],
+        max_transaction_age=p["max_transaction_age"])
+    try:
+        result = preflight.run()
+    except OperationError as exc:
+        module.fail_json(**exc.as_result())
+    if result["problems"] and p["fail_on_problems"]:
+        lines = ["%s: %s. Fix: %s" % (x["check"], x["msg"], x["fix"]) for x in result["problems"]]
+        module.fail_json(msg="the host is not ready for the upgrade (nothing was changed):\n" + "\n".join(lines),
+                         **result)
+    for warning in result["warnings"]:
+        module.warn("%s: %s" % (warning["check"], warning["msg"]))
+    module.exit_json(changed=False, **result)
+
+
+if __name__ == "__main__":
+    main()

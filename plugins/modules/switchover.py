@@ -1,0 +1,198 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, fleetdb contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: switchover
+short_description: Cut clients over from the old server to the new one on the same port, in one call
+version_added: "1.0.0"
+description:
+  - Runs steps 3 to 6 of the online upgrade inside one module call on the host, so that no
+    Ansible round trip falls inside the time clients cannot write.
+  - "Before the window: checks that the subscription has finished its initial copy, that the
+    schemas of both servers match (DDL is not replicated), takes a checkpoint on both servers
+    so their shutdowns are short, and makes sure the drain marker table is replicated."
+  - "The window: fence application clients hard (pg_hba.conf rejects every role but the replication
+    role, reload, terminate client backends), insert a marker row and wait until the new server has
+    applied it, copy every sequence's last_value and is_called, compare row counts of the replicated
+    tables, detach replication, stop both servers, start the new server on the production port and
+    wait until it accepts connections."
+  - If anything fails before the old server is stopped, the fence is lifted, replication resumes and
+    the old server keeps serving. If the new server then cannot start, the old server is started again
+    on the production port.
+  - The phase reached is kept in O(state_file); a re-run after an interruption continues, and a re-run
+    after success changes nothing.
+  - The old server keeps its data directory and binaries for rollback, its pg_hba.conf keeps the fence
+    (so that an accidental start takes no writes) and it is configured to listen on O(old_port_after).
+options:
+  old:
+    description:
+      - The old instance, serving clients on the production port O(old.port).
+      - Takes the instance options C(data_dir), C(bin_dir), C(owner), C(port), C(socket_dir),
+        C(login_user), C(login_password).
+    type: dict
+    required: true
+  new:
+    description:
+      - The new instance, running on its temporary port O(new.port) and configured for the production port.
+    type: dict
+    required: true
+  databases:
+    description:
+      - Databases that are replicated, each with a subscription named O(subscription) on the new server.
+    type: list
+    elements: str
+    required: true
+  subscription:
+    description:
+      - Name of the subscription on the new server, and of its slot on the old server.
+    type: str
+    default: fleetdb_upgrade
+  replication_user:
+    description:
+      - Role used by replication; the only role the fence still lets in.
+    type: str
+    default: fleetdb_replicator
+  old_port_after:
+    description:
+      - Port the old instance is configured to listen on after the cutover, should it ever be started again.
+    type: int
+    required: true
+  drain_timeout:
+    description:
+      - Seconds to wait for the new server to apply the last changes. Past it the cutover is abandoned
+        and the old server keeps serving.
+    type: int
+    default: 30
+  start_timeout:
+    description:
+      - Seconds to wait for the new server to accept connections on the production port.
+    type: int
+    default: 60
+  verify_row_counts:
+    description:
+      - Compare row counts of every replicated table on both servers inside the window.
+    type: bool
+    default: true
+  max_lag_bytes:
+    description:
+      - Refuse to start the cutover when the new server is further behind than this (the drain would be long).
+    type: int
+    default: 67108864
+  state_file:
+    description:
+      - File on the host recording the phase reached, for resuming and idempotence.
+    type: path
+    default: /var/lib/fleetdb/online_upgrade/switchover.json
+notes:
+  - Supports check mode; it runs every check before the window and reports what would happen.
+  - The client-visible window is reported in RV(window_seconds) and per phase in RV(phases).
+author:
+  - fleetdb contributors
+"""
+
+EXAMPLES = r"""
+- name: Cut over to PostgreSQL 18 on port 5432
+  fleetdb.online_upgrade.switchover:
+    old:
+      data_dir: /var/lib/fleetdb/postgresql/16/main
+      bin_dir: /opt/fleetdb/postgresql/16/bin
+      port: 5432
+    new:
+      data_dir: /var/lib/fleetdb/postgresql/18/main
+      bin_dir: /opt/fleetdb/postgresql/18/bin
+      port: 6432
+    databases: [app]
+    old_port_after: 5433
+  register: cutover
+
+- name: Show the client-visible window
+  ansible.builtin.debug:
+    msg: "clients waited {{ cutover.window_seconds }} s: {{ cutover.phases }}"
+"""
+
+RETURN = r"""
+window_seconds:
+  description: Time from raising the fence to the new server accepting connections on the production port.
+  returned: when the cutover ran
+  type: float
+  sample: 0.31
+phases:
+  description: Seconds per phase (prepare, fence, drain, sequences, verify, detach, stop, start, cleanup).
+  returned: always
+  type: dict
+  sample: {"fence": 0.012, "drain": 0.004, "stop": 0.09, "start": 0.16}
+databases:
+  description: Per database, the sequences copied, tables verified and rows counted.
+  returned: always
+  type: dict
+resumed:
+  description: True when this run continued a cutover interrupted after the old server stopped.
+  returned: when it applies
+  type: bool
+aborted_because:
+  description: Why the cutover was abandoned before the old server stopped (the old server keeps serving).
+  returned: on failure before the old server stopped
+  type: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.args import instance_suboptions, spec_from
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import OperationError
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pgwire import PgError
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_switchover import PostgresSwitchover
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            old=dict(type="dict", required=True, options=instance_suboptions()),
+            new=dict(type="dict", required=True, options=instance_suboptions()),
+            databases=dict(type="list", elements="str", required=True),
+            subscription=dict(type="str", default="fleetdb_upgrade"),
+            replication_user=dict(type="str", default="fleetdb_replicator"),
+            old_port_after=dict(type="int", required=True),
+            drain_timeout=dict(type="int", default=30),
+            start_timeout=dict(type="int", default=60),
+            verify_row_counts=dict(type="bool", default=True),
+            max_lag_bytes=dict(type="int", default=64 * 1024 * 1024),
+            state_file=dict(type="path", default="/var/lib/fleetdb/online_upgrade/switchover.json"),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    old, new = spec_from(p["old"]), spec_from(p["new"])
+    if old.port == new.port:
+        module.fail_json(msg="old.port and new.port are both %d: the new server must run on a temporary port "
+                             "until the cutover. Fix: start it with fleetdb.online_upgrade.server port=<free port>"
+                             % old.port)
+    if p["old_port_after"] == old.port:
+        module.fail_json(msg="old_port_after must differ from the production port %d. Fix: choose a free port"
+                             % old.port)
+    switchover = PostgresSwitchover(
+        module, old, new, p["databases"], p["subscription"], p["replication_user"],
+        production_port=old.port, temporary_port=new.port, old_port_after=p["old_port_after"],
+        drain_timeout=p["drain_timeout"], start_timeout=p["start_timeout"],
+        verify_row_counts=p["verify_row_counts"], state_file=p["state_file"], max_lag_bytes=p["max_lag_bytes"])
+    try:
+        result = switchover.run()
+    except (OperationError, PgError) as exc:
+        if isinstance(exc, OperationError):
+            failure = exc.as_result()
+        else:
+            failure = dict(msg="database error during the cutover: %s" % exc)
+        failure.update(phases=switchover.report.get("phases"), databases=switchover.report.get("databases"),
+                       aborted_because=switchover.report.get("aborted_because"),
+                       rescue=switchover.report.get("rescue"))
+        module.fail_json(**failure)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
