@@ -31,6 +31,7 @@ __metaclass__ = type
 
 import json
 import os
+import re
 import signal
 import threading
 import time
@@ -106,6 +107,13 @@ def schema_differences(old_rows, new_rows):
     return problems
 
 
+def subscription_name(base, dbname, databases):
+    """One subscription (and slot: slot names are cluster-wide) per database."""
+    if len(databases) == 1:
+        return base
+    return "%s_%s" % (base, re.sub(r"[^a-z0-9_]", "_", dbname.lower()))
+
+
 def read_postmaster_pid(data_dir):
     """PID of the postmaster that owns ``data_dir``, or None when it is not running."""
     text = read_text(os.path.join(data_dir, "postmaster.pid"))
@@ -148,7 +156,8 @@ class PostgresSwitchover(Switchover):
 
     def __init__(self, module, old, new, databases, subscription, replication_user,
                  production_port, temporary_port, old_port_after, drain_timeout=60,
-                 start_timeout=60, verify_row_counts=True, state_file=None, max_lag_bytes=64 * 1024 * 1024):
+                 start_timeout=60, verify_row_counts=True, state_file=None, max_lag_bytes=64 * 1024 * 1024,
+                 rollback_slot=True):
         self.module = module
         self.old = old
         self.new = new
@@ -162,6 +171,7 @@ class PostgresSwitchover(Switchover):
         self.start_timeout = start_timeout
         self.verify_row_counts = verify_row_counts
         self.max_lag_bytes = max_lag_bytes
+        self.rollback_slot = rollback_slot
         self.state = StateFile(module, state_file, old.owner)
         self.timer = PhaseTimer()
         self.report = dict(databases={}, phases=self.timer.timings)
@@ -169,6 +179,7 @@ class PostgresSwitchover(Switchover):
         self._new_sessions = {}
         self._hba_file = None
         self._hba_original = None
+        self._new_hba_file = None
 
     # -- entry point ------------------------------------------------------------
     def run(self):
@@ -207,14 +218,17 @@ class PostgresSwitchover(Switchover):
             self._check_subscription(db, new)
             self._check_schema(db, old, new)
             self._ensure_marker(db, old, new)
-            self.report["databases"][db] = dict(sequences=[r[0] for r in old.query(
-                SEQUENCES_SQL, [list(SCHEMAS_NOT_COMPARED)]).rows])
+            self.report["databases"][db]["sequences"] = [r[0] for r in old.query(
+                SEQUENCES_SQL, [list(SCHEMAS_NOT_COMPARED)]).rows]
+            if self.rollback_slot and not self.module.check_mode:
+                self._ensure_rollback_publication(db, new)
         if not self.module.check_mode:
             # Shutdown writes a checkpoint; doing one now keeps the one in the window small.
             self._old(self.databases[0]).execute("CHECKPOINT")
             self._new(self.databases[0]).execute("CHECKPOINT")
         self._hba_file = self._old(self.databases[0]).scalar("SHOW hba_file")
         self._hba_original = read_text(self._hba_file)
+        self._new_hba_file = self._new(self.databases[0]).scalar("SHOW hba_file")
 
     def _check_subscription(self, db, new):
         rows = new.rows(
@@ -222,18 +236,19 @@ class PostgresSwitchover(Switchover):
             "       count(r.srrelid) AS tables, "
             "       count(r.srrelid) FILTER (WHERE r.srsubstate NOT IN ('r', 's')) AS copying "
             "  FROM pg_subscription s LEFT JOIN pg_subscription_rel r ON r.srsubid = s.oid "
-            " WHERE s.subname = $1 GROUP BY s.subenabled, s.subslotname", [self.subscription])
+            " WHERE s.subname = $1 GROUP BY s.subenabled, s.subslotname", [self._sub(db)])
         if not rows:
-            raise OperationError("database %s on the new server has no subscription %s" % (db, self.subscription),
+            raise OperationError("database %s on the new server has no subscription %s" % (db, self._sub(db)),
                                  "set up replication first (fleetdb.online_upgrade.replication state=synced)")
         sub = rows[0]
+        self.report["databases"].setdefault(db, {})["slot"] = sub["slot"]
         if sub["slot"] is None:
             raise OperationError("subscription %s in database %s has no slot: an interrupted cutover detached it"
-                                 % (self.subscription, db),
+                                 % (self._sub(db), db),
                                  "set replication up again: fleetdb.online_upgrade.replication state=absent, "
                                  "then state=synced (the old server kept serving throughout)")
         if sub["enabled"] != "true":
-            raise OperationError("subscription %s in database %s is paused" % (self.subscription, db),
+            raise OperationError("subscription %s in database %s is paused" % (self._sub(db), db),
                                  "resume it (fleetdb.online_upgrade.replication state=started) and wait for sync")
         if int(sub["copying"]):
             raise OperationError("%s of %s tables of database %s are still in their initial copy"
@@ -241,7 +256,7 @@ class PostgresSwitchover(Switchover):
                                  "wait for fleetdb.online_upgrade.replication state=synced before the cutover")
         lag = self._old(db).scalar(
             "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint "
-            "  FROM pg_replication_slots WHERE slot_name = $1", [self.subscription])
+            "  FROM pg_replication_slots WHERE slot_name = $1", [sub["slot"]])
         if lag is not None and int(lag) > self.max_lag_bytes:
             raise OperationError("the new server is %s bytes behind in database %s" % (lag, db),
                                  "wait for replication to catch up (state=synced) or raise max_lag_bytes")
@@ -264,7 +279,7 @@ class PostgresSwitchover(Switchover):
                % (MARKER_SCHEMA, MARKER_TABLE))
         subscribed = new.scalar(
             "SELECT count(*) FROM pg_subscription_rel r JOIN pg_subscription s ON s.oid = r.srsubid "
-            " WHERE s.subname = $1 AND r.srrelid = to_regclass($2)", [self.subscription, MARKER_TABLE])
+            " WHERE s.subname = $1 AND r.srrelid = to_regclass($2)", [self._sub(db), MARKER_TABLE])
         if subscribed not in (None, "0"):
             return
         if self.module.check_mode:
@@ -272,7 +287,7 @@ class PostgresSwitchover(Switchover):
         old.execute(ddl)
         new.execute(ddl)
         publications = new.scalar("SELECT array_to_string(subpublications, ',') FROM pg_subscription "
-                                  "WHERE subname = $1", [self.subscription]).split(",")
+                                  "WHERE subname = $1", [self._sub(db)]).split(",")
         for pub in publications:
             all_tables = old.scalar("SELECT puballtables::text FROM pg_publication WHERE pubname = $1", [pub])
             if all_tables == "false":
@@ -281,7 +296,7 @@ class PostgresSwitchover(Switchover):
                 if in_pub == "0":
                     old.execute("ALTER PUBLICATION %s ADD TABLE %s" % (pgwire.quote_ident(pub), MARKER_TABLE))
         new.execute("ALTER SUBSCRIPTION %s REFRESH PUBLICATION WITH (copy_data = false)"
-                    % pgwire.quote_ident(self.subscription))
+                    % pgwire.quote_ident(self._sub(db)))
         deadline = time.monotonic() + 30
         while new.scalar("SELECT srsubstate::text FROM pg_subscription_rel WHERE srrelid = to_regclass($1)",
                          [MARKER_TABLE]) not in ("r", "s"):
@@ -289,6 +304,12 @@ class PostgresSwitchover(Switchover):
                 raise OperationError("the drain marker table did not join the subscription within 30 s",
                                      "check the new server's log for replication errors")
             time.sleep(0.05)
+
+    def _ensure_rollback_publication(self, db, new):
+        """Created before its slot so that the slot can decode with it (see rollback in docs/procedure.md)."""
+        name = self._rollback_name(db)
+        if new.scalar("SELECT 1 FROM pg_publication WHERE pubname = $1", [name]) is None:
+            new.execute("CREATE PUBLICATION %s FOR ALL TABLES" % pgwire.quote_ident(name))
 
     # -- the window ---------------------------------------------------------
     def _cutover(self):
@@ -432,7 +453,7 @@ class PostgresSwitchover(Switchover):
     def _compare_row_counts(self, db):
         tables = [r[0] for r in self._new(db).query(
             "SELECT r.srrelid::regclass::text FROM pg_subscription_rel r JOIN pg_subscription s "
-            "  ON s.oid = r.srsubid WHERE s.subname = $1 ORDER BY 1", [self.subscription]).rows]
+            "  ON s.oid = r.srsubid WHERE s.subname = $1 ORDER BY 1", [self._sub(db)]).rows]
         counts = {}
 
         def count(side, session):
@@ -456,21 +477,28 @@ class PostgresSwitchover(Switchover):
     def _detach(self, db):
         """Stop replication so the new server never connects to the port it is about to take."""
         new, old = self._new(db), self._old(db)
-        new.execute("ALTER SUBSCRIPTION %s DISABLE" % pgwire.quote_ident(self.subscription))
+        sub = pgwire.quote_ident(self._sub(db))
+        slot = self.report["databases"][db]["slot"]
+        new.execute("ALTER SUBSCRIPTION %s DISABLE" % sub)
         deadline = time.monotonic() + 10
         while True:
             active = old.scalar("SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1",
-                                [self.subscription])
+                                [slot])
             if active is None:
                 break
             old.query("SELECT pg_terminate_backend($1::int)", [active])
             if time.monotonic() > deadline:
-                raise OperationError("the replication connection of %s did not end" % self.subscription,
+                raise OperationError("the replication connection of %s did not end" % slot,
                                      "check the old server's log")
             time.sleep(0.002)
         old.query("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1",
-                  [self.subscription])
-        new.execute("ALTER SUBSCRIPTION %s SET (slot_name = NONE)" % pgwire.quote_ident(self.subscription))
+                  [slot])
+        new.execute("ALTER SUBSCRIPTION %s SET (slot_name = NONE)" % sub)
+        if self.rollback_slot:
+            # Everything clients write to the new server from here on can be replayed to the old one.
+            new.query("SELECT pg_create_logical_replication_slot($1, 'pgoutput') "
+                      " WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)",
+                      [self._rollback_name(db)])
 
     def _stop_both(self):
         """Fast shutdown of both servers at once; returns True once the old one is down."""
@@ -488,6 +516,12 @@ class PostgresSwitchover(Switchover):
         return True
 
     def _start_new(self):
+        # A new server that once was an old one (a rollback) may still carry a fence.
+        hba_file = self._new_hba_file or os.path.join(self.new.data_dir, "pg_hba.conf")
+        hba = read_text(hba_file) or ""
+        if FENCE_BEGIN in hba:
+            write_file(self.module, hba_file, without_fence(hba), owner=self.new.owner, mode=0o640)
+        self._set_configured_port(self.new, self.production_port)
         log_file = self.new.log_file or os.path.join(self.new.data_dir, "log", "server.log")
         rc, _out, err = run_as(self.module, self.new.owner,
                                [os.path.join(self.new.bin_dir, "pg_ctl"), "start", "--no-wait",
@@ -501,21 +535,22 @@ class PostgresSwitchover(Switchover):
 
     def _configure_old_port(self):
         """The old server, if ever started again, must not take the production port."""
-        conf = os.path.join(self.old.data_dir, "fleetdb.conf")
-        text = read_text(conf) or ""
-        lines = [line for line in text.splitlines() if not line.strip().startswith("port")]
-        lines.append("port = %d" % self.old_port_after)
-        write_file(self.module, conf, "\n".join(lines) + "\n", owner=self.old.owner, mode=0o600)
-        auto = os.path.join(self.old.data_dir, "postgresql.conf")
-        if "include_if_exists = 'fleetdb.conf'" not in (read_text(auto) or ""):
-            with open(auto, "a") as handle:
+        self._set_configured_port(self.old, self.old_port_after)
+
+    def _set_configured_port(self, spec, port):
+        conf = os.path.join(spec.data_dir, "fleetdb.conf")
+        lines = [line for line in (read_text(conf) or "").splitlines() if not line.strip().startswith("port")]
+        write_file(self.module, conf, "\n".join(lines + ["port = %d" % port]) + "\n", owner=spec.owner, mode=0o600)
+        main_conf = os.path.join(spec.data_dir, "postgresql.conf")
+        if "include_if_exists = 'fleetdb.conf'" not in (read_text(main_conf) or ""):
+            with open(main_conf, "a") as handle:
                 handle.write("\ninclude_if_exists = 'fleetdb.conf'\n")
 
     def _drop_subscriptions(self):
         for db in self.databases:
             session = connect(self.new, dbname=db, port=self.production_port)
             try:
-                session.execute("DROP SUBSCRIPTION IF EXISTS %s" % pgwire.quote_ident(self.subscription))
+                session.execute("DROP SUBSCRIPTION IF EXISTS %s" % pgwire.quote_ident(self._sub(db)))
                 session.execute("DROP SCHEMA IF EXISTS %s CASCADE" % MARKER_SCHEMA)
             finally:
                 session.close()
@@ -528,7 +563,7 @@ class PostgresSwitchover(Switchover):
             self._lift_fence()
             for db in self.databases:
                 try:
-                    self._new(db).execute("ALTER SUBSCRIPTION %s ENABLE" % pgwire.quote_ident(self.subscription))
+                    self._new(db).execute("ALTER SUBSCRIPTION %s ENABLE" % pgwire.quote_ident(self._sub(db)))
                 except pgwire.PgError:
                     pass
         finally:
@@ -558,11 +593,13 @@ class PostgresSwitchover(Switchover):
     def _rescue_old(self, exc):
         """The new server cannot start: bring the old one back on the production port, unfenced."""
         self.report["rescue"] = "the new server failed to start (%s); restarting the old server" % exc
-        conf = os.path.join(self.old.data_dir, "fleetdb.conf")
-        text = read_text(conf) or ""
-        lines = [line for line in text.splitlines() if not line.strip().startswith("port")]
-        write_file(self.module, conf, "\n".join(lines + ["port = %d" % self.production_port]) + "\n",
-                   owner=self.old.owner, mode=0o600)
+        pid = read_postmaster_pid(self.new.data_dir)
+        if pid:
+            os.kill(pid, signal.SIGQUIT)  # immediate: it may hold the production port
+            deadline = time.monotonic() + 30
+            while _alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.01)
+        self._set_configured_port(self.old, self.production_port)
         hba_file = self._hba_file or os.path.join(self.old.data_dir, "pg_hba.conf")
         write_file(self.module, hba_file, without_fence(read_text(hba_file) or ""), owner=self.old.owner, mode=0o640)
         log_file = self.old.log_file or os.path.join(self.old.data_dir, "log", "server.log")
@@ -587,6 +624,12 @@ class PostgresSwitchover(Switchover):
             self._drop_subscriptions()
             self.state.set("done")
         return True
+
+    def _sub(self, db):
+        return subscription_name(self.subscription, db, self.databases)
+
+    def _rollback_name(self, db):
+        return subscription_name("fleetdb_rollback", db, self.databases)
 
     def _old(self, db):
         if db not in self._old_sessions:
