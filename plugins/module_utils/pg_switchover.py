@@ -316,7 +316,7 @@ class PostgresSwitchover(Switchover):
         window = self.timer.mark()
         old_stopped = False
         try:
-            self.state.set("fencing")
+            self.state.set("fencing", databases=self.databases, production_port=self.production_port)
             with self.timer.phase("fence"):
                 self._fence()
             self.state.set("fenced")

@@ -84,6 +84,12 @@ options:
       - Refuse to start the cutover when the new server is further behind than this (the drain would be long).
     type: int
     default: 67108864
+  rollback_slot:
+    description:
+      - Create the publication and, inside the window, the logical slot C(fleetdb_rollback) on the new server,
+        so that every write it accepts can be replayed to the old server by a rollback until finalize.
+    type: bool
+    default: true
   state_file:
     description:
       - File on the host recording the phase reached, for resuming and idempotence.
@@ -163,6 +169,7 @@ def main():
             verify_row_counts=dict(type="bool", default=True),
             max_lag_bytes=dict(type="int", default=64 * 1024 * 1024),
             state_file=dict(type="path", default="/var/lib/fleetdb/online_upgrade/switchover.json"),
+            rollback_slot=dict(type="bool", default=True),
         ),
         supports_check_mode=True,
     )
@@ -179,7 +186,8 @@ def main():
         module, old, new, p["databases"], p["subscription"], p["replication_user"],
         production_port=old.port, temporary_port=new.port, old_port_after=p["old_port_after"],
         drain_timeout=p["drain_timeout"], start_timeout=p["start_timeout"],
-        verify_row_counts=p["verify_row_counts"], state_file=p["state_file"], max_lag_bytes=p["max_lag_bytes"])
+        verify_row_counts=p["verify_row_counts"], state_file=p["state_file"], max_lag_bytes=p["max_lag_bytes"],
+        rollback_slot=p["rollback_slot"])
     try:
         result = switchover.run()
     except (OperationError, PgError) as exc:
