@@ -63,7 +63,7 @@ class Instance:
         """dict(exists, major, configured_port, running, pid, port, accepting)."""
         raise NotImplementedError
 
-    def create(self, settings):
+    def create(self, data_checksums=None, locale="C.UTF-8", encoding="UTF8"):
         """Initialise the data directory; never touch one of another major version."""
         raise NotImplementedError
 
@@ -90,10 +90,15 @@ class Instance:
 class Migrator:
     """Steps 2 and 6 of the seed: ttMigrate -c / -r, -l / -d."""
 
-    def create(self, source, path, objects=None, schema_only=False):
+    def create(self, path, objects=None, schema_only=False):
+        """Save the instance's database (or ``objects``) into the data file ``path``."""
         raise NotImplementedError
 
-    def restore(self, target, path, sections=None):
+    def restore(self, path, sections=None):
+        """Restore ``path`` into the instance; records the upgrade (Record of Upgrades)."""
+        raise NotImplementedError
+
+    def list(self, path):
         raise NotImplementedError
 
     def describe(self, path):
@@ -133,4 +138,10 @@ class Engine:
         raise NotImplementedError
 
     def instance(self, module, spec):
+        raise NotImplementedError
+
+    def migrator(self, module, spec, tool_bin_dir=None):
+        raise NotImplementedError
+
+    def replication(self, module, source, target, dbname, **options):
         raise NotImplementedError

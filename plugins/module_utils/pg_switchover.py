@@ -658,4 +658,3 @@ def _alive(pid):
     # A zombie child is gone for our purpose.
     status = read_text("/proc/%d/stat" % pid) or ""
     return ") Z " not in status
-

@@ -337,7 +337,7 @@ def _fields(payload):
 def _row_description(payload):
     count = struct.unpack("!h", payload[:2])[0]
     names, pos = [], 2
-    for _ in range(count):
+    for _index in range(count):
         end = payload.index(b"\0", pos)
         names.append(payload[pos:end].decode())
         pos = end + 1 + 18
@@ -347,7 +347,7 @@ def _row_description(payload):
 def _data_row(payload):
     count = struct.unpack("!h", payload[:2])[0]
     values, pos = [], 2
-    for _ in range(count):
+    for _index in range(count):
         size = struct.unpack("!i", payload[pos:pos + 4])[0]
         pos += 4
         if size < 0:

@@ -21,13 +21,9 @@ description:
     for long. The port plan: production, temporary and old-after ports distinct, and not held by a
     foreign process."
   - Read-only; runs the same in check mode.
+extends_documentation_fragment:
+  - fleetdb.online_upgrade.instances.old
 options:
-  old:
-    description:
-      - The running old instance (C(data_dir), C(bin_dir), C(owner), C(port), C(socket_dir), C(login_user),
-        C(login_password)).
-    type: dict
-    required: true
   new_version:
     description:
       - Major version to upgrade to, e.g. C(18).
@@ -88,7 +84,7 @@ options:
     type: bool
     default: true
 author:
-  - fleetdb contributors
+  - fleetdb contributors (@fleetdb)
 """
 
 EXAMPLES = r"""

@@ -29,19 +29,10 @@ description:
     after success changes nothing.
   - The old server keeps its data directory and binaries for rollback, its pg_hba.conf keeps the fence
     (so that an accidental start takes no writes) and it is configured to listen on O(old_port_after).
+extends_documentation_fragment:
+  - fleetdb.online_upgrade.instances.old
+  - fleetdb.online_upgrade.instances.new
 options:
-  old:
-    description:
-      - The old instance, serving clients on the production port O(old.port).
-      - Takes the instance options C(data_dir), C(bin_dir), C(owner), C(port), C(socket_dir),
-        C(login_user), C(login_password).
-    type: dict
-    required: true
-  new:
-    description:
-      - The new instance, running on its temporary port O(new.port) and configured for the production port.
-    type: dict
-    required: true
   databases:
     description:
       - Databases that are replicated, each with a subscription named O(subscription) on the new server.
@@ -99,7 +90,7 @@ notes:
   - Supports check mode; it runs every check before the window and reports what would happen.
   - The client-visible window is reported in RV(window_seconds) and per phase in RV(phases).
 author:
-  - fleetdb contributors
+  - fleetdb contributors (@fleetdb)
 """
 
 EXAMPLES = r"""

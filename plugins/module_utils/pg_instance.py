@@ -1,0 +1,764 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, fleetdb contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""One PostgreSQL instance on its host: data directory, managed settings, port, server process.
+
+Settings managed by this collection live in ``<data_dir>/fleetdb.conf``, which
+``postgresql.conf`` includes from its last line (``include_if_exists``), so
+they override what is written above the include and leave the rest of
+``postgresql.conf`` as the DBA keeps it.  Server commands run as the owner.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import re
+import shutil
+import time
+from collections import OrderedDict
+
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import pgwire
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import (
+    OperationError, effective_user, ensure_directory, parse_version, port_holder, read_text, run_as, user_ids,
+    write_file)
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engine import Instance
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_install import major_of
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_session import connect as pg_connect
+
+MANAGED_FILE = "fleetdb.conf"
+INCLUDE_LINE = "include_if_exists = '%s'" % MANAGED_FILE
+HEADER = ("# Managed by fleetdb.online_upgrade (modules instance and port): edits here are overwritten.\n"
+          "# postgresql.conf includes this file on its last line, so these settings win over the ones above it.\n")
+# Set from module options, not from ``settings``.
+OPTION_SETTINGS = ("port", "unix_socket_directories")
+# Used when the release cannot tell (postgres --describe-config failed): the usual restart-only settings.
+POSTMASTER_SETTINGS = frozenset([
+    "archive_mode", "autovacuum_max_workers", "bonjour", "bonjour_name", "cluster_name", "data_directory",
+    "dynamic_shared_memory_type", "hba_file", "hot_standby", "huge_pages", "ident_file", "listen_addresses",
+    "max_connections", "max_files_per_process", "max_locks_per_transaction", "max_logical_replication_workers",
+    "max_pred_locks_per_transaction", "max_prepared_transactions", "max_replication_slots", "max_wal_senders",
+    "max_worker_processes", "port", "shared_buffers", "shared_memory_type", "shared_preload_libraries",
+    "superuser_reserved_connections", "track_commit_timestamp", "unix_socket_directories", "unix_socket_group",
+    "unix_socket_permissions", "wal_buffers", "wal_level", "wal_log_hints",
+])
+DATA_CHECKSUMS_DEFAULT_FROM = 18   # initdb enables data checksums by default from PostgreSQL 18 on
+
+
+# -- configuration files -------------------------------------------------------------
+
+_CONF_LINE = re.compile(
+    r"""^\s*(?P<name>[A-Za-z_][\w.\-]*)\s*=?\s*
+        (?P<value>'(?:[^'\\]|\\.|'')*'|[^\s#']+)?\s*(?:\#.*)?$""", re.VERBOSE)
+
+
+def unquote(value):
+    if len(value) >= 2 and value[0] == value[-1] == "'":
+        inner = value[1:-1].replace("''", "'")
+        return re.sub(r"\\(.)", lambda m: {"n": "\n", "t": "\t", "r": "\r"}.get(m.group(1), m.group(1)), inner)
+    return value
+
+
+def parse_conf(text):
+    """Settings of a postgresql.conf-style file: OrderedDict(name -> unquoted value); the last one wins.
+
+    Include directives are configuration too, but not settings: they are skipped.
+    """
+    settings = OrderedDict()
+    for line in (text or "").splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        match = _CONF_LINE.match(line)
+        if not match:
+            continue
+        name = match.group("name").lower()
+        if name in ("include", "include_if_exists", "include_dir"):
+            continue
+        settings.pop(name, None)
+        settings[name] = unquote(match.group("value") or "")
+    return settings
+
+
+def conf_value(value):
+    """A setting's value as postgresql.conf text, unquoted: True -> 'on', [a, b] -> 'a, b'."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(conf_value(v) for v in value)
+    return str(value)
+
+
+def quote_conf(text):
+    """Numbers stay bare, everything else is quoted: always valid, whatever the setting's type."""
+    if re.match(r"^-?\d+(\.\d+)?$", text):
+        return text
+    return "'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def normalize_settings(settings):
+    """OrderedDict(name -> text) from a module's dict; names lower-cased, null values dropped."""
+    normalized = OrderedDict()
+    for name in sorted(settings or {}):
+        if settings[name] is not None:
+            normalized[name.lower()] = conf_value(settings[name])
+    return normalized
+
+
+def render_conf(settings):
+    """fleetdb.conf text: the port and socket directory first, then the other settings by name."""
+    names = [n for n in OPTION_SETTINGS if n in settings] + sorted(n for n in settings if n not in OPTION_SETTINGS)
+    return HEADER + "".join("%s = %s\n" % (name, quote_conf(settings[name])) for name in names)
+
+
+def changed_settings(before, after):
+    """Names whose value differs between two settings dicts (added and removed ones too)."""
+    return sorted(name for name in set(before) | set(after) if before.get(name) != after.get(name))
+
+
+def has_include(text):
+    return re.search(r"^\s*include_if_exists\s*=?\s*'%s'" % re.escape(MANAGED_FILE), text or "", re.M) is not None
+
+
+def with_include(text):
+    """postgresql.conf text with the include of fleetdb.conf as its last line, added once."""
+    if has_include(text):
+        return text
+    if text and not text.endswith("\n"):
+        text += "\n"
+    return text + "\n# Settings managed by fleetdb.online_upgrade\n" + INCLUDE_LINE + "\n"
+
+
+def parse_postmaster_pid(text):
+    """postmaster.pid -> dict(pid, data_dir, start_time, port, socket_dir, listen_address, status) or None."""
+    lines = (text or "").splitlines()
+    if not lines or not lines[0].strip().isdigit():
+        return None
+    fields = lines + [""] * (8 - len(lines))
+    port = fields[3].strip()
+    return dict(pid=int(fields[0]), data_dir=fields[1].strip(), start_time=fields[2].strip(),
+                port=int(port) if port.isdigit() else None, socket_dir=fields[4].strip() or None,
+                listen_address=fields[5].strip() or None, status=fields[7].strip() or None)
+
+
+def parse_describe_config(text):
+    """``postgres --describe-config`` output -> {name: context} (tab-separated: name, context, group, ...)."""
+    contexts = {}
+    for line in (text or "").splitlines():
+        fields = line.split("\t")
+        if len(fields) >= 2 and fields[0]:
+            contexts[fields[0].lower()] = fields[1]
+    return contexts
+
+
+def parse_controldata(text):
+    """``pg_controldata`` output -> {label: value}."""
+    values = {}
+    for line in (text or "").splitlines():
+        label, sep, value = line.partition(":")
+        if sep:
+            values[label.strip()] = value.strip()
+    return values
+
+
+def initdb_arguments(initdb, data_dir, major, data_checksums=None, locale="C.UTF-8", encoding="UTF8"):
+    argv = [initdb, "-D", data_dir, "--auth-local=peer", "--auth-host=scram-sha-256",
+            "--encoding=%s" % encoding, "--locale=%s" % locale]
+    if data_checksums:
+        argv.append("--data-checksums")
+    elif data_checksums is False and int(str(major).split(".", maxsplit=1)[0]) >= DATA_CHECKSUMS_DEFAULT_FROM:
+        argv.append("--no-data-checksums")
+    return argv
+
+
+def restart_needed(contexts, names):
+    """True when one of ``names`` takes effect only at server start (context postmaster, or unknown)."""
+    return any(contexts.get(name, "postmaster") == "postmaster" for name in names)
+
+
+def _process_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except OSError as exc:
+        # EPERM: it exists but belongs to someone else (we are not root).
+        return exc.errno == 1
+    return ") Z " not in (read_text("/proc/%d/stat" % pid) or "")
+
+
+def log_tail(path, lines=15):
+    text = read_text(path) if path else None
+    if not text:
+        return ""
+    return "\n".join(text.rstrip("\n").splitlines()[-lines:])
+
+
+# -- the instance ----------------------------------------------------------------------
+
+class PostgresInstance(Instance):
+    """A data directory served by the binaries of ``spec.bin_dir``, run by ``spec.owner``."""
+
+    def __init__(self, module, spec):
+        super(PostgresInstance, self).__init__(module, spec)
+        self._contexts = None
+        self._binaries_version = None
+
+    # -- paths ------------------------------------------------------------------
+    def _path(self, *names):
+        return os.path.join(self.spec.data_dir, *names)
+
+    @property
+    def conf_file(self):
+        return self._path(MANAGED_FILE)
+
+    @property
+    def log_file(self):
+        return self.spec.log_file or self._path("log", "server.log")
+
+    def _bin(self, name):
+        return os.path.join(self.spec.bin_dir, name)
+
+    # -- commands as the owner -------------------------------------------------------
+    def _run(self, argv, **kwargs):
+        # cwd=/ : the owner may not be allowed into the module's working directory (root's home).
+        return run_as(self.module, self.spec.owner, argv, cwd="/", **kwargs)
+
+    def check_owner(self):
+        """The server never runs as root; a module not running as root can only act as itself."""
+        owner = self.spec.owner
+        if owner == "root":
+            raise OperationError("PostgreSQL refuses to run as root and so does this module",
+                                 "set owner to the unprivileged user that owns the data directory (e.g. postgres)")
+        uid, _gid, _home = user_ids(owner)
+        if os.geteuid() not in (0, uid):
+            raise OperationError("the module runs as uid %d and cannot act as %s" % (os.geteuid(), owner),
+                                 "run it with become: true, or as %s" % owner)
+
+    def binaries_version(self):
+        """'16.15' from ``postgres --version`` of ``bin_dir``."""
+        if self._binaries_version is None:
+            postgres = self._bin("postgres")
+            if not os.path.isfile(postgres):
+                raise OperationError("%s has no postgres binary" % self.spec.bin_dir,
+                                     "install the release first (fleetdb.online_upgrade.install) and pass its bin_dir")
+            rc, out, err = self.module.run_command([postgres, "--version"], environ_update={"LC_ALL": "C"})
+            parts = parse_version(out) if rc == 0 else None
+            if not parts:
+                raise OperationError("%s --version failed: %s" % (postgres, (err or out).strip()),
+                                     "check the installation with fleetdb.online_upgrade.install")
+            self._binaries_version = ".".join(str(p) for p in parts)
+        return self._binaries_version
+
+    def binaries_major(self):
+        return major_of(self.binaries_version())
+
+    # -- what is there ---------------------------------------------------------------
+    def major(self):
+        """Major version of the data directory (PG_VERSION), None when it is no data directory."""
+        text = read_text(self._path("PG_VERSION"))
+        return text.strip() if text else None
+
+    def postmaster(self):
+        """postmaster.pid of a running server, None when the server is not running (or the file is stale)."""
+        info = parse_postmaster_pid(read_text(self._path("postmaster.pid")))
+        if info and _process_alive(info["pid"]):
+            return info
+        return None
+
+    def configured_port(self):
+        """The port the configuration files set (what the server takes when started without -p)."""
+        value = self.show_configured("port")
+        if value and value.isdigit():
+            return int(value)
+        return None
+
+    def show_configured(self, name):
+        """``postgres -C name``: a setting's value from the configuration files, None when they do not load."""
+        if self.major() is None:
+            return None
+        rc, out, _err = self._run([self._bin("postgres"), "-C", name, "-D", self.spec.data_dir],
+                                  environ_update={"LC_ALL": "C"})
+        return out.strip() if rc == 0 else None
+
+    def facts(self):
+        info = self.postmaster()
+        return dict(exists=self.major() is not None, major=self.major(), configured_port=self.configured_port(),
+                    running=info is not None, pid=info["pid"] if info else None,
+                    port=info["port"] if info else None,
+                    accepting=self.accepting(info["port"]) if info else False)
+
+    def status(self):
+        """What a DBA looks at first: is it running, where, does it answer, which version."""
+        version = self.binaries_version()
+        info = self.postmaster()
+        result = dict(data_dir=self.spec.data_dir, major=self.major(), running=info is not None,
+                      pid=None, port=None, accepting=False, version=None, configured_port=self.configured_port(),
+                      log_file=self.log_file)
+        if info:
+            result.update(pid=info["pid"], port=info["port"], postmaster_status=info["status"])
+            result["accepting"], result["version"] = self._ping(info["port"], 0)
+        result["version"] = result["version"] or version
+        return result
+
+    def accepting(self, port, timeout=0):
+        return self._ping(port, timeout)[0]
+
+    def _ping(self, port, timeout):
+        """(accepting, server_version) like pg_isready: a refused login still proves the server accepts."""
+        spec = self.spec
+        deadline = time.monotonic() + timeout
+        try:
+            with effective_user(spec.owner):
+                session = pgwire.connect_retry(
+                    deadline, host=spec.socket_dir, port=port, user=spec.login_user or spec.owner,
+                    dbname=spec.dbname or "postgres", password=spec.login_password, connect_timeout=2,
+                    application_name="fleetdb.online_upgrade ping")
+        except pgwire.PgConnectError as exc:
+            return exc.sqlstate not in (None, "57P03"), None
+        try:
+            parts = parse_version(session.parameters.get("server_version"))
+            return True, ".".join(str(p) for p in parts) if parts else None
+        finally:
+            session.close()
+
+    def port_user(self, port):
+        """Who holds ``port``: None, or dict(pid, command, cmdline, user, this_instance)."""
+        holder = port_holder(port)
+        if holder is not None and holder["pid"] is None:
+            # Root without CAP_SYS_PTRACE (a container) cannot see other users' sockets; the owner sees its own.
+            with effective_user(self.spec.owner):
+                holder = port_holder(port) or holder
+        if holder is None:
+            holder = self._socket_lock_holder(port)
+        if holder is None:
+            return None
+        info = self.postmaster()
+        ours = info and (holder["pid"] == info["pid"] or (holder["pid"] is None and info["port"] == int(port)))
+        holder["this_instance"] = bool(ours)
+        return holder
+
+    def _socket_lock_holder(self, port):
+        """A server listening on the Unix socket only still holds the port in our socket directory."""
+        lock = read_text(os.path.join(self.spec.socket_dir, ".s.PGSQL.%d.lock" % int(port)))
+        info = parse_postmaster_pid(lock)
+        if not info or not _process_alive(info["pid"]):
+            return None
+        pid = info["pid"]
+        cmdline = (read_text("/proc/%d/cmdline" % pid) or "").replace("\0", " ").strip()
+        return dict(pid=pid, command=(read_text("/proc/%d/comm" % pid) or "").strip(), cmdline=cmdline,
+                    user=None, data_dir=info["data_dir"])
+
+    # -- create -------------------------------------------------------------------------
+    def create(self, data_checksums=None, locale="C.UTF-8", encoding="UTF8"):
+        """initdb when there is no data directory yet; returns dict(created, data_checksums)."""
+        self.check_owner()
+        binaries = self.binaries_major()
+        existing = self.major()
+        if existing is not None:
+            self._check_existing(existing, binaries, data_checksums)
+            return dict(created=False, data_checksums=self.data_checksums())
+        if os.path.isdir(self.spec.data_dir) and os.listdir(self.spec.data_dir):
+            raise OperationError("%s is not empty but is no PostgreSQL data directory (no PG_VERSION)"
+                                 % self.spec.data_dir,
+                                 "choose an empty or new directory for data_dir; this one is left alone")
+        if self.module.check_mode:
+            return dict(created=True, data_checksums=data_checksums)
+        created_dir = ensure_directory(self.module, self.spec.data_dir, owner=self.spec.owner, mode=0o700)
+        argv = initdb_arguments(self._bin("initdb"), self.spec.data_dir, binaries, data_checksums, locale, encoding)
+        rc, out, err = self._run(argv)
+        if rc != 0:
+            if created_dir:
+                shutil.rmtree(self.spec.data_dir, ignore_errors=True)
+            raise OperationError("initdb of %s failed (rc=%d): %s" % (self.spec.data_dir, rc, (err or out).strip()),
+                                 "fix the cause shown by initdb (locale %s must exist on the host: locale -a)"
+                                 % locale)
+        return dict(created=True, data_checksums=self.data_checksums())
+
+    def _check_existing(self, existing, binaries, data_checksums):
+        if existing != binaries:
+            raise OperationError(
+                "%s is a data directory of PostgreSQL %s, but bin_dir holds PostgreSQL %s; it is left untouched"
+                % (self.spec.data_dir, existing, self.binaries_version()),
+                "give each major version its own data_dir (e.g. .../%s/main), or the bin_dir of PostgreSQL %s"
+                % (binaries, existing))
+        uid, _gid, _home = user_ids(self.spec.owner)
+        if os.stat(self.spec.data_dir).st_uid != uid:
+            raise OperationError("%s is not owned by %s" % (self.spec.data_dir, self.spec.owner),
+                                 "set owner to the user that owns the data directory")
+        actual = self.data_checksums()
+        if data_checksums is not None and actual is not None and actual != data_checksums:
+            raise OperationError(
+                "%s has data checksums %s, data_checksums=%s was asked; initdb decides this only once"
+                % (self.spec.data_dir, "on" if actual else "off", "true" if data_checksums else "false"),
+                "switch them with pg_checksums --%s -D %s while the server is stopped, or drop the option"
+                % ("enable" if data_checksums else "disable", self.spec.data_dir))
+
+    def data_checksums(self):
+        """Whether the data directory has page checksums (pg_controldata), None when unknown."""
+        if self.major() is None or not os.path.isfile(self._bin("pg_controldata")):
+            return None
+        rc, out, _err = self._run([self._bin("pg_controldata"), "-D", self.spec.data_dir],
+                                  environ_update={"LC_ALL": "C"})
+        version = parse_controldata(out).get("Data page checksum version") if rc == 0 else None
+        return None if version is None else version != "0"
+
+    def ensure_socket_dir(self):
+        """The socket directory, created owner-owned 2775 like postgresql-common does; True when created."""
+        return ensure_directory(self.module, self.spec.socket_dir, owner=self.spec.owner, mode=0o2775)
+
+    # -- settings ---------------------------------------------------------------------------
+    def contexts(self):
+        """{setting: context} of this release, from ``postgres --describe-config`` (no server needed)."""
+        if self._contexts is None:
+            rc, out, _err = self.module.run_command([self._bin("postgres"), "--describe-config"],
+                                                    environ_update={"LC_ALL": "C"})
+            self._contexts = parse_describe_config(out) if rc == 0 else {}
+        return self._contexts
+
+    def known_setting(self, name):
+        contexts = self.contexts()
+        # Extension settings (with a dot) are only known once the extension is loaded.
+        return "." in name or not contexts or name in contexts
+
+    def managed_settings(self):
+        return parse_conf(read_text(self.conf_file))
+
+    def desired_settings(self, settings, inherited=None, current=None):
+        """What fleetdb.conf should hold: inherited settings the release knows, ``settings``, port and socket dir.
+
+        Without ``spec.port`` the port in ``current`` (fleetdb.conf now) is kept, if there is one.
+        Returns (settings, skipped inherited names).
+        """
+        for name in settings or {}:
+            if name.lower() in OPTION_SETTINGS:
+                raise OperationError("%s cannot be set in settings" % name,
+                                     "use the module's %s option" % ("port" if name.lower() == "port"
+                                                                     else "socket_dir"))
+            if not self.known_setting(name.lower()):
+                raise OperationError("PostgreSQL %s has no setting named %s" % (self.binaries_version(), name),
+                                     "correct the name (postgres --describe-config lists them all)")
+        desired = OrderedDict()
+        skipped = []
+        for name, value in normalize_settings(inherited).items():
+            if name in OPTION_SETTINGS:
+                continue
+            if self.known_setting(name):
+                desired[name] = value
+            else:
+                skipped.append(name)
+        desired.update(normalize_settings(settings))
+        if self.spec.port is not None:
+            desired["port"] = str(self.spec.port)
+        elif current and "port" in current:
+            desired["port"] = current["port"]
+        desired["unix_socket_directories"] = self.spec.socket_dir
+        return desired, skipped
+
+    def configure(self, settings, inherited=None, hba_content=None):
+        """Write fleetdb.conf (and pg_hba.conf when given); a running server reloads them.
+
+        Returns dict(changed, diff, settings, changed_settings, skipped_settings, restart_required,
+        pending_restart, reloaded).
+        """
+        current = self.managed_settings()
+        desired, skipped = self.desired_settings(settings, inherited, current)
+        names = changed_settings(current, desired)
+        result = dict(changed=False, diff=[], settings=dict(desired), changed_settings=names,
+                      skipped_settings=skipped, restart_required=False, pending_restart=[], reloaded=False)
+        self._include_managed(result)
+        if names:
+            self._write_managed(desired, result)
+        if hba_content is not None:
+            self._write_hba(hba_content, result)
+        self._apply(result, names)
+        result["port"] = int(desired["port"]) if "port" in desired else (self.configured_port() or 5432)
+        return result
+
+    def set_port(self, port):
+        """Change the configured port in fleetdb.conf, leaving every other setting as it is."""
+        self._require_data_dir()
+        previous = self.configured_port()
+        before = self.managed_settings()
+        after = OrderedDict(before)
+        after["port"] = str(port)
+        after.setdefault("unix_socket_directories", self.spec.socket_dir)
+        names = changed_settings(before, after)
+        result = dict(changed=False, diff=[], previous_port=previous, configured_port=port,
+                      restart_required=False, pending_restart=[], reloaded=False)
+        self._include_managed(result)
+        if names:
+            self._write_managed(after, result)
+        if not (self.module.check_mode and result["changed"]):
+            effective = self.configured_port()
+            if effective != port:
+                raise OperationError(
+                    "fleetdb.conf sets port %d, but the configuration resolves to port %s: a setting read after "
+                    "it overrides it" % (port, effective),
+                    "remove port from %s (ALTER SYSTEM RESET port) or from postgresql.conf below the include of "
+                    "fleetdb.conf" % self._path("postgresql.auto.conf"))
+        self._apply(result, names)
+        info = self.postmaster()
+        # The port is the one setting that matters here: does the running server listen elsewhere?
+        result["restart_required"] = bool(info and info["port"] != port)
+        return result
+
+    def _apply(self, result, names):
+        """restart_required from the changed settings' contexts; reload a running server that has changes."""
+        info = self.postmaster()
+        if info is None:
+            result["restart_required"] = restart_needed(self.contexts(), names)
+            return
+        if self.module.check_mode:
+            contexts = self.contexts()
+            result["restart_required"] = restart_needed(contexts, names)
+            result["pending_restart"] = [n for n in names if restart_needed(contexts, [n])]
+            return
+        try:
+            session = self.connect()
+        except OperationError as exc:
+            result["restart_required"] = restart_needed(self.contexts(), names)
+            if result["changed"]:
+                self.reload()
+                result["reloaded"] = True
+            self.module.warn("settings written, but pending restarts are unknown: %s" % exc.msg)
+            return
+        try:
+            contexts = dict(self.contexts())
+            contexts.update(session.query("SELECT name, context FROM pg_settings WHERE name = ANY($1::text[])",
+                                          [names]).rows)
+            result["restart_required"] = restart_needed(contexts, names)
+            if result["changed"]:
+                self._reload_and_wait(session)
+                result["reloaded"] = True
+            result["pending_restart"] = sorted(r[0] for r in session.query(
+                "SELECT name FROM pg_settings WHERE pending_restart").rows)
+        finally:
+            session.close()
+        result["restart_required"] = result["restart_required"] or bool(result["pending_restart"])
+
+    def _reload_and_wait(self, session):
+        """Reload, then wait until ``session``'s backend has read the files (pending_restart is set then)."""
+        loaded = session.scalar("SELECT pg_conf_load_time()::text")
+        self.reload()
+        deadline = time.monotonic() + 5
+        while session.scalar("SELECT (pg_conf_load_time() > $1::timestamptz)::text", [loaded]) != "true":
+            if time.monotonic() > deadline:
+                self.module.warn("the server did not confirm the reload within 5 s; pending_restart may be stale")
+                return
+            time.sleep(0.01)
+
+    def _write_managed(self, settings, result):
+        """Write fleetdb.conf once PostgreSQL has accepted the values; check that the files still load."""
+        if self.major() is not None:
+            error = self._config_error(settings)
+            if error:
+                raise OperationError("PostgreSQL does not accept the new settings, nothing was written: %s" % error,
+                                     "correct the value named above")
+        previous = read_text(self.conf_file)
+        changed, diff = write_file(self.module, self.conf_file, render_conf(settings), owner=self.spec.owner,
+                                   mode=0o600)
+        if not changed:
+            return
+        result["diff"].append(diff)
+        result["changed"] = True
+        if self.module.check_mode or self.major() is None:
+            return
+        error = self._config_error()
+        if error:
+            if previous is None:
+                os.unlink(self.conf_file)
+            else:
+                write_file(self.module, self.conf_file, previous, owner=self.spec.owner, mode=0o600)
+            raise OperationError("the configuration files do not load with the new fleetdb.conf, the previous one "
+                                 "was put back: %s" % error, "correct the setting named above")
+
+    def _config_error(self, settings=None):
+        """The error postgres reports when loading the configuration files (with ``settings`` given as -c
+        options, which it checks like the files' values), None when they load."""
+        argv = [self._bin("postgres"), "-C", "port", "-D", self.spec.data_dir]
+        for name, value in (settings or {}).items():
+            argv += ["-c", "%s=%s" % (name, value)]
+        rc, out, err = self._run(argv, environ_update={"LC_ALL": "C"})
+        if rc == 0:
+            return None
+        # Drop the log line prefix ('2026-01-01 10:00:00.000 UTC [123] '): the messages are what matters.
+        lines = [re.sub(r"^\d{4}-\d\d-\d\d [\d:.]+ \S+ \[\d+\] ", "", line)
+                 for line in (err or out).splitlines() if line.strip()]
+        return " ".join(lines[-4:]) or "postgres -C port failed with rc=%d" % rc
+
+    def _include_managed(self, result):
+        """Append the include of fleetdb.conf to postgresql.conf, once."""
+        main_conf = self._path("postgresql.conf")
+        text = read_text(main_conf)
+        if text is None:
+            if self.major() is not None:
+                raise OperationError(
+                    "%s has no postgresql.conf: its configuration lives elsewhere (Debian's /etc/postgresql "
+                    "layout?)" % self.spec.data_dir,
+                    "manage instances whose postgresql.conf is in the data directory (created by "
+                    "fleetdb.online_upgrade.instance), or add include_if_exists = '%s/fleetdb.conf' to its "
+                    "postgresql.conf yourself" % self.spec.data_dir)
+            return
+        changed, _diff = write_file(self.module, main_conf, with_include(text), owner=self.spec.owner, mode=0o600)
+        if changed:
+            # The lines appended, not the whole file: postgresql.conf is long and otherwise unchanged.
+            appended = with_include(text)[len(text):]
+            result["diff"].append(dict(before_header="%s (end)" % main_conf, after_header="%s (end)" % main_conf,
+                                       before="", after=appended))
+            result["changed"] = True
+
+    def _write_hba(self, content, result):
+        path = self._path("pg_hba.conf")
+        if not content.endswith("\n"):
+            content += "\n"
+        previous = read_text(path)
+        changed, diff = write_file(self.module, path, content, owner=self.spec.owner, mode=0o600)
+        if not changed:
+            return
+        result["diff"].append(diff)
+        result["changed"] = result["hba_changed"] = True
+        if self.module.check_mode or self.postmaster() is None:
+            return
+        errors = self._hba_errors()
+        if errors:
+            write_file(self.module, path, previous or "", owner=self.spec.owner, mode=0o600)
+            raise OperationError("the new pg_hba.conf has errors, the old one was put back: %s" % "; ".join(errors),
+                                 "correct hba_content")
+
+    def _hba_errors(self):
+        try:
+            session = self.connect()
+        except OperationError as exc:
+            self.module.warn("pg_hba.conf written but not checked: %s" % exc.msg)
+            return []
+        try:
+            # pg_hba_file_rules reads the file on disk, not the rules the server has loaded.
+            return ["line %s: %s" % (r[0], r[1]) for r in session.query(
+                "SELECT line_number, error FROM pg_hba_file_rules WHERE error IS NOT NULL").rows]
+        finally:
+            session.close()
+
+    # -- the server process -----------------------------------------------------------
+    def start(self, port=None, timeout=60):
+        """Start on ``port`` (default: the configured one) and wait until it accepts connections.
+
+        A server already running on another port is restarted on ``port``.
+        Returns dict(changed, port, pid, restarted, msg).
+        """
+        self.check_owner()
+        self._require_data_dir()
+        configured = self.configured_port()
+        target = port or configured
+        if target is None:
+            raise OperationError("the configuration of %s does not load, so its port is unknown: %s"
+                                 % (self.spec.data_dir, self._config_error()), "correct the setting named above")
+        info = self.postmaster()
+        if info and info["port"] == target:
+            self.wait_accepting(target, timeout)
+            return dict(changed=False, port=target, pid=info["pid"], restarted=False,
+                        msg="the server already runs on port %d" % target)
+        self._check_port_free(target)
+        if self.module.check_mode:
+            action = ("restart on port %d (it runs on %s)" % (target, info["port"]) if info
+                      else "start on port %d" % target)
+            return dict(changed=True, port=target, pid=None, restarted=bool(info), msg="would " + action)
+        if info:
+            self.stop("fast", timeout)
+        pid = self._pg_ctl_start(target, configured, timeout)
+        return dict(changed=True, port=target, pid=pid, restarted=bool(info),
+                    msg="%s on port %d" % ("restarted" if info else "started", target))
+
+    def _require_data_dir(self):
+        if self.major() is None:
+            raise OperationError("%s is not a PostgreSQL data directory" % self.spec.data_dir,
+                                 "create the instance first (fleetdb.online_upgrade.instance)")
+        if self.major() != self.binaries_major():
+            raise OperationError("%s is a data directory of PostgreSQL %s, bin_dir holds PostgreSQL %s"
+                                 % (self.spec.data_dir, self.major(), self.binaries_version()),
+                                 "pass the bin_dir of PostgreSQL %s" % self.major())
+
+    def _check_port_free(self, port):
+        holder = self.port_user(port)
+        if holder and not holder["this_instance"]:
+            raise OperationError(
+                "port %d is held by pid %s (%s, user %s); nothing was changed"
+                % (port, holder["pid"] or "unknown", holder["cmdline"] or holder["command"] or "not visible",
+                   holder["user"] or "unknown"),
+                "stop that process or choose another port", holder=holder)
+
+    def _pg_ctl_start(self, port, configured, timeout):
+        self.ensure_socket_dir()
+        ensure_directory(self.module, os.path.dirname(self.log_file), owner=self.spec.owner, mode=0o700)
+        argv = [self._bin("pg_ctl"), "start", "-D", self.spec.data_dir, "-l", self.log_file,
+                "-w", "-t", str(int(timeout))]
+        if port != configured:
+            # A command-line port leaves the configured one as it is (the temporary port of an upgrade).
+            argv += ["-o", "-p %d" % port]
+        began = time.monotonic()
+        rc, out, err = self._run(argv)
+        if rc != 0:
+            raise OperationError("the server of %s did not start on port %d: %s\nlast lines of %s:\n%s"
+                                 % (self.spec.data_dir, port, (err or out).strip(), self.log_file,
+                                    log_tail(self.log_file)),
+                                 "correct the cause named in the log and start again")
+        self.wait_accepting(port, max(1.0, timeout - (time.monotonic() - began)))
+        info = self.postmaster()
+        return info["pid"] if info else None
+
+    def wait_accepting(self, port, timeout):
+        """Wait until a connection on ``port`` gets past the startup phase (pg_isready's meaning of ready)."""
+        if not self.accepting(port, timeout):
+            raise OperationError("the server of %s runs but did not accept connections on port %d within %d s\n"
+                                 "last lines of %s:\n%s" % (self.spec.data_dir, port, timeout, self.log_file,
+                                                            log_tail(self.log_file)),
+                                 "look for recovery still in progress in the log, or raise timeout")
+
+    def stop(self, mode="fast", timeout=60):
+        """Stop the server (smart waits for sessions to end, fast ends them, immediate skips the checkpoint)."""
+        self.check_owner()
+        info = self.postmaster()
+        if info is None:
+            return dict(changed=False, msg="the server is not running")
+        if self.module.check_mode:
+            return dict(changed=True, msg="would stop the server (pid %d, %s mode)" % (info["pid"], mode))
+        rc, out, err = self._run([self._bin("pg_ctl"), "stop", "-D", self.spec.data_dir, "-m", mode,
+                                  "-w", "-t", str(int(timeout))])
+        if rc != 0 and self.postmaster() is not None:
+            raise OperationError(
+                "the server of %s did not stop within %d s in %s mode: %s%s"
+                % (self.spec.data_dir, timeout, mode, (err or out).strip(),
+                   "; it goes on shutting down and refuses new connections meanwhile" if mode == "smart" else ""),
+                "smart mode waits for every session to end: stop with mode=fast (ends them), or raise timeout")
+        return dict(changed=True, msg="stopped the server (pid %d, %s mode)" % (info["pid"], mode))
+
+    def restart(self, port=None, mode="fast", timeout=60):
+        self.check_owner()
+        self._require_data_dir()
+        info = self.postmaster()
+        target = port or self.configured_port()
+        if target:
+            self._check_port_free(target)
+        if self.module.check_mode:
+            return dict(changed=True, port=target, restarted=bool(info),
+                        msg="would %s on port %s" % ("restart" if info else "start", target))
+        if info:
+            self.stop(mode, timeout)
+        result = self.start(port, timeout)
+        result.update(changed=True, restarted=bool(info),
+                      msg="%s on port %d" % ("restarted" if info else "started", result["port"]))
+        return result
+
+    def reload(self):
+        """Make a running server read its configuration files again (SIGHUP); False when it is not running."""
+        if self.postmaster() is None:
+            return False
+        if self.module.check_mode:
+            return True
+        rc, out, err = self._run([self._bin("pg_ctl"), "reload", "-D", self.spec.data_dir])
+        if rc != 0:
+            raise OperationError("reloading the server of %s failed: %s" % (self.spec.data_dir, (err or out).strip()),
+                                 "check that the server runs and its configuration loads")
+        return True
+
+    def connect(self, dbname=None, port=None):
+        info = self.postmaster()
+        return pg_connect(self.spec, dbname=dbname, port=port or (info["port"] if info else None))

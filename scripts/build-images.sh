@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Build the test-host image from scratch: debootstrap Debian 12 -> docker import -> Dockerfile.
+# Both images are tagged by a hash of their recipe, so a second run only checks the tags.
+# Prints the test-host image name (also tagged fleetdb-test/pghost:latest).
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$0")/lib.sh"
+MIRROR="${FLEETDB_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+recipe_base="$(printf 'bookworm minbase %s v1' "$MIRROR" | sha256sum | cut -c1-12)"
+base="fleetdb-test/debian12-base:$recipe_base"
+pghost="fleetdb-test/pghost:$(printf '%s %s' "$recipe_base" "$(hash_of "$FLEETDB_ROOT/tests/images/pghost/Dockerfile")" | sha256sum | cut -c1-12)"
+
+if ! docker image inspect "$base" >/dev/null 2>&1; then
+  log "building $base with debootstrap (about a minute)"
+  rootfs="$(mktemp -d /var/tmp/fleetdb-rootfs.XXXXXX)"
+  trap 'rm -rf "$rootfs"' EXIT
+  debootstrap --variant=minbase bookworm "$rootfs" "$MIRROR" >"$FLEETDB_CACHE/debootstrap.log" 2>&1 \
+    || { tail -20 "$FLEETDB_CACHE/debootstrap.log" >&2; die "debootstrap failed (log: $FLEETDB_CACHE/debootstrap.log)"; }
+  echo "deb $MIRROR bookworm-updates main" >> "$rootfs/etc/apt/sources.list"
+  rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+  tar -C "$rootfs" -c . | docker import --change 'CMD ["/bin/bash"]' - "$base" >/dev/null
+fi
+
+if ! docker image inspect "$pghost" >/dev/null 2>&1; then
+  log "building $pghost"
+  docker build --quiet --network host --build-arg BASE="$base" -t "$pghost" \
+    "$FLEETDB_ROOT/tests/images/pghost" >/dev/null
+fi
+docker tag "$pghost" fleetdb-test/pghost:latest
+echo "$pghost"

@@ -1,0 +1,20 @@
+"""Every Molecule scenario, run whole (create, converge, idempotence, verify, destroy)."""
+import glob
+import os
+import subprocess
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.path.join(ROOT, ".venv", "bin")
+SCENARIOS = sorted(os.path.basename(os.path.dirname(p)) for p in glob.glob(os.path.join(ROOT, "molecule", "*", "molecule.yml")))
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_molecule_scenario(scenario):
+    env = dict(os.environ, PATH=BIN + os.pathsep + os.environ["PATH"], ANSIBLE_NOCOLOR="1", NO_COLOR="1",
+               ANSIBLE_FORCE_COLOR="0", PY_COLORS="0")
+    proc = subprocess.run([os.path.join(BIN, "molecule"), "test", "-s", scenario], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=2400, check=False)
+    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if "Found installed collection" not in line]
+    assert proc.returncode == 0, "\n".join(lines[-150:])

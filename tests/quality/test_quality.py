@@ -1,0 +1,51 @@
+"""The collection as Ansible sees it: lint, sanity, documentation, packaging."""
+import glob
+import os
+import subprocess
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.path.join(ROOT, ".venv", "bin")
+MODULES = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(ROOT, "plugins", "modules", "*.py")))
+
+
+def run(argv, **kwargs):
+    env = dict(os.environ, PATH=BIN + os.pathsep + os.environ["PATH"], ANSIBLE_NOCOLOR="1",
+               ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"))
+    return subprocess.run(argv, cwd=kwargs.pop("cwd", ROOT), env=env, capture_output=True, text=True, **kwargs, check=False)
+
+
+def test_ansible_lint_production_profile_reports_nothing():
+    proc = run([os.path.join(BIN, "ansible-lint"), "--profile", "production", "--offline", "--nocolor"])
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
+
+
+def test_ansible_test_sanity_reports_nothing():
+    proc = run(["bash", "scripts/sanity.sh"], timeout=1200)
+    errors = [line for line in (proc.stdout + proc.stderr).splitlines() if line.startswith(("ERROR", "FATAL"))]
+    assert proc.returncode == 0, "\n".join(errors) or proc.stdout[-5000:] + proc.stderr[-5000:]
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_ansible_doc_renders(module):
+    proc = run([os.path.join(BIN, "ansible-doc"), "fleetdb.online_upgrade." + module])
+    assert proc.returncode == 0 and "EXAMPLES" in proc.stdout and "RETURN VALUES" in proc.stdout, proc.stderr
+    assert "[WARNING]" not in proc.stderr, proc.stderr
+
+
+def test_collection_builds_installs_and_documents_its_modules(tmp_path):
+    proc = run([os.path.join(BIN, "ansible-galaxy"), "collection", "build", "--output-path", str(tmp_path)])
+    assert proc.returncode == 0, proc.stderr
+    tarball = glob.glob(str(tmp_path / "fleetdb-online_upgrade-*.tar.gz"))[0]
+    assert os.path.getsize(tarball) < 2 * 1024 * 1024, "build_ignore lets caches into the tarball"
+    target = tmp_path / "collections"
+    # Away from this checkout's ansible.cfg, which points at the working tree.
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(target), ANSIBLE_CONFIG=str(tmp_path / "none.cfg"))
+    proc = subprocess.run([os.path.join(BIN, "ansible-galaxy"), "collection", "install", "--offline", "--force",
+                           "-p", str(target), tarball], env=env, capture_output=True, text=True, cwd=str(tmp_path), check=False)
+    assert proc.returncode == 0, proc.stderr
+    proc = subprocess.run([os.path.join(BIN, "ansible-doc"), "-t", "module", "-l", "fleetdb.online_upgrade"],
+                          env=env, capture_output=True, text=True, cwd=str(tmp_path), check=False)
+    listed = proc.stdout
+    assert all("fleetdb.online_upgrade." + m in listed for m in MODULES), listed + proc.stderr
