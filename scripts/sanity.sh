@@ -3,7 +3,8 @@
 # (ansible-test insists on that path). Extra arguments go to ansible-test.
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
-tree="$FLEETDB_CACHE/sanity/ansible_collections/fleetdb/online_upgrade"
+# Outside the checkout (ansible-test skips files git ignores), one tree per checkout.
+tree="$FLEETDB_CACHE/sanity/$(printf %s "$FLEETDB_ROOT" | sha256sum | cut -c1-8)/ansible_collections/fleetdb/online_upgrade"
 rm -rf "$tree" && mkdir -p "$tree"
 cd "$FLEETDB_ROOT" || exit 1
 git ls-files -co --exclude-standard -z | xargs -0 cp --parents -t "$tree"

@@ -35,11 +35,14 @@ class OperationError(Exception):
 
 
 def parse_version(text):
-    """'postgres (PostgreSQL) 16.15 (Debian 16.15-1)' -> (16, 15); None when there is no version."""
+    """'postgres (PostgreSQL) 16.15 (Debian 16.15-1)' -> (16, 15), '18' -> (18,); None when there is no version."""
     match = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", text or "")
     if not match:
         match = re.search(r"(\d+)(?:devel|beta|rc)", text or "")
-        return (int(match.group(1)), 0) if match else None
+        if match:
+            return (int(match.group(1)), 0)
+        match = re.match(r"\s*(\d+)\s*$", text or "")
+        return (int(match.group(1)),) if match else None
     return tuple(int(part) for part in match.groups() if part is not None)
 
 
@@ -52,8 +55,26 @@ def user_ids(user):
     return entry.pw_uid, entry.pw_gid, entry.pw_dir
 
 
+def release_environment(binary):
+    """Environment a release's program needs to find its own shared libraries.
+
+    Relocatable binary distributions find libpq through ``$ORIGIN/../lib``, but the
+    libraries the server loads later (libpqwalreceiver for a subscription) carry the
+    build's prefix as RUNPATH.  With the release's lib directory on LD_LIBRARY_PATH the
+    server finds them wherever the release was unpacked.
+    """
+    lib_dir = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(binary))), "lib")
+    if os.path.exists(os.path.join(lib_dir, "libpq.so.5")):
+        return {"LD_LIBRARY_PATH": lib_dir}
+    return {}
+
+
 def run_as(module, user, argv, check_rc=False, **kwargs):
     """Run ``argv`` as ``user`` (via runuser when we are root and someone else)."""
+    if argv and os.path.isabs(argv[0]):
+        env = release_environment(argv[0])
+        env.update(kwargs.get("environ_update") or {})
+        kwargs["environ_update"] = env
     if user and os.geteuid() == 0 and user != "root":
         argv = ["runuser", "-u", user, "--"] + list(argv)
     return module.run_command(argv, check_rc=check_rc, **kwargs)

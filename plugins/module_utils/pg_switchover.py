@@ -212,6 +212,7 @@ class PostgresSwitchover(Switchover):
                                  % (self.new.data_dir, self.temporary_port),
                                  "start it with fleetdb.online_upgrade.server port=%d" % self.temporary_port)
         self._lift_stale_fence()
+        self._check_login_roles()
         for db in self.databases:
             old = self._old(db)
             new = self._new(db)
@@ -229,6 +230,31 @@ class PostgresSwitchover(Switchover):
         self._hba_file = self._old(self.databases[0]).scalar("SHOW hba_file")
         self._hba_original = read_text(self._hba_file)
         self._new_hba_file = self._new(self.databases[0]).scalar("SHOW hba_file")
+
+    def _login_roles(self, session):
+        """{role: password hash} of every role that can log in (hashes never leave this module)."""
+        return dict(session.query("SELECT rolname, coalesce(rolpassword, '') FROM pg_authid "
+                                  "WHERE rolcanlogin AND rolname <> $1", [self.replication_user]).rows)
+
+    def _check_login_roles(self):
+        """Roles are not replicated: a login role missing on the new server would lock its clients out."""
+        old_roles = self._login_roles(self._old(self.databases[0]))
+        new_roles = self._login_roles(self._new(self.databases[0]))
+        missing = sorted(set(old_roles) - set(new_roles))
+        if missing:
+            raise OperationError("login roles of the old server are missing on the new one: %s" % ", ".join(missing),
+                                 "create them on the new server (or run fleetdb.online_upgrade.migrate mode=create "
+                                 "and mode=restore again, which carries roles), then run again")
+
+    def _copy_role_passwords(self):
+        """Passwords changed on the old server since the migrate (role changes are not replicated)."""
+        old_roles = self._login_roles(self._old(self.databases[0]))
+        new = self._new(self.databases[0])
+        new_roles = self._login_roles(new)
+        changed = [name for name, secret in old_roles.items() if secret and new_roles.get(name) != secret]
+        for name in changed:
+            new.execute("ALTER ROLE %s PASSWORD %s" % (pgwire.quote_ident(name), pgwire.quote_literal(old_roles[name])))
+        self.report["role_passwords_copied"] = len(changed)
 
     def _check_subscription(self, db, new):
         rows = new.rows(
@@ -326,6 +352,8 @@ class PostgresSwitchover(Switchover):
             with self.timer.phase("sequences"):
                 for db in self.databases:
                     self._copy_sequences(db)
+            with self.timer.phase("roles"):
+                self._copy_role_passwords()
             if self.verify_row_counts:
                 with self.timer.phase("verify"):
                     for db in self.databases:

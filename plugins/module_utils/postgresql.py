@@ -10,6 +10,8 @@ __metaclass__ = type
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engine import Engine
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_install import PostgresInstaller
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_instance import PostgresInstance
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_migrate import PostgresMigrator
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_replication import PostgresReplication
 
 
 class PostgresEngine(Engine):
@@ -21,3 +23,9 @@ class PostgresEngine(Engine):
 
     def instance(self, module, spec):
         return PostgresInstance(module, spec)
+
+    def migrator(self, module, spec, tool_bin_dir=None):
+        return PostgresMigrator(module, spec, tool_bin_dir)
+
+    def replication(self, module, source, target, dbname, **options):
+        return PostgresReplication(module, source, target, dbname, **options)

@@ -4,6 +4,7 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_prefligh
 
 def test_parse_version_of_server_banners():
     assert parse_version("postgres (PostgreSQL) 16.15") == (16, 15)
+    assert parse_version("18") == (18,) and parse_version(" 18 ") == (18,)
     assert parse_version("postgres (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)") == (15, 18)
     assert parse_version("postgres (PostgreSQL) 19devel") == (19, 0)
     assert parse_version("no digits") is None

@@ -1,0 +1,134 @@
+"""Initial copy through the replication module's logic vs. pg_dump -Fc | pg_restore, same table, same run.
+
+Uses the cached binary tarballs (no Docker): two throw-away instances in a temp dir, run as the
+``postgres`` OS user when started as root.  Prints MB/s of both.
+  python3 bench/initial_copy.py [--rows 1000000] [--source 16] [--target 18] [--dist DIR]
+"""
+import argparse
+import glob
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests", "unit"))
+import conftest  # noqa: E402,F401 pylint: disable=unused-import
+
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engine import InstanceSpec  # noqa: E402
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_replication import PostgresReplication  # noqa: E402
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_session import connect  # noqa: E402
+
+OWNER = "postgres" if os.geteuid() == 0 else None
+
+
+class Module:
+    """The little of AnsibleModule the module_utils use."""
+    check_mode = False
+
+    def run_command(self, argv, check_rc=False, cwd=None, environ_update=None, **_kw):
+        env = dict(os.environ, **(environ_update or {}))
+        proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+        return proc.returncode, proc.stdout, proc.stderr
+
+    def warn(self, msg):
+        print("warning:", msg)
+
+    def log(self, msg):
+        pass
+
+
+def as_owner(argv):
+    return (["runuser", "-u", OWNER, "--"] if OWNER else []) + argv
+
+
+def sh(argv, **kw):
+    subprocess.run(as_owner(argv), check=True, **kw)
+
+
+def unpack(dist, major, work):
+    archive = glob.glob(os.path.join(dist, "postgresql-%s.*.tar.gz" % major))[0]
+    with tarfile.open(archive) as tar:
+        tar.extractall(work)
+    return glob.glob(os.path.join(work, "postgresql-%s.*" % major, "bin"))[0]
+
+
+def instance(work, bin_dir, name, port):
+    data = os.path.join(work, name)
+    sh([os.path.join(bin_dir, "initdb"), "-D", data, "-U", "postgres", "--auth-local=peer", "-E", "UTF8",
+        "--locale=C.UTF-8"], stdout=subprocess.DEVNULL)
+    with open(os.path.join(data, "postgresql.conf"), "a") as conf:
+        conf.write("wal_level = logical\nlisten_addresses = ''\nport = %d\nunix_socket_directories = '%s'\n"
+                   "shared_buffers = 256MB\nmax_wal_size = 4GB\n" % (port, os.path.join(work, "sock")))
+    sh([os.path.join(bin_dir, "pg_ctl"), "-D", data, "-l", data + ".log", "-w", "start"], stdout=subprocess.DEVNULL)
+    return InstanceSpec(data_dir=data, bin_dir=bin_dir, owner=OWNER or os.environ.get("USER"), port=port,
+                        socket_dir=os.path.join(work, "sock"), login_user="postgres", dbname="postgres")
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=1000000)
+    parser.add_argument("--source", default="16")
+    parser.add_argument("--target", default="18")
+    parser.add_argument("--dist", default="/var/cache/fleetdb-online-upgrade/dist")
+    args = parser.parse_args()
+    work = tempfile.mkdtemp(prefix="fleetdb-bench-")
+    os.chmod(work, 0o755)
+    os.makedirs(os.path.join(work, "sock"))
+    if OWNER:
+        shutil.chown(work, OWNER)
+        shutil.chown(os.path.join(work, "sock"), OWNER)
+    specs = []
+    try:
+        src_bin, tgt_bin = unpack(args.dist, args.source, work), unpack(args.dist, args.target, work)
+        src = instance(work, src_bin, "src", 6601)
+        specs.append(src)
+        tgt = instance(work, tgt_bin, "tgt", 6602)
+        specs.append(tgt)
+        ddl = "CREATE TABLE bench (id bigint PRIMARY KEY, k int, v text, t timestamptz)"
+        for spec, db in ((src, "app"), (tgt, "app"), (tgt, "dumped")):
+            session = connect(spec)
+            session.execute("CREATE DATABASE %s" % db)
+            session.close()
+        session = connect(src, dbname="app")
+        session.execute(ddl)
+        session.execute("INSERT INTO bench SELECT g, g %% 1000, md5(g::text) || repeat('x', 40), now() "
+                        "FROM generate_series(1, %d) g" % args.rows)
+        size = int(session.scalar("SELECT pg_table_size('bench')"))
+        session.close()
+        session = connect(tgt, dbname="app")
+        session.execute(ddl)
+        session.close()
+        mb = size / 1048576.0
+        print("table: %d rows, %.1f MB on PostgreSQL %s" % (args.rows, mb, args.source))
+
+        replication = PostgresReplication(Module(), src, tgt, "app", replication_password="bench-only",
+                                          timeout=3600)
+        began = time.monotonic()
+        replication.ensure("synced")
+        copy_seconds = time.monotonic() - began
+
+        dump = os.path.join(work, "bench.dump")
+        began = time.monotonic()
+        sh([os.path.join(tgt_bin, "pg_dump"), "-Fc", "-h", src.socket_dir, "-p", str(src.port), "-U", "postgres",
+            "-t", "bench", "-f", dump, "app"])
+        sh([os.path.join(tgt_bin, "pg_restore"), "-h", tgt.socket_dir, "-p", str(tgt.port), "-U", "postgres",
+            "--no-acl", "--no-owner", "-d", "dumped", dump])
+        dump_seconds = time.monotonic() - began
+        replication.ensure("absent")
+        print("initial copy (replication, subscription created -> all tables ready): %.1f s, %.1f MB/s"
+              % (copy_seconds, mb / copy_seconds))
+        print("pg_dump -Fc | pg_restore:                                              %.1f s, %.1f MB/s"
+              % (dump_seconds, mb / dump_seconds))
+    finally:
+        for spec in specs:
+            subprocess.run(as_owner([os.path.join(spec.bin_dir, "pg_ctl"), "-D", spec.data_dir, "-m", "immediate",
+                                     "stop"]), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

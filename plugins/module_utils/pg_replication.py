@@ -1,0 +1,566 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, fleetdb contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Logical replication from the old server (source) to the new one (target) for one database.
+
+Names: publication and slot on the source and subscription on the target are all
+``subscription_name(name, dbname, databases)`` (what the switchover module expects).
+The publication lists the tables explicitly (not FOR ALL TABLES) so that a table created
+later without a key never makes UPDATE or DELETE fail on the source.
+The replication role gets LOGIN REPLICATION, CONNECT, USAGE and SELECT only.  Its
+password goes to the server as a SCRAM verifier computed here and, for the target's
+walreceiver, into a passfile only the target's owner reads; the subscription's conninfo
+names the passfile, never the password.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import base64
+import hashlib
+import hmac
+import os
+import threading
+import time
+
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import pgwire
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import (
+    OperationError, read_text, user_ids, write_file)
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engine import Replication
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_session import connect
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_switchover import subscription_name
+
+HBA_BEGIN = "# BEGIN fleetdb.online_upgrade replication"
+HBA_END = "# END fleetdb.online_upgrade replication"
+SYNC_WORKERS = 2  # max_sync_workers_per_subscription's default: slots and senders of the initial copy
+
+TABLES_SQL = """
+SELECT n.nspname AS schema, c.relname AS name, c.relreplident::text AS identity,
+       EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) AS has_pk,
+       EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisreplident) AS has_ri_index
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('r', 'p') AND c.relpersistence = 'p' AND NOT c.relispartition
+   AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') AND n.nspname NOT LIKE 'pg_temp%'
+ ORDER BY 1, 2
+"""
+
+
+def qualified(schema, table):
+    return "%s.%s" % (pgwire.quote_ident(schema), pgwire.quote_ident(table))
+
+
+def tables_without_key(tables):
+    """Tables whose UPDATE/DELETE would fail once published: no usable replica identity."""
+    bad = []
+    for t in tables:
+        usable = (t["identity"] == "f" or (t["identity"] == "d" and t["has_pk"] in ("t", True))
+                  or (t["identity"] == "i" and t["has_ri_index"] in ("t", True)))
+        if not usable:
+            bad.append("%s.%s" % (t["schema"], t["name"]))
+    return bad
+
+
+def conninfo(socket_dir, port, dbname, user, passfile, application_name):
+    def value(v):
+        return "'" + str(v).replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return " ".join("%s=%s" % (k, value(v)) for k, v in (
+        ("host", socket_dir), ("port", port), ("dbname", dbname), ("user", user), ("passfile", passfile),
+        ("application_name", application_name)))
+
+
+def passfile_line(port, user, password):
+    def esc(v):
+        return str(v).replace("\\", "\\\\").replace(":", "\\:")
+    return "*:%s:*:%s:%s" % (port, esc(user), esc(password))
+
+
+def with_passfile_line(text, port, user, password):
+    """The passfile text with the line for (port, user) set to ``password``."""
+    prefix = "*:%s:*:%s:" % (port, user.replace("\\", "\\\\").replace(":", "\\:"))
+    lines = [line for line in (text or "").splitlines() if line and not line.startswith(prefix)]
+    return "\n".join(lines + [passfile_line(port, user, password)]) + "\n"
+
+
+def hba_lines(user, dbname):
+    return ["local   %s   %s   scram-sha-256" % (dbname, user),
+            "host    %s   %s   127.0.0.1/32   scram-sha-256" % (dbname, user),
+            "host    %s   %s   ::1/128   scram-sha-256" % (dbname, user)]
+
+
+def with_hba_lines(text, user, dbname):
+    """pg_hba.conf with our block (in front of every other rule) holding the lines for ``user`` and ``dbname``."""
+    text = text or ""
+    if HBA_BEGIN in text:
+        head, rest = text.split(HBA_BEGIN, 1)
+        block, tail = rest.split(HBA_END, 1)
+        existing = [line for line in block.strip("\n").splitlines() if line.strip()]
+    else:
+        head, tail, existing = "", "\n" + text if text else "\n", []
+    lines = existing + [line for line in hba_lines(user, dbname) if line not in existing]
+    return head + HBA_BEGIN + "\n" + "\n".join(lines) + "\n" + HBA_END + tail
+
+
+def scram_verifier(password, salt=None, iterations=4096):
+    """SCRAM-SHA-256 verifier as PostgreSQL stores it, so the plain password never reaches the server."""
+    salt = salt if salt is not None else os.urandom(16)
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
+    stored_key = hashlib.sha256(client_key).digest()
+    server_key = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
+    encoded = [base64.b64encode(data).decode() for data in (salt, stored_key, server_key)]
+    return "SCRAM-SHA-256$%d:%s$%s:%s" % (iterations, encoded[0], encoded[1], encoded[2])
+
+
+def verifier_matches(verifier, password):
+    try:
+        head, _keys = verifier.split("$", 2)[1:]
+        iterations, salt = head.split(":")
+        return scram_verifier(password, base64.b64decode(salt), int(iterations)) == verifier
+    except (AttributeError, ValueError):
+        return False
+
+
+def hash_sql(table):
+    """Row count and an order-independent hash of every row (no sort, no 1 GB string limit):
+    md5 over the count and the sums of both halves of each row's md5."""
+    return ("SELECT count(*)::text, md5(count(*)::text || ':' || "
+            "coalesce(sum(('x' || substr(h, 1, 16))::bit(64)::bigint), 0)::text || ':' || "
+            "coalesce(sum(('x' || substr(h, 17, 16))::bit(64)::bigint), 0)::text) "
+            "FROM (SELECT md5(t::text) AS h FROM %s AS t) AS rows" % table)
+
+
+def capacity_problems(settings, used, needed):
+    """[message] for every setting whose free capacity is below ``needed``.  settings/used/needed: name -> int."""
+    problems = []
+    for name in sorted(needed):
+        if name not in settings:
+            continue
+        free = settings[name] - used.get(name, 0)
+        if free < needed[name]:
+            problems.append("%s = %d with %d in use, %d more needed (set it to at least %d)"
+                            % (name, settings[name], used.get(name, 0), needed[name], used.get(name, 0) + needed[name]))
+    return problems
+
+
+class PostgresReplication(Replication):
+    def __init__(self, module, source, target, dbname, name="fleetdb_upgrade", databases=None,
+                 replication_user="fleetdb_replicator", replication_password=None, tables_without_key="fail",
+                 copy_data=True, existing_slot=False, timeout=3600, max_lag_bytes=None, passfile=None):
+        self.module = module
+        self.source = source
+        self.target = target
+        self.dbname = dbname
+        self.name = subscription_name(name, dbname, databases or [dbname])
+        self.user = replication_user
+        self.password = replication_password
+        self.tables_without_key = tables_without_key
+        self.copy_data = copy_data
+        self.existing_slot = existing_slot
+        self.timeout = timeout
+        self.max_lag_bytes = max_lag_bytes
+        self.passfile = passfile or os.path.join(os.path.dirname(os.path.abspath(target.data_dir)),
+                                                 "fleetdb_replication.pgpass")
+        self.result = dict(changed=False, name=self.name, dbname=dbname, actions=[])
+        self._src = None
+        self._tgt = None
+
+    # -- sessions ---------------------------------------------------------------
+    def src(self):
+        if self._src is None:
+            self._src = connect(self.source, dbname=self.dbname)
+        return self._src
+
+    def tgt(self):
+        if self._tgt is None:
+            self._tgt = connect(self.target, dbname=self.dbname)
+        return self._tgt
+
+    def close(self):
+        for session in (self._src, self._tgt):
+            if session is not None:
+                session.close()
+        self._src = self._tgt = None
+
+    def _act(self, what, func=None):
+        """Record an action (text without secrets) and run it unless in check mode."""
+        self.result["changed"] = True
+        self.result["actions"].append(what)
+        if func is not None and not self.module.check_mode:
+            func()
+
+    # -- states -----------------------------------------------------------------
+    def ensure(self, state):
+        try:
+            if state == "absent":
+                self.absent()
+            elif state in ("paused", "started"):
+                self.enable(state == "started")
+            else:
+                self.present()
+                if state == "synced" and not self.module.check_mode:
+                    self.wait_synced()
+            if state != "absent":
+                self.result.update(self.status())
+            self.result["state"] = state
+            return self.result
+        finally:
+            self.close()
+
+    def subscription(self):
+        rows = self.tgt().rows("SELECT oid::text AS oid, subenabled AS enabled, subslotname AS slot "
+                               "FROM pg_subscription WHERE subname = $1 AND subdbid = (SELECT oid FROM pg_database "
+                               "WHERE datname = current_database())", [self.name])
+        return rows[0] if rows else None
+
+    def present(self):
+        if self.subscription() is not None:
+            self._ensure_tables_published()
+            return
+        self._preflight()
+        tables = self._prepare_tables()
+        self._ensure_role(tables)
+        self._ensure_hba()
+        self._ensure_passfile()
+        if self.module.check_mode:
+            self._act("create publication %s, slot %s and subscription %s (%d tables)"
+                      % (self.name, self.name, self.name, len(tables)))
+            return
+        try:
+            self._check_login()
+            self._create(tables)
+        except Exception:
+            # Never leave a slot behind: it would keep WAL on the source forever.
+            self.result["cleanup_after_failure"] = True
+            self.absent()
+            raise
+
+    def _preflight(self):
+        src, tgt = self.src(), self.tgt()
+        problems = []
+        if src.scalar("SHOW wal_level") != "logical":
+            problems.append("wal_level on the source is %s, logical is needed" % src.scalar("SHOW wal_level"))
+        slot_exists = src.scalar("SELECT 1 FROM pg_replication_slots WHERE slot_name = $1", [self.name]) is not None
+        if slot_exists and not self.existing_slot:
+            raise OperationError("the source already has a replication slot %s" % self.name,
+                                 "drop it with state=absent, or set existing_slot: true to subscribe to it")
+        if self.existing_slot and not slot_exists:
+            raise OperationError("existing_slot is set but the source has no slot %s" % self.name,
+                                 "create the slot, or unset existing_slot")
+        settings = dict((r[0], int(r[1])) for r in src.execute(
+            "SELECT name, setting FROM pg_settings WHERE name IN ('max_replication_slots', 'max_wal_senders')").rows)
+        used = dict(max_replication_slots=int(src.scalar("SELECT count(*) FROM pg_replication_slots")),
+                    max_wal_senders=int(src.scalar("SELECT count(*) FROM pg_stat_replication")))
+        needed = dict(max_replication_slots=(0 if slot_exists else 1) + SYNC_WORKERS, max_wal_senders=1 + SYNC_WORKERS)
+        problems += ["source: " + p for p in capacity_problems(settings, used, needed)]
+        settings = dict((r[0], int(r[1])) for r in tgt.execute(
+            "SELECT name, setting FROM pg_settings WHERE name IN ('max_logical_replication_workers', "
+            "'max_worker_processes', 'max_replication_slots', 'max_active_replication_origins')").rows)
+        workers = int(tgt.scalar("SELECT count(*) FROM pg_stat_activity WHERE backend_type LIKE 'logical replication%'"
+                                 " AND backend_type <> 'logical replication launcher'"))
+        origins = int(tgt.scalar("SELECT count(*) FROM pg_replication_origin"))
+        origin_setting = ("max_active_replication_origins" if "max_active_replication_origins" in settings
+                          else "max_replication_slots")
+        used = {"max_logical_replication_workers": workers, "max_worker_processes": workers + 1, origin_setting: origins}
+        needed = {"max_logical_replication_workers": 2, "max_worker_processes": 2, origin_setting: 1}
+        problems += ["target: " + p for p in capacity_problems(settings, used, needed)]
+        if problems:
+            raise OperationError("replication cannot start: " + "; ".join(problems),
+                                 "set these with fleetdb.online_upgrade.instance settings={...} on the server named, "
+                                 "then restart it (fleetdb.online_upgrade.server state=restarted): they only take "
+                                 "effect at server start. Nothing was changed", problems=problems)
+
+    def _prepare_tables(self):
+        tables = self.src().rows(TABLES_SQL)
+        bad = tables_without_key(tables)
+        if bad and self.tables_without_key != "replica_identity_full":
+            raise OperationError(
+                "tables without a primary key or replica identity cannot be published (UPDATE and DELETE on them "
+                "would fail on the source): %s" % ", ".join(bad),
+                "add a primary key to each, or set tables_without_key: replica_identity_full (ALTER TABLE ... "
+                "REPLICA IDENTITY FULL: every update then logs the whole old row, and the target finds rows by a "
+                "full scan)", tables_without_key=bad)
+        for name in bad:
+            schema, table = name.split(".", 1)
+            sql = "ALTER TABLE %s REPLICA IDENTITY FULL" % qualified(schema, table)
+            self._act(sql, lambda sql=sql: self.src().execute(sql))
+        self.result["tables_replica_identity_full"] = bad
+        return [(t["schema"], t["name"]) for t in tables]
+
+    def _ensure_role(self, tables):
+        if not self.password:
+            raise OperationError("replication_password is required to set up replication",
+                                 "pass replication_password (it is never logged or returned)")
+        src = self.src()
+        row = src.rows("SELECT rolpassword AS password, rolreplication AS replication, rolcanlogin AS login "
+                       "FROM pg_authid WHERE rolname = $1", [self.user])
+        role = pgwire.quote_ident(self.user)
+        if not row:
+            self._act("CREATE ROLE %s LOGIN REPLICATION PASSWORD <scram verifier>" % role, lambda: src.execute(
+                "CREATE ROLE %s LOGIN REPLICATION PASSWORD %s" % (role, pgwire.quote_literal(
+                    scram_verifier(self.password)))))
+        else:
+            if row[0]["replication"] != "t" or row[0]["login"] != "t":
+                self._act("ALTER ROLE %s LOGIN REPLICATION" % role,
+                          lambda: src.execute("ALTER ROLE %s LOGIN REPLICATION" % role))
+            if not verifier_matches(row[0]["password"], self.password):
+                self._act("ALTER ROLE %s PASSWORD <scram verifier>" % role, lambda: src.execute(
+                    "ALTER ROLE %s PASSWORD %s" % (role, pgwire.quote_literal(scram_verifier(self.password)))))
+        self._grant(tables)
+
+    def _grant(self, tables):
+        src = self.src()
+        db = pgwire.quote_ident(self.dbname)
+        role = pgwire.quote_ident(self.user)
+        exists = src.scalar("SELECT 1 FROM pg_roles WHERE rolname = $1", [self.user]) is not None
+
+        def lacks(sql, params):
+            return not exists or src.scalar(sql, params) != "t"
+        if lacks("SELECT has_database_privilege($1, current_database(), 'CONNECT')::text", [self.user]):
+            self._act("GRANT CONNECT ON DATABASE %s TO %s" % (db, role),
+                      lambda: src.execute("GRANT CONNECT ON DATABASE %s TO %s" % (db, role)))
+        for schema in sorted(set(s for s, _t in tables)):
+            if lacks("SELECT has_schema_privilege($1, $2, 'USAGE')::text", [self.user, schema]):
+                sql = "GRANT USAGE ON SCHEMA %s TO %s" % (pgwire.quote_ident(schema), role)
+                self._act(sql, lambda sql=sql: src.execute(sql))
+        for schema, table in tables:
+            if lacks("SELECT has_table_privilege($1, $2, 'SELECT')::text", [self.user, qualified(schema, table)]):
+                sql = "GRANT SELECT ON %s TO %s" % (qualified(schema, table), role)
+                self._act(sql, lambda sql=sql: src.execute(sql))
+
+    def _ensure_hba(self):
+        hba_file = self.src().scalar("SHOW hba_file")
+        before = read_text(hba_file) or ""
+        after = with_hba_lines(before, self.user, self.dbname)
+        if before == after:
+            return
+        changed, diff = write_file(self.module, hba_file, after, owner=self.source.owner, mode=0o600)
+        self.result.setdefault("diff", []).append(diff)
+        self._act("add the replication role's lines to %s and reload" % hba_file,
+                  lambda: self.src().execute("SELECT pg_reload_conf()"))
+        if not self.module.check_mode:
+            time.sleep(0.2)  # the postmaster reloads asynchronously
+            errors = self.src().rows("SELECT line_number, error FROM pg_hba_file_rules WHERE error IS NOT NULL")
+            if errors:
+                raise OperationError("%s has errors after adding the replication lines: %s" % (hba_file, errors),
+                                     "fix the file by hand")
+
+    def _ensure_passfile(self):
+        before = read_text(self.passfile)
+        after = with_passfile_line(before, self.source.port, self.user, self.password)
+        if before != after:
+            write_file(self.module, self.passfile, after, owner=self.target.owner, mode=0o600)
+            self._act("write the replication password to %s (mode 0600, owner %s)" % (self.passfile, self.target.owner))
+        elif os.path.exists(self.passfile) and os.stat(self.passfile).st_mode & 0o077:
+            self._act("chmod 0600 %s" % self.passfile, lambda: os.chmod(self.passfile, 0o600))
+        if os.path.exists(self.passfile) and os.geteuid() == 0:
+            uid = user_ids(self.target.owner)[0]
+            if os.stat(self.passfile).st_uid != uid:
+                self._act("chown %s %s" % (self.target.owner, self.passfile),
+                          lambda: os.chown(self.passfile, uid, -1))
+
+    def _check_login(self):
+        """Log in as the replication role the way the target will, so a refusal shows here, clearly."""
+        try:
+            pgwire.Connection(host=self.source.socket_dir, port=self.source.port, user=self.user,
+                              dbname=self.dbname, password=self.password).close()
+        except pgwire.PgError as exc:
+            raise OperationError("the replication role %s cannot log in to the source: %s" % (self.user, exc),
+                                 "check pg_hba.conf of the source (the lines between '%s' and '%s' must come "
+                                 "before any rule that matches %s)" % (HBA_BEGIN, HBA_END, self.user))
+
+    def _create(self, tables):
+        src, tgt = self.src(), self.tgt()
+        pub = pgwire.quote_ident(self.name)
+        if src.scalar("SELECT 1 FROM pg_publication WHERE pubname = $1", [self.name]) is None:
+            listed = ", ".join(qualified(s, t) for s, t in tables)
+            sql = "CREATE PUBLICATION %s FOR TABLE %s" % (pub, listed) if tables else "CREATE PUBLICATION %s" % pub
+            self._act("CREATE PUBLICATION %s (%d tables)" % (pub, len(tables)), lambda: src.execute(sql))
+        else:
+            self._ensure_tables_published(tables, refresh=False)
+        info = conninfo(self.source.socket_dir, self.source.port, self.dbname, self.user, self.passfile, self.name)
+        options = "copy_data = %s, create_slot = %s, slot_name = %s" % (
+            str(self.copy_data).lower(), str(not self.existing_slot).lower(), pgwire.quote_literal(self.name))
+        self._act("CREATE SUBSCRIPTION %s CONNECTION <passfile %s> PUBLICATION %s WITH (%s)"
+                  % (pub, self.passfile, pub, options),
+                  lambda: tgt.execute("CREATE SUBSCRIPTION %s CONNECTION %s PUBLICATION %s WITH (%s)"
+                                      % (pub, pgwire.quote_literal(info), pub, options)))
+
+    def _ensure_tables_published(self, tables=None, refresh=True):
+        """Tables created on the source since the publication (and that exist on the target) join it."""
+        src = self.src()
+        if src.scalar("SELECT puballtables::text FROM pg_publication WHERE pubname = $1", [self.name]) != "false":
+            return
+        if tables is None:
+            tables = [(t["schema"], t["name"]) for t in src.rows(TABLES_SQL)
+                      if not tables_without_key([t])]
+        published = set(tuple(r) for r in src.query(
+            "SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = $1", [self.name]).rows)
+        missing = [st for st in tables if st not in published
+                   and self.tgt().scalar("SELECT to_regclass($1)::text", [qualified(*st)]) is not None]
+        for schema, table in missing:
+            sql = "ALTER PUBLICATION %s ADD TABLE %s" % (pgwire.quote_ident(self.name), qualified(schema, table))
+            self._act(sql, lambda sql=sql: src.execute(sql))
+        if missing and refresh:
+            self._grant(missing)
+            sql = "ALTER SUBSCRIPTION %s REFRESH PUBLICATION" % pgwire.quote_ident(self.name)
+            self._act(sql, lambda: self.tgt().execute(sql))
+
+    def enable(self, enabled):
+        sub = self.subscription()
+        if sub is None:
+            raise OperationError("database %s on the target has no subscription %s" % (self.dbname, self.name),
+                                 "create it first with state=present or state=synced")
+        if (sub["enabled"] == "t") != enabled:
+            sql = "ALTER SUBSCRIPTION %s %s" % (pgwire.quote_ident(self.name), "ENABLE" if enabled else "DISABLE")
+            self._act(sql, lambda: self.tgt().execute(sql))
+
+    def absent(self):
+        sub = None
+        try:
+            sub = self.subscription()
+        except OperationError as exc:
+            self.module.warn("target unreachable, no subscription dropped there: %s" % exc)
+        slots = [self.name]
+        if sub is not None:
+            name = pgwire.quote_ident(self.name)
+            tgt = self.tgt()
+
+            def drop():
+                # Detached from its slot first, the drop never needs the source.
+                tgt.execute("ALTER SUBSCRIPTION %s DISABLE" % name)
+                tgt.execute("ALTER SUBSCRIPTION %s SET (slot_name = NONE)" % name)
+                tgt.execute("DROP SUBSCRIPTION %s" % name)
+            slots.append("pg_%s_sync_%%" % sub["oid"])
+            self._act("DROP SUBSCRIPTION %s" % name, drop)
+        try:
+            src = self.src()
+        except OperationError as exc:
+            self.result["slot_left_on_source"] = self.name
+            self.module.warn("the source is unreachable: drop slot %s there when it is back "
+                             "(SELECT pg_drop_replication_slot('%s')): %s" % (self.name, self.name, exc))
+            return
+        for slot in src.query("SELECT slot_name FROM pg_replication_slots WHERE slot_name = $1 "
+                              "OR slot_name LIKE $2", [slots[0], slots[-1] if len(slots) > 1 else slots[0]]).rows:
+            self._act("drop slot %s on the source" % slot[0], lambda slot=slot[0]: self._drop_slot(slot))
+        if src.scalar("SELECT 1 FROM pg_publication WHERE pubname = $1", [self.name]) is not None:
+            sql = "DROP PUBLICATION %s" % pgwire.quote_ident(self.name)
+            self._act(sql, lambda: src.execute(sql))
+
+    def _drop_slot(self, slot):
+        src = self.src()
+        deadline = time.monotonic() + 30
+        while True:
+            pid = src.scalar("SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1", [slot])
+            if pid is None:
+                break
+            src.query("SELECT pg_terminate_backend($1::int)", [pid])
+            if time.monotonic() > deadline:
+                raise OperationError("slot %s stays in use by pid %s" % (slot, pid), "check the source's log")
+            time.sleep(0.05)
+        src.query("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1", [slot])
+
+    # -- waiting and status ----------------------------------------------------------
+    def status(self):
+        sub = self.subscription()
+        if sub is None:
+            return dict(exists=False, tables_total=0, tables_ready=0, lag_bytes=None, lag_seconds=None)
+        counts = self.tgt().query("SELECT count(*), count(*) FILTER (WHERE srsubstate = 'r'), "
+                                  "coalesce(array_agg(srrelid::regclass::text) FILTER (WHERE srsubstate <> 'r'), "
+                                  "'{}')::text FROM pg_subscription_rel WHERE srsubid = $1::oid", [sub["oid"]]).rows[0]
+        result = dict(exists=True, enabled=sub["enabled"] == "t", slot=sub["slot"], tables_total=int(counts[0]),
+                      tables_ready=int(counts[1]), tables_copying=[t for t in counts[2].strip("{}").split(",") if t],
+                      lag_bytes=None, lag_seconds=None)
+        try:
+            lag = self.src().query(
+                "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), s.confirmed_flush_lsn)::bigint, "
+                "       extract(epoch FROM r.replay_lag)::float8 "
+                "  FROM pg_replication_slots s LEFT JOIN pg_stat_replication r ON r.pid = s.active_pid "
+                " WHERE s.slot_name = $1", [sub["slot"] or self.name]).rows
+        except OperationError:
+            lag = []
+        if lag:
+            result["lag_bytes"] = int(lag[0][0]) if lag[0][0] is not None else None
+            result["lag_seconds"] = float(lag[0][1]) if lag[0][1] is not None else 0.0
+        progress = self.tgt().scalar("SELECT coalesce(sum(bytes_processed), 0)::bigint FROM pg_stat_progress_copy "
+                                     "WHERE datname = current_database()")
+        result["bytes_copying"] = int(progress or 0)
+        return result
+
+    def wait_synced(self):
+        began = time.monotonic()
+        goal = self.src().scalar("SELECT pg_current_wal_lsn()::text")
+        last_report = began
+        self.result["progress"] = []
+        while True:
+            status = self.status()
+            elapsed = round(time.monotonic() - began, 1)
+            ready = status["tables_ready"] == status["tables_total"]
+            if ready:
+                confirmed = self.src().scalar(
+                    "SELECT (confirmed_flush_lsn >= $2::pg_lsn)::text FROM pg_replication_slots WHERE slot_name = $1",
+                    [status["slot"] or self.name, goal])
+                within = self.max_lag_bytes is not None and status["lag_bytes"] is not None \
+                    and status["lag_bytes"] <= self.max_lag_bytes
+                if confirmed == "true" or within:
+                    self.result.update(elapsed=elapsed, synced_lsn=goal)
+                    return
+            if time.monotonic() - last_report >= 10:
+                last_report = time.monotonic()
+                line = dict(elapsed=elapsed, tables_ready=status["tables_ready"], tables_total=status["tables_total"],
+                            bytes_copying=status["bytes_copying"], lag_bytes=status["lag_bytes"])
+                self.result["progress"].append(line)
+                self.module.log("fleetdb replication %s: %s" % (self.name, line))
+            if elapsed > self.timeout:
+                errors = self._worker_errors()
+                raise OperationError(
+                    "replication %s did not reach sync within %d s: %d of %d tables ready (still copying: %s), "
+                    "lag %s bytes%s" % (self.name, self.timeout, status["tables_ready"], status["tables_total"],
+                                        ", ".join(status["tables_copying"][:10]) or "none", status["lag_bytes"],
+                                        errors),
+                    "run state=synced again to keep waiting (the copy goes on), or read the target's server log",
+                    **status)
+            time.sleep(0.2)
+
+    def _worker_errors(self):
+        try:
+            row = self.tgt().query("SELECT apply_error_count, sync_error_count FROM pg_stat_subscription_stats "
+                                   "WHERE subname = $1", [self.name]).rows
+        except pgwire.PgError:
+            return ""
+        if row and (int(row[0][0]) or int(row[0][1])):
+            return "; the target logged %s apply and %s copy errors (see its server log: duplicate keys mean " \
+                   "the target tables were not empty)" % row[0]
+        return ""
+
+    def compare(self, tables=None):
+        """[dict(table, source_rows, target_rows, source_hash, target_hash, equal)] of the subscribed tables."""
+        sub = self.subscription()
+        if tables is None:
+            tables = [r[0] for r in self.tgt().query(
+                "SELECT srrelid::regclass::text FROM pg_subscription_rel WHERE srsubid = $1::oid ORDER BY 1",
+                [sub["oid"]]).rows] if sub else []
+        found = {}
+
+        def side(name, session):
+            found[name] = dict((t, session.execute(hash_sql(t)).rows[0]) for t in tables)
+        # Separate sessions: pgwire connections are not shared between threads.
+        src = connect(self.source, dbname=self.dbname)
+        tgt = connect(self.target, dbname=self.dbname)
+        try:
+            worker = threading.Thread(target=side, args=("source", src))
+            worker.start()
+            side("target", tgt)
+            worker.join()
+        finally:
+            src.close()
+            tgt.close()
+        if "source" not in found:
+            raise OperationError("hashing the source's tables failed", "see the source's server log")
+        comparison = []
+        for t in tables:
+            (src_rows, src_hash), (tgt_rows, tgt_hash) = found["source"][t], found["target"][t]
+            comparison.append(dict(table=t, source_rows=int(src_rows), target_rows=int(tgt_rows),
+                                   source_hash=src_hash, target_hash=tgt_hash,
+                                   equal=src_rows == tgt_rows and src_hash == tgt_hash))
+        return comparison
