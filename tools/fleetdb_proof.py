@@ -68,17 +68,18 @@ CREATE INDEX IF NOT EXISTS events_kind_idx ON app.events (kind, at);
 """
 
 
-def connect(args, timeout=2.0):
+def connect(args, timeout=2.0, io_timeout=10.0):
+    """A session as the application; ``io_timeout`` keeps a write from hanging forever on a dead peer."""
     conn = pgwire.Connection(host=args.host, port=args.port, user=args.user, dbname=args.dbname,
                              password=args.password or os.environ.get("PGPASSWORD"), connect_timeout=timeout,
                              application_name="fleetdb-proof")
-    conn._sock.settimeout(10)  # a write must not hang forever on a dead peer
+    conn._sock.settimeout(io_timeout)
     return conn
 
 
 # -- seed ---------------------------------------------------------------------------------------
 def seed(args):
-    conn = connect(args, timeout=10)
+    conn = connect(args, timeout=10, io_timeout=None)
     conn.execute(SCHEMA + APP_SCHEMA)
     if conn.scalar("SELECT count(*) FROM app.customers") == "0":
         customers = max(args.rows // 100, 10)
@@ -269,7 +270,7 @@ def verify(args):
     writers = read_logs(args.log_dir)
     if not writers:
         sys.exit("no writer logs in %s" % args.log_dir)
-    conn = connect(args, timeout=30)
+    conn = connect(args, timeout=30, io_timeout=None)
     result = conn.query("SELECT writer_id, seq_no, id FROM proof.writes")
     rows = [(int(w), int(s), int(i)) for w, s, i in result.rows]
     last_seqs = {int(w): int(s) for w, s in conn.query("SELECT writer_id, last_seq FROM proof.writers").rows}

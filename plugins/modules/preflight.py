@@ -110,8 +110,8 @@ problems:
   returned: always
   type: list
   elements: dict
-warnings:
-  description: Findings that do not stop the upgrade.
+cautions:
+  description: Findings that do not stop the upgrade (each is also shown as a warning).
   returned: always
   type: list
   elements: dict
@@ -157,7 +157,7 @@ def main():
             temporary_port=dict(type="int", required=True),
             old_port_after=dict(type="int", required=True),
             tables_without_key=dict(type="str", choices=["fail", "replica_identity_full"], default="fail"),
-            replication_password_set=dict(type="bool", default=True),
+            replication_password_set=dict(type="bool", default=True, no_log=False),
             min_free_disk_ratio=dict(type="float", default=1.2),
             max_transaction_age=dict(type="int", default=300),
             fail_on_problems=dict(type="bool", default=True),
@@ -174,11 +174,12 @@ def main():
         result = preflight.run()
     except OperationError as exc:
         module.fail_json(**exc.as_result())
+    result["cautions"] = result.pop("warnings")
     if result["problems"] and p["fail_on_problems"]:
         lines = ["%s: %s. Fix: %s" % (x["check"], x["msg"], x["fix"]) for x in result["problems"]]
         module.fail_json(msg="the host is not ready for the upgrade (nothing was changed):\n" + "\n".join(lines),
                          **result)
-    for warning in result["warnings"]:
+    for warning in result["cautions"]:
         module.warn("%s: %s" % (warning["check"], warning["msg"]))
     module.exit_json(changed=False, **result)
 
