@@ -40,6 +40,7 @@ demo: setup
 ## bench: figures (initial copy rate, client-visible write gap) printed and drawn into docs/
 bench: setup
 	$(VENV)/python bench/initial_copy.py
+	$(VENV)/python bench/gap.py
 
 clean:
 	-docker ps -aq --filter label=fleetdb-test=1 | xargs -r docker rm -f

@@ -163,8 +163,8 @@ class Connection:
         if self._sock is not None:
             try:
                 self._send(b"X", b"")
-            except (OSError, socket.error):
-                pass
+            except (OSError, socket.error, PgError):
+                pass  # the server may already have closed its end (e.g. "starting up")
             self._sock.close()
             self._sock = None
 
@@ -394,7 +394,9 @@ class _Scram:
 
 def connect_retry(deadline, **kwargs):
     """Connect, retrying until ``deadline`` (a ``time.monotonic()`` value) while the server starts."""
-    delay = 0.01
+    # Short, flat intervals: in a cutover every millisecond after the server is ready is client downtime,
+    # and a refused local connection costs next to nothing.
+    delay = 0.005
     while True:
         try:
             return Connection(**kwargs)
@@ -403,4 +405,4 @@ def connect_retry(deadline, **kwargs):
             if not retryable or time.monotonic() + delay > deadline:
                 raise
             time.sleep(delay)
-            delay = min(delay * 2, 0.2)
+            delay = min(delay * 1.5, 0.02)

@@ -1,0 +1,324 @@
+"""Client-visible write gap of three ways to upgrade PostgreSQL 16 -> 18, same data, same load, one run.
+
+  online        this collection: schema by pg_dump/pg_restore, logical replication, PostgresSwitchover
+  pg_upgrade    in place: stop 16, pg_upgrade --link -j 2, start 18 on the same port
+  dump_restore  offline, the ttMigrate way: fence clients, pg_dump -Fd -j 2 | pg_restore -j 2, start 18
+
+For each scenario (data size, number of tables) a 16 cluster is seeded once with tools/fleetdb_proof.py and
+copied for each method.  4 writers run at full speed against 127.0.0.1:PORT from before the upgrade until
+after it; `fleetdb_proof.py verify` gives the longest gap between two acknowledged writes and proves that no
+acknowledged write was lost.  Prints a table, writes docs/bench-gap.png and .cache/bench/gap.json.
+
+  .venv/bin/python bench/gap.py [--quick] [--sizes 100,1000] [--tables-size 100] [--methods ...] [--port 7170]
+"""
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+METHODS = ("online", "pg_upgrade", "dump_restore")
+LABELS = dict(online="online (replication + switchover)", pg_upgrade="pg_upgrade --link", dump_restore="dump/restore")
+BYTES_PER_ROW = 230  # app.events row + its share of orders/order_lines, with indexes (measured on 16)
+
+
+# -- report (pure, unit-tested) -------------------------------------------------------------------
+def ratios(results):
+    """{scenario: pg_upgrade gap / online gap} for scenarios where both ran."""
+    gaps = {}
+    for r in results:
+        gaps.setdefault(r["scenario"], {})[r["method"]] = r.get("gap_s") if r.get("ok") else None
+    out = {}
+    for scenario, by_method in gaps.items():
+        online, inplace = by_method.get("online"), by_method.get("pg_upgrade")
+        if online and inplace is not None:
+            out[scenario] = round(inplace / online, 1)
+    return out
+
+
+def format_table(results):
+    """Text table: one line per run, then the pg_upgrade/online ratios."""
+    header = ("scenario", "size MB", "method", "gap s", "lost", "acked", "failed", "copy s", "window s", "ok")
+    lines = [header]
+    for r in results:
+        lines.append((r["scenario"], "%.0f" % r.get("size_mb", 0), r["method"],
+                      _num(r.get("gap_s"), 3), _num(r.get("lost"), 0), _num(r.get("acknowledged"), 0),
+                      _num(r.get("failed_attempts"), 0), _num(r.get("copy_s"), 1), _num(r.get("window_s"), 3),
+                      "yes" if r.get("ok") else "NO" + (" (%s)" % r["error"].splitlines()[0][-60:] if r.get("error") else "")))
+    widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
+    text = ["  ".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines]
+    text.insert(1, "  ".join("-" * w for w in widths))
+    for scenario, ratio in ratios(results).items():
+        text.append("%s: pg_upgrade --link gap / online gap = %.1fx" % (scenario, ratio))
+    return "\n".join(text)
+
+
+def markdown_table(results):
+    rows = ["| scenario | size | method | longest write gap | lost | acknowledged | failed attempts | copy | "
+            "server-side window |", "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        rows.append("| %s | %.0f MB | %s | %s s | %s | %s | %s | %s s | %s |" % (
+            r["scenario"], r.get("size_mb", 0), LABELS.get(r["method"], r["method"]), _num(r.get("gap_s"), 3),
+            _num(r.get("lost"), 0), _num(r.get("acknowledged"), 0), _num(r.get("failed_attempts"), 0),
+            _num(r.get("copy_s"), 1), _num(r.get("window_s"), 3) + " s" if r.get("window_s") is not None else "-"))
+    return "\n".join(rows)
+
+
+def _num(value, digits):
+    if value is None:
+        return "-"
+    return "%.*f" % (digits, value) if digits else "%d" % value
+
+
+def scenarios(args):
+    if args.quick:
+        return [dict(name="quick 20 MB", mb=20, tables=0), dict(name="quick 300 tables", mb=10, tables=300)]
+    out = [dict(name="%s MB" % mb, mb=int(mb), tables=0) for mb in args.sizes.split(",") if mb]
+    if args.tables_size:
+        out.append(dict(name="300 tables", mb=args.tables_size, tables=300))
+    return out
+
+
+def chart(results, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    names = list(dict.fromkeys(r["scenario"] for r in results))
+    methods = [m for m in METHODS if any(r["method"] == m for r in results)]
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    width = 0.8 / max(len(methods), 1)
+    for i, method in enumerate(methods):
+        gaps = [next((r.get("gap_s") or 0 for r in results if r["scenario"] == n and r["method"] == method), 0)
+                for n in names]
+        bars = ax.bar([x + i * width for x in range(len(names))], gaps, width, label=LABELS[method])
+        ax.bar_label(bars, labels=["%.2f s" % g for g in gaps], fontsize=8)
+    ax.set_yscale("log")
+    ax.set_ylabel("longest client-visible write gap (s, log scale)")
+    ax.set_xticks([x + width * (len(methods) - 1) / 2 for x in range(len(names))])
+    ax.set_xticklabels(["%s\n(%.0f MB)" % (n, next(r.get("size_mb", 0) for r in results if r["scenario"] == n))
+                        for n in names])
+    ax.axhline(0.5, color="grey", linestyle=":", linewidth=1)
+    ax.set_title("PostgreSQL 16 -> 18 with 4 writers at full speed: longest write gap")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+# -- the runs -------------------------------------------------------------------------------------
+def seed_template(L, work, bin16, scenario, port):
+    """A stopped 16 cluster holding the scenario's data, the app role and database."""
+    tmpl = L.Cluster(work, bin16, "template", port).initdb()
+    tmpl.start()
+    tmpl.execute("CREATE ROLE app LOGIN PASSWORD '%s'" % L.APP_PASSWORD)
+    tmpl.execute("CREATE DATABASE app OWNER app")
+    began = time.monotonic()
+    L.proof(port, "seed", "--rows", max(1000, scenario["mb"] * 1024 * 1024 // BYTES_PER_ROW),
+            "--extra-tables", scenario["tables"])
+    tmpl.execute("CHECKPOINT")
+    scenario["seed_s"] = round(time.monotonic() - began, 1)
+    scenario["size_mb"] = round(int(tmpl.scalar("SELECT pg_database_size('app')")) / 1048576.0, 1)
+    scenario["relations"] = int(tmpl.scalar("SELECT count(*) FROM pg_class c JOIN pg_namespace n ON "
+                                            "n.oid = c.relnamespace WHERE nspname = 'app'", dbname="app"))
+    tmpl.stop()
+    return tmpl
+
+
+def upgrade_online(L, work, old, bin18, ports):
+    from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_migrate import PostgresMigrator
+    from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_replication import PostgresReplication
+    from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_switchover import PostgresSwitchover
+    prod, temp = ports["prod"], ports["temp"]
+    new = L.Cluster(work, bin18, "new", prod).initdb()  # configured for the production port
+    new.start(port=temp)
+    began = time.monotonic()
+    dump = os.path.join(work, "migrate", "app.schema.dump")
+    os.makedirs(os.path.dirname(dump))
+    L.chown(os.path.dirname(dump))
+    PostgresMigrator(L.Module(), old.spec(), tool_bin_dir=bin18).create(
+        dump, schema_only=True, dbname="app", role_passwords=True)
+    PostgresMigrator(L.Module(), new.spec(temp)).restore(dump, sections=["pre-data", "keys"], dbname="app")
+
+    def synced():
+        PostgresReplication(L.Module(), old.spec(), new.spec(temp), "app", replication_password="bench-repl",
+                            timeout=3600).ensure("synced")
+    synced()
+    PostgresMigrator(L.Module(), new.spec(temp)).restore(dump, sections=["post-data"], dbname="app", jobs=2)
+    synced()
+    copy_s = time.monotonic() - began
+    report = PostgresSwitchover(L.Module(), old.spec(), new.spec(temp), ["app"], "fleetdb_upgrade",
+                                "fleetdb_replicator", production_port=prod, temporary_port=temp,
+                                old_port_after=ports["old_after"], drain_timeout=30,
+                                verify_row_counts=ports["verify_row_counts"],
+                                state_file=os.path.join(work, "switchover.json")).run()
+    return new, dict(copy_s=round(copy_s, 1), window_s=report.get("window_seconds"),
+                     phases=dict(report.get("phases") or {}))
+
+
+def upgrade_pg_upgrade(L, work, old, bin18, ports):
+    # 16's initdb default is no checksums; 18's is checksums on.  pg_upgrade needs both alike.
+    new = L.Cluster(work, bin18, "new", ports["prod"]).initdb(checksums=False)
+    argv = [new.tool("pg_upgrade"), "-b", old.bin_dir, "-B", bin18, "-d", old.data, "-D", new.data,
+            "-s", old.sock, "-U", "postgres", "--link", "-j", "2"]
+    began = time.monotonic()
+    L.run(argv + ["-p", str(ports["prod"]), "-P", str(ports["temp"]), "--check"], cwd=work)
+    check_s = time.monotonic() - began
+    began = time.monotonic()
+    old.stop("fast")
+    L.run(argv + ["-p", str(ports["old_after"]), "-P", str(ports["temp"])], cwd=work)
+    upgrade_s = time.monotonic() - began
+    new.start()
+    window_s = time.monotonic() - began
+    began = time.monotonic()
+    L.run([new.tool("vacuumdb"), "-h", new.sock, "-p", str(ports["prod"]), "-U", "postgres", "--all",
+           "--analyze-in-stages"])
+    return new, dict(copy_s=round(upgrade_s, 1), check_s=round(check_s, 1), window_s=round(window_s, 3),
+                     analyze_s=round(time.monotonic() - began, 1))
+
+
+def upgrade_dump_restore(L, work, old, bin18, ports):
+    prod, temp = ports["prod"], ports["temp"]
+    new = L.Cluster(work, bin18, "new", prod).initdb()
+    new.start(port=temp)
+    # Roles are global objects, restored before the window (pg_dumpall --globals-only in real life).
+    new.execute("CREATE ROLE app LOGIN PASSWORD '%s'" % L.APP_PASSWORD, port=temp)
+    dump = os.path.join(work, "app.dir")
+    began = time.monotonic()
+    hba = os.path.join(old.data, "pg_hba.conf")
+    with open(hba) as handle:
+        text = handle.read()
+    with open(hba, "w") as handle:
+        handle.write("host all app all reject\nlocal all app reject\n" + text)
+    old.execute("SELECT pg_reload_conf()")
+    time.sleep(0.05)  # the postmaster reloads asynchronously; stragglers are terminated below
+    for _ in range(100):
+        if old.scalar("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = 'app'") == "0":
+            break
+        time.sleep(0.01)
+    L.run([new.tool("pg_dump"), "-Fd", "-j", "2", "-f", dump, "-h", old.sock, "-p", str(prod), "-U", "postgres",
+           "app"], cwd=work)
+    L.run([new.tool("pg_restore"), "-j", "2", "--create", "--exit-on-error", "-h", new.sock, "-p", str(temp),
+           "-U", "postgres", "-d", "postgres", dump], cwd=work)
+    copy_s = time.monotonic() - began
+    old.stop("fast")
+    new.stop("fast")
+    new.start(port=prod)
+    return new, dict(copy_s=round(copy_s, 1), window_s=round(time.monotonic() - began, 3))
+
+
+def run_one(L, work, tmpl, bin18, scenario, method, ports, warmup):
+    run_dir = os.path.join(work, method)
+    os.makedirs(run_dir)
+    L.chown(run_dir)
+    old = tmpl.clone(os.path.join(method, "old"))
+    old.log = os.path.join(run_dir, "old.log")
+    old.start()
+    log_dir = os.path.join(run_dir, "load")
+    load = L.start_load(ports["prod"], log_dir)
+    new = None
+    result = dict(scenario=scenario["name"], method=method, size_mb=scenario["size_mb"], tables=scenario["tables"])
+    try:
+        time.sleep(warmup)
+        began = time.monotonic()
+        upgrade = dict(online=upgrade_online, pg_upgrade=upgrade_pg_upgrade, dump_restore=upgrade_dump_restore)[method]
+        new, extra = upgrade(L, run_dir, old, bin18, ports)
+        result.update(extra, upgrade_s=round(time.monotonic() - began, 1))
+        time.sleep(warmup)
+    except Exception as exc:  # pylint: disable=broad-except
+        result["error"] = str(exc)[:2000]
+        print("  %s failed: %s" % (method, exc), file=sys.stderr)
+        keep = os.path.join(ROOT, ".cache", "bench", "failed", "%s-%s" % (scenario["name"].replace(" ", "_"), method))
+        shutil.rmtree(keep, ignore_errors=True)
+        shutil.copytree(run_dir, keep, ignore=lambda d, names: [n for n in names if n in ("old", "new", "app.dir")])
+    finally:
+        L.proof(ports["prod"], "stop", "--log-dir", log_dir, check=False)
+        load.wait(timeout=60)
+    verified = L.proof(ports["prod"], "verify", "--log-dir", log_dir, "--json", check=False)
+    try:
+        report = json.loads(verified.stdout)
+        result.update(gap_s=report["longest_gap_s"], lost=report["lost"], acknowledged=report["acknowledged"],
+                      failed_attempts=report["failed_attempts"], tps=report["tps"], duplicated=report["duplicated"],
+                      server_version=report["server_version"],
+                      ok=bool(report["ok"]) and "error" not in result and report["server_version"].startswith("18"))
+    except (ValueError, KeyError):
+        result.update(ok=False, verify_error=(verified.stderr or verified.stdout)[-500:])
+    for cluster in (new, old):
+        if cluster is not None and cluster.running():
+            cluster.stop("immediate", check=False)
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return result
+
+
+def machine(bin16, bin18, L):
+    with open("/proc/meminfo") as meminfo:
+        mem_kb = int(meminfo.readline().split()[1])
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    return dict(nproc=os.cpu_count(), cpu=cpu, ram_gb=round(mem_kb / 1048576.0, 1), kernel=platform.release(),
+                python=platform.python_version(), old=L.version(bin16), new=L.version(bin18))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small smoke run (20 MB and 300 tables of 10 MB)")
+    parser.add_argument("--sizes", default="100,1000", help="MB of the one-table (app schema) scenarios")
+    parser.add_argument("--tables-size", type=int, default=100, help="MB of the 300-table scenario; 0 skips it")
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds of load before and after the upgrade")
+    parser.add_argument("--port", type=int, default=7170, help="production port; the next three are used too")
+    parser.add_argument("--no-verify-row-counts", action="store_true",
+                        help="switchover without its row-count comparison inside the window")
+    parser.add_argument("--dist", default="/var/cache/fleetdb-online-upgrade/dist")
+    parser.add_argument("--out", default=os.path.join(ROOT, ".cache", "bench", "gap.json"))
+    parser.add_argument("--chart", default=os.path.join(ROOT, "docs", "bench-gap.png"), help="'' for none")
+    args = parser.parse_args(argv)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import _local as L  # pylint: disable=import-outside-toplevel  (keeps the report functions import-light)
+
+    ports = dict(prod=args.port, temp=args.port + 1, old_after=args.port + 2,
+                 verify_row_counts=not args.no_verify_row_counts)
+    methods = [m for m in args.methods.split(",") if m]
+    work = L.make_work()
+    results, started, plan = [], time.monotonic(), scenarios(args)
+    try:
+        bin16, bin18 = L.unpack(args.dist, "16", work), L.unpack(args.dist, "18", work)
+        info = machine(bin16, bin18, L)
+        print("machine: %(nproc)s CPUs (%(cpu)s), %(ram_gb)s GB RAM, PostgreSQL %(old)s -> %(new)s" % info)
+        for scenario in plan:
+            began = time.monotonic()
+            tmpl = seed_template(L, work, bin16, scenario, ports["prod"])
+            print("%s: %.0f MB in database app, %d relations in schema app (seeded in %.0f s)"
+                  % (scenario["name"], scenario["size_mb"], scenario["relations"], time.monotonic() - began))
+            for method in methods:
+                result = run_one(L, work, tmpl, bin18, scenario, method, ports, args.warmup)
+                results.append(result)
+                print("  %-12s gap %s s, lost %s, window %s, copy %s s%s" % (
+                    method, result.get("gap_s"), result.get("lost"), result.get("window_s"), result.get("copy_s"),
+                    "  phases %s" % result["phases"] if result.get("phases") else ""))
+                sys.stdout.flush()
+            shutil.rmtree(tmpl.data, ignore_errors=True)
+    finally:
+        for name in os.listdir(work):
+            pid_file = os.path.join(work, name, "postmaster.pid")
+            if os.path.exists(pid_file):
+                L.Cluster(work, bin16, name, 0).stop("immediate", check=False)
+        shutil.rmtree(work, ignore_errors=True)
+    print()
+    print(format_table(results))
+    print()
+    print(markdown_table(results))
+    document = dict(machine=info, scenarios=plan, results=results, ratios=ratios(results),
+                    verify_row_counts=ports["verify_row_counts"],
+                    seconds=round(time.monotonic() - started))
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as handle:
+        json.dump(document, handle, indent=1, sort_keys=True)
+    if args.chart and results:
+        chart(results, args.chart)
+    print(json.dumps(document, sort_keys=True))
+    return 0 if results and all(r.get("ok") for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""The report side of bench/gap.py: ratios, tables, scenario plans (no servers)."""
+import argparse
+import importlib.util
+import os
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_spec = importlib.util.spec_from_file_location("bench_gap", os.path.join(ROOT, "bench", "gap.py"))
+gap = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(gap)
+
+
+def run(scenario, method, gap_s, ok=True, **extra):
+    result = dict(scenario=scenario, method=method, size_mb=100.0, gap_s=gap_s, lost=0, acknowledged=1000,
+                  failed_attempts=3, copy_s=12.34, ok=ok)
+    result.update(extra)
+    return result
+
+
+def test_ratio_is_pg_upgrade_gap_over_online_gap_per_scenario():
+    results = [run("100 MB", "online", 0.25), run("100 MB", "pg_upgrade", 3.7), run("100 MB", "dump_restore", 9.0),
+               run("1000 MB", "online", 0.5), run("1000 MB", "pg_upgrade", 2.2)]
+    assert gap.ratios(results) == {"100 MB": 14.8, "1000 MB": 4.4}
+
+
+def test_ratio_leaves_out_scenarios_with_a_failed_or_missing_run():
+    results = [run("a", "online", 0.2, ok=False), run("a", "pg_upgrade", 3.0),
+               run("b", "pg_upgrade", 3.0),
+               run("c", "online", 0.0), run("c", "pg_upgrade", 3.0)]
+    assert gap.ratios(results) == {}
+
+
+def test_table_has_a_line_per_run_and_the_ratios():
+    results = [run("100 MB", "online", 0.2512, window_s=0.3), run("100 MB", "pg_upgrade", 3.7),
+               run("100 MB", "dump_restore", None, ok=False, error="pg_dump failed\nmore detail", lost=None)]
+    text = gap.format_table(results).splitlines()
+    assert text[0].split() == ["scenario", "size", "MB", "method", "gap", "s", "lost", "acked", "failed", "copy", "s",
+                               "window", "s", "ok"]
+    assert set(text[1]) <= {"-", " "}
+    assert text[2].split() == ["100", "MB", "100", "online", "0.251", "0", "1000", "3", "12.3", "0.300", "yes"]
+    assert text[3].split()[4] == "3.700" and text[3].split()[-1] == "yes"
+    assert text[4].split()[4:6] == ["-", "-"]
+    assert text[4].endswith("NO (pg_dump failed)")
+    assert text[5] == "100 MB: pg_upgrade --link gap / online gap = 14.7x"
+
+
+def test_markdown_table_rows():
+    rows = gap.markdown_table([run("300 tables", "online", 0.4, window_s=0.45), run("300 tables", "pg_upgrade", 4.0)])
+    lines = rows.splitlines()
+    assert lines[0].startswith("| scenario |") and lines[1].startswith("|---")
+    assert "| online (replication + switchover) | 0.400 s | 0 |" in lines[2] and lines[2].endswith("| 0.450 s |")
+    assert lines[3].endswith("| - |")
+
+
+def test_scenarios_from_arguments():
+    args = argparse.Namespace(quick=False, sizes="100,1000", tables_size=100)
+    assert [(s["name"], s["mb"], s["tables"]) for s in gap.scenarios(args)] == [
+        ("100 MB", 100, 0), ("1000 MB", 1000, 0), ("300 tables", 100, 300)]
+    args = argparse.Namespace(quick=False, sizes="50", tables_size=0)
+    assert [s["name"] for s in gap.scenarios(args)] == ["50 MB"]
+    args.quick = True
+    assert all(s["mb"] <= 20 for s in gap.scenarios(args))
