@@ -13,7 +13,7 @@ import tarfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "unit"))
-import conftest  # noqa: E402,F401 pylint: disable=unused-import  (makes the collection importable)
+import conftest  # noqa: E402,F401 pylint: disable=unused-import
 
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import pgwire  # noqa: E402
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import release_environment  # noqa: E402

@@ -274,7 +274,8 @@ def main(argv=None):
     parser.add_argument("--chart", default=os.path.join(ROOT, "docs", "bench-gap.png"), help="'' for none")
     args = parser.parse_args(argv)
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import _local as L  # pylint: disable=import-outside-toplevel  (keeps the report functions import-light)
+    # imported here so that the report functions (unit-tested) do not need the collection
+    import _local as L  # pylint: disable=import-outside-toplevel
 
     ports = dict(prod=args.port, temp=args.port + 1, old_after=args.port + 2,
                  verify_row_counts=not args.no_verify_row_counts)
