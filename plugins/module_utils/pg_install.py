@@ -23,6 +23,7 @@ import re
 import shutil
 import tarfile
 import tempfile
+import zlib
 
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import OperationError, parse_version
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engine import Installer
@@ -151,6 +152,15 @@ def install_hint(libraries):
         hints.append("find the package that provides %s (apt-file search / dnf provides) and install it"
                      % ", ".join(unknown))
     return "; ".join(hints) + ", then run again"
+
+
+def _unreadable(archive, exc):
+    """The archive cannot be read to its end: cut short by an interrupted copy, damaged, or no tar at all."""
+    return OperationError(
+        "%s is not a readable tar archive (%s: %s): it is truncated or corrupt, or not a tar archive; "
+        "nothing was installed" % (archive, type(exc).__name__, exc),
+        "copy it again from the source (pass checksum so that a damaged copy is refused before unpacking); "
+        "give a .tar, .tar.gz, .tar.bz2 or .tar.xz binary distribution")
 
 
 def member_path(name):
@@ -357,11 +367,9 @@ class PostgresInstaller(Installer):
             if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS):
                 raise OperationError("unpacking %s failed: %s" % (archive, exc),
                                      "check free space and permissions under %s" % os.path.dirname(staging))
-            raise OperationError("%s is not a readable tar archive: %s" % (archive, exc),
-                                 "give a .tar, .tar.gz, .tar.bz2 or .tar.xz binary distribution")
-        except (tarfile.TarError, EOFError) as exc:
-            raise OperationError("%s is not a readable tar archive: %s" % (archive, exc),
-                                 "give a .tar, .tar.gz, .tar.bz2 or .tar.xz binary distribution")
+            raise _unreadable(archive, exc)
+        except (tarfile.TarError, EOFError, zlib.error) as exc:
+            raise _unreadable(archive, exc)
         return top
 
     def _check_release(self, archive, release_dir, major):

@@ -51,7 +51,8 @@ class PostgresPreflight:
                  min_free_disk_ratio=1.2, max_transaction_age=300):
         self.module = module
         self.old = old
-        self.new_major = parse_version(str(new_version))
+        self.new_version_text = "" if new_version is None else str(new_version)
+        self.new_major = parse_version(self.new_version_text)
         self.new_data_dir = new_data_dir
         self.databases = list(databases or [])
         self.method = method
@@ -100,9 +101,16 @@ class PostgresPreflight:
             self.findings.problem("old_binaries", "no postgres binary in %s" % self.old.bin_dir,
                                   "set online_upgrade_old_bin_dir to the bin directory of the running release")
             return False
+        if not os.path.isdir(self.old.data_dir):
+            self.findings.problem("old_data_dir", "the old data directory %s does not exist" % self.old.data_dir,
+                                  "set online_upgrade_old_data_dir (old.data_dir) to the data directory of the "
+                                  "running server (SHOW data_directory on it)")
+            return False
         if read_text(os.path.join(self.old.data_dir, "PG_VERSION")) is None:
-            self.findings.problem("old_data_dir", "%s is not a PostgreSQL data directory" % self.old.data_dir,
-                                  "set online_upgrade_old_data_dir to the data directory of the running server")
+            self.findings.problem("old_data_dir", "%s is not a PostgreSQL data directory (no PG_VERSION)"
+                                  % self.old.data_dir,
+                                  "set online_upgrade_old_data_dir (old.data_dir) to the data directory of the "
+                                  "running server (SHOW data_directory on it)")
             return False
         if read_postmaster_pid(self.old.data_dir) is None:
             self.findings.problem("old_server", "the old server (%s) is not running" % self.old.data_dir,
@@ -111,7 +119,12 @@ class PostgresPreflight:
         try:
             connect(self.old, timeout=5).close()
         except OperationError as exc:
-            self.findings.problem("old_server", exc.msg, exc.fix)
+            fix = exc.fix
+            if "password authentication failed" in exc.msg or "asks for a password" in exc.msg:
+                fix = ("correct login_password of %s (old.login_password, from a vault), or log in as the owner "
+                       "%s by peer authentication on the local socket (leave login_user unset)"
+                       % (self.old.login_user, self.old.owner))
+            self.findings.problem("old_server", exc.msg, fix)
             return False
         return True
 
@@ -120,8 +133,9 @@ class PostgresPreflight:
         self.facts["old_version"] = ".".join(str(p) for p in old)
         self.facts["new_version"] = ".".join(str(p) for p in self.new_major or ())
         if not self.new_major:
-            self.findings.problem("versions", "the new version is not a version number",
-                                  "set online_upgrade_new_version, e.g. 18")
+            self.findings.problem("versions", "the new version %r is not a version number" % self.new_version_text,
+                                  "set online_upgrade_new_version (new_version) to the major version to upgrade "
+                                  "to, e.g. 18")
         elif self.new_major[0] <= old[0]:
             self.findings.problem(
                 "versions", "the new version %s is not newer than the running %s" % (self.facts["new_version"],
@@ -141,11 +155,14 @@ class PostgresPreflight:
         free = stat.f_bavail * stat.f_frsize
         self.facts.update(old_size_bytes=size, free_bytes=free)
         already = os.path.exists(os.path.join(self.new_data_dir, "PG_VERSION"))
-        if not already and free < size * self.min_free_disk_ratio:
+        needed = int(size * self.min_free_disk_ratio)
+        if not already and free < needed:
             self.findings.problem(
-                "disk", "%s has %d MB free; a second copy of %d MB needs %d MB"
-                % (probe, free // 2 ** 20, size // 2 ** 20, int(size * self.min_free_disk_ratio) // 2 ** 20),
-                "free space there or set online_upgrade_new_data_dir to a larger file system")
+                "disk", "%s has %d bytes free (%s); a second copy of the old databases (%d bytes, %s) "
+                "with min_free_disk_ratio %g needs %d bytes (%s)"
+                % (probe, free, _human(free), size, _human(size), self.min_free_disk_ratio, needed, _human(needed)),
+                "free %d bytes there, or set online_upgrade_new_data_dir to a larger file system, or lower "
+                "online_upgrade_min_free_disk_ratio (default 1.2) if the copy needs less" % (needed - free))
 
     def _ports(self):
         ports = dict(production=self.old.port, temporary=self.temporary_port, old_after=self.old_port_after)
@@ -160,11 +177,18 @@ class PostgresPreflight:
                                   % (self.old.port, holder["pid"], holder["cmdline"]),
                                   "point online_upgrade_port at the old server's port")
         new_pid = read_postmaster_pid(self.new_data_dir) if os.path.isdir(self.new_data_dir) else None
+        # Without CAP_SYS_PTRACE (a container) root cannot see the sockets of the postgres user's processes:
+        # the port a running postmaster recorded in its postmaster.pid tells who holds it.
+        own_ports = set(p for p in (_postmaster_port(self.old.data_dir), _postmaster_port(self.new_data_dir)) if p)
         for name in ("temporary", "old_after"):
             holder = port_holder(ports[name])
+            if holder and holder["pid"] is None and ports[name] in own_ports:
+                continue
             if holder and (holder["pid"] is None or holder["pid"] not in (new_pid, old_pid)):
-                self.findings.problem("ports", "the %s port %d is held by pid %s (%s)"
-                                      % (name.replace("_", "-"), ports[name], holder["pid"], holder["cmdline"]),
+                who = ("pid %s (%s)" % (holder["pid"], holder["cmdline"]) if holder["pid"] is not None
+                       else "a process this module cannot see (not the old or the new server)")
+                self.findings.problem("ports", "the %s port %d is held by %s"
+                                      % (name.replace("_", "-"), ports[name], who),
                                       "stop that process or choose another online_upgrade_%s_port"
                                       % ("temporary" if name == "temporary" else "old_port_after"))
         self.facts["ports"] = ports
@@ -244,3 +268,23 @@ def _with_unit(setting, unit):
     if unit == "8kB":
         return "%dkB" % (int(setting) * 8)
     return setting + unit
+
+
+def _human(size):
+    """1234567 -> '1.2 MB' (binary units), for messages."""
+    value = float(size)
+    for unit in ("bytes", "kB", "MB", "GB", "TB", "PB"):
+        if value < 1024 or unit == "PB":
+            return "%d bytes" % size if unit == "bytes" else "%.1f %s" % (value, unit)
+        value /= 1024
+
+
+def _postmaster_port(data_dir):
+    """The port a running postmaster of ``data_dir`` listens on (line 4 of postmaster.pid), or None."""
+    if not data_dir or read_postmaster_pid(data_dir) is None:
+        return None
+    lines = (read_text(os.path.join(data_dir, "postmaster.pid")) or "").splitlines()
+    try:
+        return int(lines[3])
+    except (IndexError, ValueError):
+        return None

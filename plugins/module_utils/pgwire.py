@@ -160,13 +160,13 @@ class Connection:
                 raise PgConnectError("unsupported authentication method %d" % code)
 
     def close(self):
-        if self._sock is not None:
+        sock, self._sock = self._sock, None
+        if sock is not None:
             try:
-                self._send(b"X", b"")
-            except (OSError, socket.error, PgError):
-                pass  # the server may already have closed its end (e.g. "starting up")
-            self._sock.close()
-            self._sock = None
+                sock.sendall(b"X" + struct.pack("!i", 4))
+            except (OSError, socket.error):
+                pass  # the server may already have closed its end (a rejected login, "starting up")
+            sock.close()
 
     def __enter__(self):
         return self

@@ -138,6 +138,8 @@ aborted_because:
   type: str
 """
 
+import traceback
+
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.args import instance_suboptions, spec_from
@@ -181,11 +183,14 @@ def main():
         rollback_slot=p["rollback_slot"])
     try:
         result = switchover.run()
-    except (OperationError, PgError) as exc:
+    except Exception as exc:  # pylint: disable=broad-except  # the report says what state the servers are in
         if isinstance(exc, OperationError):
             failure = exc.as_result()
-        else:
+        elif isinstance(exc, PgError):
             failure = dict(msg="database error during the cutover: %s" % exc)
+        else:
+            failure = dict(msg="unexpected %s during the cutover: %s" % (type(exc).__name__, exc),
+                           exception=traceback.format_exc())
         failure.update(phases=switchover.report.get("phases"), databases=switchover.report.get("databases"),
                        aborted_because=switchover.report.get("aborted_because"),
                        rescue=switchover.report.get("rescue"))

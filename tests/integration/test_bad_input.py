@@ -1,0 +1,295 @@
+"""Bad input against a real PostgreSQL 16 server: every mistake is refused with a message that names the
+problem and the fix, before anything on the host changes.
+
+One test host: PostgreSQL 16 from its archive, running on 5432 (the "old" server of an upgrade to 18).
+Each failure case snapshots the release and data directories (and the work directory) before and after:
+equal snapshots, untouched host.  The server's own moving parts (WAL, statistics, its log) are left out.
+
+What "wrong password" means here: the collection never asks the user for the password of an existing
+role it does not own, except ``login_password`` of the administrative login (``login_user``).  A wrong
+one there must be named as such, with the option to correct, and never echoed.  The replication role's
+password is owned by the collection: a mismatch between ``replication_password`` and the role is not an
+error, the role is set to the given password (tested in test_security.py); a missing one is refused.
+"""
+import hashlib
+import os
+import subprocess
+
+import pytest
+
+from conftest import ROOT, ansible_env
+
+PREFIX = "/opt/fleetdb/postgresql"
+SOCK = "/var/run/postgresql"
+ARCHIVE = "/var/cache/fleetdb/postgresql-16.tar.gz"
+OLD = dict(data_dir="/var/lib/fleetdb/postgresql/16/main", bin_dir=PREFIX + "/16/bin", port=5432)
+NEW_DATA_DIR = "/var/lib/fleetdb/postgresql/18/main"
+WORK = "/var/lib/fleetdb/online_upgrade"
+WATCHED = ("/opt/fleetdb", "/var/lib/fleetdb", "/var/cache/fleetdb")
+
+
+def sh(host, cmd):
+    proc = host.run(cmd)
+    assert proc.returncode == 0, "%s: %s" % (cmd, proc.stderr)
+    return proc.stdout
+
+
+def snapshot(host, *paths):
+    """Files (name, size, mtime) and directories (name) under ``paths``, the server's moving parts left out."""
+    moving = " -o ".join("-name '%s'" % n for n in ("base", "global", "log", "pg_*"))
+    return sh(host, "find %s \\( -type d \\( %s \\) \\) -prune -o \\( -type f -printf '%%p %%s %%T@\\n' \\) "
+                    "-o -printf '%%p\\n' 2>/dev/null | sort; true" % (" ".join(paths or WATCHED), moving))
+
+
+def failed_with(result, *phrases):
+    assert result.get("failed"), result
+    for phrase in phrases:
+        assert phrase in result["msg"], result["msg"]
+    assert "Fix:" in result["msg"] or result.get("fix"), result
+
+
+def wait_listening(host, port):
+    sh(host, "for i in $(seq 50); do (echo > /dev/tcp/127.0.0.1/%d) 2>/dev/null && break; sleep 0.1; done" % port)
+
+
+@pytest.fixture(scope="module")
+def module(pghost, run_module):
+    def call(name, check=False, verbosity=0, **args):
+        return run_module(pghost, "fleetdb.online_upgrade." + name, args, check=check, verbosity=verbosity)
+    return call
+
+
+@pytest.fixture(scope="module")
+def old(pghost, pg_dists, module):
+    """PostgreSQL 16 installed from its archive and serving on 5432 with wal_level=logical."""
+    sh(pghost, "mkdir -p /var/cache/fleetdb %s" % WORK)
+    pghost.copy_in(pg_dists["16"], ARCHIVE)
+    with open(pg_dists["16"], "rb") as handle:
+        checksum = "sha256:" + hashlib.sha256(handle.read()).hexdigest()
+    installed = module("install", version="16", archive=ARCHIVE, checksum=checksum)
+    assert not installed.get("failed"), installed
+    for name, args in (("instance", dict(settings=dict(wal_level="logical"))), ("server", dict(state="started"))):
+        result = module(name, **dict(OLD, **args))
+        assert not result.get("failed"), result
+    sh(pghost, "chown postgres %s" % WORK)
+    sh(pghost, "runuser -u postgres -- %s/psql -h %s -XAtq -c \"CREATE ROLE admin LOGIN SUPERUSER PASSWORD "
+               "'right-pw-123'\"" % (OLD["bin_dir"], SOCK))
+    return OLD
+
+
+def preflight(module, **overrides):
+    args = dict(old=dict(OLD), new_version="18", new_data_dir=NEW_DATA_DIR, temporary_port=15432,
+                old_port_after=5433)
+    args.update(overrides)
+    return module("preflight", **args)
+
+
+def problem(result, check):
+    """The one problem of kind ``check`` in a failed preflight (its msg and fix)."""
+    found = [p for p in result.get("problems", []) if p["check"] == check]
+    assert found, result
+    return found[0]
+
+
+# -- sanity: the well-formed call passes, so the failures below are caused by the one bad input -------------------
+
+def test_a_correct_preflight_passes(pghost, old, module):
+    before = snapshot(pghost)
+    result = preflight(module)
+    assert result.get("failed") is not True and result["ok"], result
+    assert result["old_version"].startswith("16.") and result["free_bytes"] > 0
+    assert snapshot(pghost) == before
+
+
+# -- versions ------------------------------------------------------------------------------------------------------
+
+def test_preflight_refuses_a_new_version_that_is_no_version(pghost, old, module):
+    before = snapshot(pghost)
+    result = preflight(module, new_version="abc")
+    failed_with(result, "versions", "'abc' is not a version number", "online_upgrade_new_version")
+    assert "e.g. 18" in problem(result, "versions")["fix"]
+    assert snapshot(pghost) == before
+
+
+def test_preflight_refuses_a_missing_new_version(pghost, old, module):
+    before = snapshot(pghost)
+    args = dict(old=dict(OLD), new_data_dir=NEW_DATA_DIR, temporary_port=15432, old_port_after=5433)
+    result = module("preflight", **args)
+    assert result.get("failed") and "missing required arguments: new_version" in result["msg"], result
+    empty = preflight(module, new_version="")
+    failed_with(empty, "versions", "online_upgrade_new_version")
+    assert snapshot(pghost) == before
+
+
+def test_preflight_refuses_a_downgrade(pghost, old, module):
+    before = snapshot(pghost)
+    for version in ("15", "16"):
+        result = preflight(module, new_version=version)
+        failed_with(result, "the new version %s is not newer than the running 16." % version, "downgrades")
+    assert snapshot(pghost) == before
+
+
+def test_install_refuses_a_version_that_is_no_version(pghost, old, module):
+    before = snapshot(pghost)
+    result = module("install", version="abc", archive=ARCHIVE)
+    failed_with(result, "'abc' is not a PostgreSQL version")
+    assert snapshot(pghost) == before
+
+
+# -- archives --------------------------------------------------------------------------------------------------------
+
+def test_install_without_an_archive_or_with_a_missing_one(pghost, old, module):
+    before = snapshot(pghost)
+    none = module("install", version="17")
+    failed_with(none, "PostgreSQL 17 is not installed in %s/17 and no archive was given" % PREFIX, "archive")
+    missing = module("install", version="17", archive="/var/cache/fleetdb/postgresql-17.tar.gz")
+    failed_with(missing, "/var/cache/fleetdb/postgresql-17.tar.gz does not exist on the host", "copy it")
+    assert snapshot(pghost) == before
+
+
+def test_install_refuses_a_truncated_archive_and_leaves_no_trace(pghost, old, module):
+    """The right name, the wrong bytes (an interrupted copy): no checksum given, so unpacking finds it."""
+    truncated = "/var/cache/fleetdb/postgresql-17.tar.gz"
+    sh(pghost, "head -c 3000000 %s > %s" % (ARCHIVE, truncated))
+    try:
+        before = snapshot(pghost)
+        result = module("install", version="17", archive=truncated)
+        failed_with(result, "%s is not a readable tar archive" % truncated, "truncated or corrupt",
+                    "copy it again")
+        assert snapshot(pghost) == before
+        assert sh(pghost, "ls -A %s" % PREFIX).split() == ["16"]     # no staging directory left
+        garbage = "/var/cache/fleetdb/postgresql-17.tar"
+        sh(pghost, "head -c 100000 /dev/urandom > %s" % garbage)
+        before = snapshot(pghost)
+        result = module("install", version="17", archive=garbage)
+        failed_with(result, "%s is not a readable tar archive" % garbage)
+        assert snapshot(pghost) == before
+    finally:
+        sh(pghost, "rm -f /var/cache/fleetdb/postgresql-17.tar.gz /var/cache/fleetdb/postgresql-17.tar")
+
+
+# -- ports ------------------------------------------------------------------------------------------------------------
+
+def test_a_temporary_port_held_by_a_foreign_process_is_refused(pghost, old, module):
+    pid = sh(pghost, "nohup python3 -m http.server 15432 >/dev/null 2>&1 & echo $!").strip()
+    second = dict(data_dir="/var/lib/fleetdb/postgresql/16/second", bin_dir=OLD["bin_dir"], port=5440)
+    try:
+        wait_listening(pghost, 15432)
+        created = module("instance", settings=dict(wal_level="logical"), **second)
+        assert not created.get("failed"), created
+        before = snapshot(pghost)
+        result = preflight(module)
+        failed_with(result, "the temporary port 15432 is held by pid %s" % pid, "http.server",
+                    "online_upgrade_temporary_port")
+        started = module("server", state="started", **dict(second, port=15432))
+        failed_with(started, "port 15432 is held by pid %s" % pid, "http.server", "nothing was changed")
+        assert os.path.basename(second["data_dir"]) not in sh(pghost, "ps -o args= -C postgres")
+        assert snapshot(pghost) == before
+    finally:
+        sh(pghost, "kill %s; rm -rf %s" % (pid, second["data_dir"]))
+
+
+# -- the old instance ----------------------------------------------------------------------------------------------
+
+def test_preflight_names_a_data_directory_that_does_not_exist(pghost, old, module):
+    before = snapshot(pghost)
+    missing = "/var/lib/fleetdb/postgresql/16/mian"
+    result = preflight(module, old=dict(OLD, data_dir=missing))
+    failed_with(result, "old_data_dir", "%s does not exist" % missing, "online_upgrade_old_data_dir")
+    not_pg = preflight(module, old=dict(OLD, data_dir=WORK))
+    failed_with(not_pg, "%s is not a PostgreSQL data directory (no PG_VERSION)" % WORK)
+    assert snapshot(pghost) == before
+
+
+def test_a_wrong_login_password_is_named_and_never_echoed(pghost, old, module):
+    """login_user/login_password of the old server: over TCP (scram-sha-256 by initdb) with a wrong password."""
+    hba = OLD["data_dir"] + "/pg_hba.conf"
+    original = sh(pghost, "cat " + hba)
+    sh(pghost, "sed -i '1i local all admin scram-sha-256' %s && runuser -u postgres -- %s/pg_ctl -D %s reload"
+       % (hba, OLD["bin_dir"], OLD["data_dir"]))
+    try:
+        sh(pghost, "sleep 0.3")
+        before = snapshot(pghost)
+        wrong = "wrong-pw-987"
+        result = preflight(module, old=dict(OLD, login_user="admin", login_password=wrong), verbosity=3)
+        failed_with(result, "old_server", 'password authentication failed for user "admin"',
+                    "login_password")
+        assert wrong not in result["_output"]
+        none = preflight(module, old=dict(OLD, login_user="admin"))
+        failed_with(none, "asks for a password for role admin", "login_password")
+        right = preflight(module, old=dict(OLD, login_user="admin", login_password="right-pw-123"))
+        assert right["ok"], right
+        assert snapshot(pghost) == before
+    finally:
+        sh(pghost, "cat > %s <<'EOF'\n%sEOF\nrunuser -u postgres -- %s/pg_ctl -D %s reload"
+           % (hba, original, OLD["bin_dir"], OLD["data_dir"]))
+
+
+def test_replication_without_a_password_changes_nothing(pghost, old, module):
+    """Refused before any role, publication or pg_hba.conf line is created on the source."""
+    sh(pghost, "runuser -u postgres -- %s/psql -h %s -XAtq -c 'CREATE DATABASE shop' && "
+               "runuser -u postgres -- %s/psql -h %s -XAtq -d shop -c 'CREATE TABLE t (id int PRIMARY KEY)'"
+       % (OLD["bin_dir"], SOCK, OLD["bin_dir"], SOCK))
+    target = dict(data_dir="/var/lib/fleetdb/postgresql/16/target", bin_dir=OLD["bin_dir"], port=5441)
+    created = module("instance", settings=dict(wal_level="logical"), **target)
+    started = module("server", state="started", **target)
+    assert not created.get("failed") and not started.get("failed"), (created, started)
+    sh(pghost, "runuser -u postgres -- %s/psql -h %s -p 5441 -XAtq -c 'CREATE DATABASE shop' && "
+               "runuser -u postgres -- %s/psql -h %s -p 5441 -XAtq -d shop -c 'CREATE TABLE t (id int PRIMARY KEY)'"
+       % (OLD["bin_dir"], SOCK, OLD["bin_dir"], SOCK))
+    try:
+        before = snapshot(pghost)
+        result = module("replication", state="present", source=dict(OLD), target=dict(target), dbname="shop")
+        failed_with(result, "replication_password is required")
+        assert snapshot(pghost) == before
+        roles = sh(pghost, "runuser -u postgres -- %s/psql -h %s -XAtq -c \"SELECT count(*) FROM pg_roles "
+                           "WHERE rolname = 'fleetdb_replicator'\"" % (OLD["bin_dir"], SOCK)).strip()
+        assert roles == "0"
+    finally:
+        module("server", state="stopped", **target)
+        sh(pghost, "rm -rf %s" % target["data_dir"])
+
+
+# -- disk -------------------------------------------------------------------------------------------------------------
+
+def test_preflight_refuses_a_disk_too_small_naming_free_and_needed_bytes(pghost, old, module):
+    before = snapshot(pghost)
+    result = preflight(module, min_free_disk_ratio=1000000)
+    found = problem(result, "disk")
+    free, size = result["free_bytes"], result["old_size_bytes"]
+    needed = int(size * 1000000)
+    failed_with(result, "disk")
+    assert "%d bytes free" % free in found["msg"] and "needs %d bytes" % needed in found["msg"], found
+    assert "online_upgrade_new_data_dir" in found["fix"] and "online_upgrade_min_free_disk_ratio" in found["fix"]
+    assert snapshot(pghost) == before
+
+
+# -- the role: argument validation -----------------------------------------------------------------------------------
+
+def run_playbook(host, tmp_path, *extra_vars):
+    inventory = tmp_path / "inventory.ini"
+    inventory.write_text("%s ansible_connection=community.docker.docker ansible_python_interpreter=/usr/bin/python3\n"
+                         % host.name)
+    env = ansible_env()
+    env.update(ANSIBLE_STDOUT_CALLBACK="default", ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"))
+    argv = [os.path.join(ROOT, ".venv", "bin", "ansible-playbook"), "-i", str(inventory),
+            os.path.join(ROOT, "playbooks", "upgrade.yml")]
+    for assignment in extra_vars:
+        argv += ["-e", assignment]
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600, check=False)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def test_the_role_refuses_a_missing_version_in_argument_validation(pghost, old, tmp_path):
+    """Before any task: the first task is the argument validation, and its message names the variable
+    (not a derived default such as online_upgrade_new_data_dir that uses it)."""
+    before = snapshot(pghost)
+    for given, missing in (("online_upgrade_old_version=16", "online_upgrade_new_version"),
+                           ("online_upgrade_new_version=18", "online_upgrade_old_version")):
+        rc, output = run_playbook(pghost, tmp_path, given, "online_upgrade_replication_password=pw-not-used")
+        assert rc != 0, output
+        assert "Validating arguments against arg spec 'main'" in output, output
+        assert "missing required arguments: %s" % missing in output, output
+        assert "is undefined" not in output, output
+        assert "ok=0" in output and "failed=1" in output, output
+    assert snapshot(pghost) == before

@@ -1,0 +1,297 @@
+"""Security of the online upgrade against real PostgreSQL 16 -> 18 in one test host, module by module.
+
+Scenario (the tests run in this order and share the host):
+  16 serves database ``app`` (roles ``app`` and ``other`` with passwords, TCP on 127.0.0.1 with
+  scram-sha-256); the schema goes to 18 with migrate create (role_passwords) / restore; replication
+  state=synced.  Then:
+  - the replication role has only the privileges replication needs;
+  - the files holding secrets are 0600 and owned by the database owner;
+  - a schema change on 16 stops the switchover before the fence, 16 keeps serving; the same DDL on 18
+    lets the switchover's checks pass;
+  - the fence cannot be bypassed: a second application role over TCP and an app session that turned
+    the soft fence off (SET default_transaction_read_only = off) write every 10 ms during the real
+    switchover; afterwards 16 is started on another port and proves that neither role can log in
+    (it keeps the fence) and that every row it holds is on 18: no write it accepted was lost;
+  - no password appears in any module result, -vvv output, server log or the state file.
+"""
+import hashlib
+import os
+import time
+
+import pytest
+
+from conftest import ROOT
+
+PREFIX = "/opt/fleetdb/postgresql"
+SOCK = "/var/run/postgresql"
+WORK = "/var/lib/fleetdb/online_upgrade"
+STATE_FILE = WORK + "/switchover.json"
+PORTS = {"16": 5432, "18": 6432}
+OLD_PORT_AFTER = 5433
+REPL_PW = "repl-Secr3t-7f2a"
+APP_PW = "app-Secr3t-91cd"
+OTHER_PW = "other-Secr3t-55be"
+SECRETS = (REPL_PW, APP_PW, OTHER_PW)
+DUMP = WORK + "/app.schema.dump"
+PASSFILE = "/var/lib/fleetdb/postgresql/18/fleetdb_replication.pgpass"
+
+
+def sh(host, cmd):
+    proc = host.run(cmd)
+    assert proc.returncode == 0, "%s: %s" % (cmd, proc.stderr)
+    return proc.stdout
+
+
+def psql(host, major, db, sql, port=None):
+    """As the owner postgres over the local socket (peer)."""
+    return sh(host, "runuser -u postgres -- %s/%s/bin/psql -h %s -p %d -X -At -v ON_ERROR_STOP=1 -d %s -c \"%s\""
+              % (PREFIX, major, SOCK, port or PORTS[major], db, sql)).strip()
+
+
+def login(host, user, password, port, tcp=True):
+    """Log in as ``user`` with its password (TCP 127.0.0.1 or the socket); the completed process."""
+    return host.run("PGPASSWORD='%s' %s/18/bin/psql -h %s -p %d -U %s -d app -X -At -c 'SELECT 1'"
+                    % (password, PREFIX, "127.0.0.1" if tcp else SOCK, port, user))
+
+
+@pytest.fixture(scope="module")
+def outputs():
+    """-vvv output of every module call, by name, for the secrets test."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def module(pghost, run_module, outputs):
+    def call(name, check=False, verbosity=3, **args):
+        result = run_module(pghost, "fleetdb.online_upgrade." + name, args, check=check, verbosity=verbosity)
+        outputs.setdefault(name, []).append(result.get("_output", "") + repr(result))
+        return result
+    return call
+
+
+@pytest.fixture(scope="module")
+def servers(pghost, pg_dists, module):
+    """16 and 18 from the archives, 16 on 5432, 18 on 6432 (its temporary port)."""
+    sh(pghost, "mkdir -p /var/cache/fleetdb %s" % WORK)
+    specs = {}
+    for major in ("16", "18"):
+        archive = "/var/cache/fleetdb/postgresql-%s.tar.gz" % major
+        pghost.copy_in(pg_dists[major], archive)
+        with open(pg_dists[major], "rb") as handle:
+            checksum = "sha256:" + hashlib.sha256(handle.read()).hexdigest()
+        installed = module("install", version=major, archive=archive, checksum=checksum, verbosity=0)
+        assert not installed.get("failed"), installed
+        spec = dict(data_dir="/var/lib/fleetdb/postgresql/%s/main" % major, bin_dir=installed["bin_dir"],
+                    port=PORTS[major], socket_dir=SOCK)
+        for name, args in (("instance", dict(settings=dict(wal_level="logical"))), ("server", dict(state="started"))):
+            result = module(name, verbosity=0, **dict(spec, **args))
+            assert not result.get("failed"), result
+        specs[major] = spec
+    sh(pghost, "chown postgres %s" % WORK)
+    return specs
+
+
+@pytest.fixture(scope="module")
+def replicated(pghost, servers, module):
+    """Database app on 16, its schema and roles (with their passwords) on 18, replication synced."""
+    psql(pghost, "16", "postgres", "CREATE ROLE app LOGIN PASSWORD '%s'; CREATE ROLE other LOGIN PASSWORD '%s'"
+         % (APP_PW, OTHER_PW))
+    psql(pghost, "16", "postgres", "CREATE DATABASE app OWNER app")
+    psql(pghost, "16", "app", "SET ROLE app; "
+         "CREATE TABLE accounts (id int PRIMARY KEY, name text NOT NULL); "
+         "CREATE TABLE writes (id bigserial PRIMARY KEY, who text NOT NULL, at timestamptz NOT NULL "
+         "DEFAULT clock_timestamp()); "
+         "GRANT SELECT, INSERT ON writes TO other; GRANT USAGE ON SEQUENCE writes_id_seq TO other; "
+         "INSERT INTO accounts SELECT g, 'a' || g FROM generate_series(1, 100) g")
+    pre = module("preflight", old=servers["16"], new_version="18", new_data_dir=servers["18"]["data_dir"],
+                 temporary_port=PORTS["18"], old_port_after=OLD_PORT_AFTER)
+    assert pre["ok"], (pre.get("msg"), pre.get("problems"))
+    created = module("migrate", mode="create", dbname="app", schema_only=True, path=DUMP, role_passwords=True,
+                     tool_bin_dir=servers["18"]["bin_dir"], **servers["16"])
+    assert created["changed"], created
+    restored = module("migrate", mode="restore", dbname="app", path=DUMP, **servers["18"])
+    assert restored["changed"] and not restored.get("failed"), restored
+    synced = module("replication", state="synced", source=servers["16"], target=servers["18"], dbname="app",
+                    replication_password=REPL_PW, timeout=120)
+    assert not synced.get("failed"), (synced.get("msg"), synced.get("fix"))
+    assert synced["tables_ready"] == synced["tables_total"] == 2, synced
+    return synced
+
+
+def switchover_args(servers):
+    return dict(old=servers["16"], new=servers["18"], databases=["app"], old_port_after=OLD_PORT_AFTER,
+                state_file=STATE_FILE, drain_timeout=30)
+
+
+# -- least privilege --------------------------------------------------------------------------------------------
+
+def test_the_replication_role_has_only_the_privileges_replication_needs(pghost, replicated):
+    role = psql(pghost, "16", "app", "SELECT rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls, "
+                                     "rolcanlogin FROM pg_roles WHERE rolname = 'fleetdb_replicator'")
+    assert role == "f|f|f|t|f|t", role
+    member_of = psql(pghost, "16", "app", "SELECT string_agg(b.rolname, ',') FROM pg_auth_members m "
+                                          "JOIN pg_roles r ON r.oid = m.member JOIN pg_roles b ON b.oid = m.roleid "
+                                          "WHERE r.rolname = 'fleetdb_replicator'")
+    assert member_of == "", "fleetdb_replicator is a member of %s" % member_of
+    for builtin in ("pg_read_all_data", "pg_write_all_data", "pg_read_server_files", "pg_write_server_files",
+                    "pg_execute_server_program", "pg_signal_backend", "pg_monitor"):
+        assert psql(pghost, "16", "app", "SELECT pg_has_role('fleetdb_replicator', '%s', 'USAGE')" % builtin) == "f"
+    tables = psql(pghost, "16", "app", "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables "
+                                       "WHERE schemaname = 'public' ORDER BY 1").split()
+    assert tables == ["public.accounts", "public.writes"]
+    for table in tables:
+        privileges = psql(pghost, "16", "app", "SELECT string_agg(p, ',' ORDER BY p) FROM unnest(ARRAY['SELECT', "
+                          "'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER']) p "
+                          "WHERE has_table_privilege('fleetdb_replicator', '%s', p)" % table)
+        assert privileges == "SELECT", (table, privileges)
+    assert psql(pghost, "16", "app", "SELECT has_sequence_privilege('fleetdb_replicator', 'writes_id_seq', "
+                                     "'USAGE') OR has_sequence_privilege('fleetdb_replicator', 'writes_id_seq', "
+                                     "'UPDATE')") == "f"
+    assert psql(pghost, "16", "app", "SELECT has_database_privilege('fleetdb_replicator', 'app', 'CREATE') OR "
+                                     "has_schema_privilege('fleetdb_replicator', 'public', 'CREATE')") == "f"
+    owns = psql(pghost, "16", "app", "SELECT count(*) FROM pg_class c JOIN pg_roles r ON r.oid = c.relowner "
+                                     "WHERE r.rolname = 'fleetdb_replicator'")
+    assert owns == "0"
+
+
+def test_files_holding_secrets_are_0600_and_owned_by_the_database_owner(pghost, replicated):
+    assert sh(pghost, "stat -c '%%U %%a' %s" % PASSFILE).strip() == "postgres 600"
+    assert REPL_PW in sh(pghost, "cat %s" % PASSFILE)          # it is the file that holds the secret
+    globals_file = DUMP + ".globals.sql"
+    assert sh(pghost, "stat -c '%%U %%a' %s" % globals_file).strip() == "postgres 600"
+    content = sh(pghost, "cat %s" % globals_file)
+    assert "SCRAM-SHA-256$" in content                           # role_passwords: it holds password hashes
+    assert not any(secret in content for secret in SECRETS)
+    subconninfo = psql(pghost, "18", "app", "SELECT subconninfo FROM pg_subscription")
+    assert "passfile=" in subconninfo and REPL_PW not in subconninfo
+
+
+# -- DDL during replication -------------------------------------------------------------------------------------
+
+def test_a_schema_change_on_the_old_server_stops_the_switchover_before_the_fence(pghost, servers, replicated,
+                                                                                  module):
+    pid_before = sh(pghost, "head -1 %s/postmaster.pid" % servers["16"]["data_dir"]).strip()
+    psql(pghost, "16", "app", "ALTER TABLE accounts ADD COLUMN note text")
+    refused = module("switchover", **switchover_args(servers))
+    assert refused.get("failed"), refused
+    assert "public.accounts" in refused["msg"] and "DDL is not replicated" in refused["msg"], refused["msg"]
+    assert "apply the same DDL on the new server" in refused["msg"], refused["msg"]
+    assert "fence" not in (refused.get("phases") or {}), refused["phases"]
+    assert "BEGIN fleetdb.online_upgrade fence" not in sh(pghost, "cat %s/pg_hba.conf" % servers["16"]["data_dir"])
+    # The old server keeps serving, on the same postmaster, to its clients over TCP.
+    assert sh(pghost, "head -1 %s/postmaster.pid" % servers["16"]["data_dir"]).strip() == pid_before
+    wrote = pghost.run("PGPASSWORD='%s' %s/16/bin/psql -h 127.0.0.1 -p 5432 -U app -d app -X -At -c "
+                       "\"INSERT INTO writes (who) VALUES ('after-refusal') RETURNING 1\"" % (APP_PW, PREFIX))
+    assert wrote.returncode == 0 and wrote.stdout.split()[0] == "1", wrote.stderr
+    # The same DDL on the new server: the switchover's checks pass (the cutover itself runs below).
+    psql(pghost, "18", "app", "ALTER TABLE accounts ADD COLUMN note text")
+    checked = module("switchover", check=True, **switchover_args(servers))
+    assert not checked.get("failed") and "checks passed" in checked["msg"], checked
+
+
+# -- the fence ---------------------------------------------------------------------------------------------------
+
+def start_writer(host, name, user, password, first_sql=""):
+    """A client that keeps one session open and inserts every 10 ms, reconnecting whenever it is cut off."""
+    inner = ("while [ ! -f /tmp/stop-writers ]; do echo \"INSERT INTO writes (who) VALUES ('%s');\"; sleep 0.01; "
+             "done" % name)
+    loop = ("while [ ! -f /tmp/stop-writers ]; do (%s%s) | PGPASSWORD='%s' %s/18/bin/psql -h 127.0.0.1 -p 5432 "
+            "-U %s -d app -X -q -v ON_ERROR_STOP=1; sleep 0.01; done"
+            % ("echo \"%s\"; " % first_sql if first_sql else "", inner, password, PREFIX, user))
+    sh(host, "nohup bash -c '%s' >/tmp/writer-%s.log 2>&1 &" % (loop.replace("'", "'\\''"), name))
+
+
+def count(host, major, who, port=None):
+    return int(psql(host, major, "app", "SELECT count(*) FROM writes WHERE who = '%s'" % who, port=port))
+
+
+def wait_until(predicate, timeout=30):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+def test_the_fence_cannot_be_bypassed_and_no_accepted_write_is_lost(pghost, servers, replicated, module):
+    sh(pghost, "rm -f /tmp/stop-writers")
+    start_writer(pghost, "other", "other", OTHER_PW)
+    start_writer(pghost, "app-rw", "app", APP_PW, first_sql="SET default_transaction_read_only = off;")
+    try:
+        wait_until(lambda: count(pghost, "16", "other") > 20 and count(pghost, "16", "app-rw") > 20)
+        switched = module("switchover", **switchover_args(servers))
+        assert not switched.get("failed"), (switched.get("msg"), switched.get("aborted_because"))
+        assert switched["changed"] and switched["window_seconds"] > 0, switched
+        # The writers reconnect to the same port and now write to 18.
+        on18 = (count(pghost, "18", "other", port=5432), count(pghost, "18", "app-rw", port=5432))
+        wait_until(lambda: count(pghost, "18", "other", port=5432) > on18[0] + 5
+                   and count(pghost, "18", "app-rw", port=5432) > on18[1] + 5)
+    finally:
+        sh(pghost, "touch /tmp/stop-writers; sleep 1")
+    assert psql(pghost, "18", "app", "SHOW server_version_num", port=5432).startswith("18")
+
+    # The old server, started again on its new port, still carries the fence.
+    started = module("server", state="started", verbosity=0, **dict(servers["16"], port=OLD_PORT_AFTER))
+    assert not started.get("failed") and started["port"] == OLD_PORT_AFTER, started
+    try:
+        for user, password in (("other", OTHER_PW), ("app", APP_PW)):
+            for tcp in (True, False):
+                refused = login(pghost, user, password, OLD_PORT_AFTER, tcp=tcp)
+                assert refused.returncode != 0, (user, tcp, refused.stdout)
+                assert "pg_hba.conf rejects connection" in refused.stderr, refused.stderr
+        assert psql(pghost, "16", "app", "SELECT current_user", port=OLD_PORT_AFTER) == "postgres"
+
+        # Every row the old server holds is on the new one: no write it accepted after the fence was lost.
+        old_rows = set(psql(pghost, "16", "app", "SELECT id || ':' || who FROM writes",
+                            port=OLD_PORT_AFTER).split())
+        new_rows = set(psql(pghost, "18", "app", "SELECT id || ':' || who FROM writes", port=5432).split())
+        assert old_rows, "no rows on the old server"
+        assert {r.split(":")[1] for r in old_rows} >= {"other", "app-rw"}
+        assert old_rows <= new_rows, "rows on 16 missing on 18: %s" % sorted(old_rows - new_rows)[:20]
+        fenced_at = psql(pghost, "16", "app", "SELECT max(fenced_at) FROM fleetdb_switchover.drain_marker",
+                         port=OLD_PORT_AFTER)
+        assert fenced_at, "no drain marker on the old server"
+        after_marker = psql(pghost, "16", "app", "SELECT count(*) FROM writes WHERE at > '%s'" % fenced_at,
+                            port=OLD_PORT_AFTER)
+        assert after_marker == "0", "%s rows written on 16 after the drain marker" % after_marker
+    finally:
+        module("server", state="stopped", verbosity=0, **servers["16"])
+
+
+def test_a_rejected_login_never_crashes_the_client(pghost, servers, tmp_path):
+    """The fence probe's situation, 300 times: a login the server rejects (here: a role that does not exist on
+    the server serving port 5432) must give PgConnectError, never another exception."""
+    script = tmp_path / "probe.py"
+    script.write_text(
+        "import collections, sys\n"
+        "sys.path.insert(0, '/tmp/fleetdb-pgwire')\n"
+        "import pgwire\n"
+        "seen = collections.Counter()\n"
+        "for i in range(300):\n"
+        "    try:\n"
+        "        pgwire.Connection(host='%s', port=5432, user='fleetdb_fence_probe', dbname='app').close()\n"
+        "    except pgwire.PgConnectError:\n"
+        "        seen['rejected'] += 1\n"
+        "    except Exception as exc:\n"
+        "        seen[repr(exc)] += 1\n"
+        "print(dict(seen))\n" % SOCK)
+    sh(pghost, "mkdir -p /tmp/fleetdb-pgwire")
+    pghost.copy_in(os.path.join(ROOT, "plugins", "module_utils", "pgwire.py"), "/tmp/fleetdb-pgwire/pgwire.py")
+    pghost.copy_in(str(script), "/tmp/fleetdb-pgwire/probe.py")
+    seen = sh(pghost, "python3 /tmp/fleetdb-pgwire/probe.py").strip()
+    assert seen == "{'rejected': 300}", seen
+
+
+# -- secrets ----------------------------------------------------------------------------------------------------------
+
+def test_no_password_in_results_verbose_output_logs_or_state(pghost, servers, replicated, module, outputs):
+    assert {"preflight", "migrate", "replication", "switchover"} <= set(outputs), sorted(outputs)
+    for name, texts in outputs.items():
+        for text in texts:
+            for secret in SECRETS:
+                assert secret not in text, "%s output shows a password" % name
+    logs = sh(pghost, "ls /var/lib/fleetdb/postgresql/*/main/log/*").split()
+    assert len(logs) >= 2, logs
+    for secret in SECRETS:
+        found = pghost.run("grep -l -F -- '%s' /var/lib/fleetdb/postgresql/*/main/log/* %s" % (secret, STATE_FILE))
+        assert found.returncode == 1 and not found.stdout, "%s found in %s" % (secret, found.stdout)
+    assert sh(pghost, "test -s %s && echo yes" % STATE_FILE).strip() == "yes"
