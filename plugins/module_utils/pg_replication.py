@@ -214,7 +214,15 @@ class PostgresReplication(Replication):
         return rows[0] if rows else None
 
     def present(self):
-        if self.subscription() is not None:
+        sub = self.subscription()
+        if sub is not None:
+            if not sub["slot"]:
+                # A cutover detached it (slot_name = NONE) and did not finish: waiting on it would never end.
+                raise OperationError(
+                    "the subscription %s on the target has no slot (detached by a cutover that was rescued or "
+                    "interrupted): it replicates nothing" % self.name,
+                    "the target holds a partial copy: drop the subscription (state=absent) and recreate the new "
+                    "instance (or empty its tables), then run again")
             self._ensure_tables_published()
             return
         self._preflight()
@@ -230,9 +238,10 @@ class PostgresReplication(Replication):
             self._check_login()
             self._create(tables)
         except Exception:
-            # Never leave a slot behind: it would keep WAL on the source forever.
+            # Never leave a slot behind: it would keep WAL on the source forever.  A slot (and publication)
+            # that existed before (existing_slot, e.g. the rollback slot) is not ours to drop.
             self.result["cleanup_after_failure"] = True
-            self.absent()
+            self.absent(keep_source=self.existing_slot)
             raise
 
     def _preflight(self):
@@ -415,7 +424,7 @@ class PostgresReplication(Replication):
             sql = "ALTER SUBSCRIPTION %s %s" % (pgwire.quote_ident(self.name), "ENABLE" if enabled else "DISABLE")
             self._act(sql, lambda: self.tgt().execute(sql))
 
-    def absent(self):
+    def absent(self, keep_source=False):
         sub = None
         try:
             sub = self.subscription()
@@ -433,6 +442,8 @@ class PostgresReplication(Replication):
                 tgt.execute("DROP SUBSCRIPTION %s" % name)
             slots.append("pg_%s_sync_%%" % sub["oid"])
             self._act("DROP SUBSCRIPTION %s" % name, drop)
+        if keep_source:
+            return
         try:
             src = self.src()
         except OperationError as exc:

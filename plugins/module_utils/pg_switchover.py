@@ -70,6 +70,13 @@ SELECT format('%I.%I', schemaname, sequencename) FROM pg_sequences
 """
 
 
+ROLLBACK_TABLES_SQL = """
+SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('r', 'p') AND c.relpersistence = 'p' AND NOT c.relispartition
+   AND n.nspname <> ALL ($1::text[]) AND n.nspname NOT LIKE 'pg_temp%' ORDER BY 1
+"""
+
+
 def fence_block(replication_user, admin_user, databases):
     """pg_hba.conf lines put in front of the existing rules while the fence is up."""
     dbs = ",".join(databases)
@@ -224,6 +231,12 @@ class PostgresSwitchover(Switchover):
             if self.rollback_slot and not self.module.check_mode:
                 self._ensure_rollback_publication(db, new)
         if not self.module.check_mode:
+            for db in self.databases:
+                # Statistics for the new server's planner (an initial copy leaves none), and visibility maps
+                # on both sides so that the row counts inside the window can use index-only scans.
+                self._new(db).execute("VACUUM (ANALYZE)")
+                if self.verify_row_counts:
+                    self._old(db).execute("VACUUM")
             # Shutdown writes a checkpoint; doing one now keeps the one in the window small.
             self._old(self.databases[0]).execute("CHECKPOINT")
             self._new(self.databases[0]).execute("CHECKPOINT")
@@ -335,7 +348,11 @@ class PostgresSwitchover(Switchover):
         """Created before its slot so that the slot can decode with it (see rollback in docs/procedure.md)."""
         name = self._rollback_name(db)
         if new.scalar("SELECT 1 FROM pg_publication WHERE pubname = $1", [name]) is None:
-            new.execute("CREATE PUBLICATION %s FOR ALL TABLES" % pgwire.quote_ident(name))
+            # The tables the old server has too: not FOR ALL TABLES, which would take in the Record of Upgrades
+            # (only on the new server) and make the old server's subscription fail.
+            tables = [r[0] for r in new.query(ROLLBACK_TABLES_SQL, [list(SCHEMAS_NOT_COMPARED)]).rows]
+            new.execute("CREATE PUBLICATION %s%s" % (pgwire.quote_ident(name),
+                                                     " FOR TABLE " + ", ".join(tables) if tables else ""))
 
     # -- the window ---------------------------------------------------------
     def _cutover(self):
@@ -481,7 +498,8 @@ class PostgresSwitchover(Switchover):
     def _compare_row_counts(self, db):
         tables = [r[0] for r in self._new(db).query(
             "SELECT r.srrelid::regclass::text FROM pg_subscription_rel r JOIN pg_subscription s "
-            "  ON s.oid = r.srsubid WHERE s.subname = $1 ORDER BY 1", [self._sub(db)]).rows]
+            "  ON s.oid = r.srsubid WHERE s.subname = $1 AND r.srrelid <> to_regclass($2) ORDER BY 1",
+            [self._sub(db), MARKER_TABLE]).rows]  # the marker holds rows of earlier cutovers (a rollback's new side)
         counts = {}
 
         def count(side, session):
@@ -579,6 +597,8 @@ class PostgresSwitchover(Switchover):
             session = connect(self.new, dbname=db, port=self.production_port)
             try:
                 session.execute("DROP SUBSCRIPTION IF EXISTS %s" % pgwire.quote_ident(self._sub(db)))
+                # A re-run's schema dump of the old server carries the upgrade's own publication over: not wanted here.
+                session.execute("DROP PUBLICATION IF EXISTS %s" % pgwire.quote_ident(self._sub(db)))
                 session.execute("DROP SCHEMA IF EXISTS %s CASCADE" % MARKER_SCHEMA)
             finally:
                 session.close()
