@@ -15,7 +15,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "unit"))
 import conftest  # noqa: E402,F401 pylint: disable=unused-import
 
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import pgwire  # noqa: E402
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import release_environment  # noqa: E402
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engine import InstanceSpec  # noqa: E402
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_session import connect  # noqa: E402
@@ -47,8 +46,8 @@ def run(argv, cwd=None, check=True):
     argv = (["runuser", "-u", OWNER, "--"] if OWNER else []) + list(argv)
     proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, check=False)
     if check and proc.returncode != 0:
-        raise RuntimeError("%s failed (rc=%d): %s" % (" ".join(argv), proc.returncode,
-                                                        (proc.stderr or proc.stdout)[-3000:]))
+        raise RuntimeError("%s failed (rc=%d): %s" % (
+            " ".join(argv), proc.returncode, (proc.stderr or proc.stdout)[-3000:]))
     return proc
 
 

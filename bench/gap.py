@@ -193,7 +193,7 @@ def upgrade_dump_restore(L, work, old, bin18, ports):
         handle.write("host all app all reject\nlocal all app reject\n" + text)
     old.execute("SELECT pg_reload_conf()")
     time.sleep(0.05)  # the postmaster reloads asynchronously; stragglers are terminated below
-    for _ in range(100):
+    for _attempt in range(100):
         if old.scalar("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = 'app'") == "0":
             break
         time.sleep(0.01)
@@ -260,7 +260,7 @@ def machine(bin16, bin18, L):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--quick", action="store_true", help="small smoke run (20 MB and 300 tables of 10 MB)")
     parser.add_argument("--sizes", default="100,1000", help="MB of the one-table (app schema) scenarios")
     parser.add_argument("--tables-size", type=int, default=100, help="MB of the 300-table scenario; 0 skips it")

@@ -168,8 +168,8 @@ def test_files_holding_secrets_are_0600_and_owned_by_the_database_owner(pghost, 
 
 # -- DDL during replication -------------------------------------------------------------------------------------
 
-def test_a_schema_change_on_the_old_server_stops_the_switchover_before_the_fence(pghost, servers, replicated,
-                                                                                  module):
+def test_a_schema_change_on_the_old_server_stops_the_switchover_before_the_fence(
+        pghost, servers, replicated, module):
     pid_before = sh(pghost, "head -1 %s/postmaster.pid" % servers["16"]["data_dir"]).strip()
     psql(pghost, "16", "app", "ALTER TABLE accounts ADD COLUMN note text")
     refused = module("switchover", **switchover_args(servers))

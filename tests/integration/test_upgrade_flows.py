@@ -224,12 +224,12 @@ def slots(flow, port=5432, bin_dir=PG18):
                      port=port, bin_dir=bin_dir)
 
 
-PORTS = iter(range(int(os.environ.get("FLOWS_PORT_BASE", "15701")), 15721))
+PORTS = list(range(int(os.environ.get("FLOWS_PORT_BASE", "15701")), 15721))
 
 
 @pytest.fixture
 def flow(tmp_path):
-    made = Flow(tmp_path, next(PORTS))
+    made = Flow(tmp_path, PORTS.pop(0))
     yield made
     if os.environ.get("FLOWS_KEEP"):  # debugging: leave the host for a look
         print("kept", made.host.name)

@@ -33,8 +33,8 @@ def playbook(*args):
     out = proc.stdout + proc.stderr
     recap = {m[0]: dict(ok=int(m[1]), changed=int(m[2]), unreachable=int(m[3]), failed=int(m[4]))
              for m in RECAP.findall(out)}
-    print("ansible-playbook %s: rc %d in %.1f s, recap %s" % (" ".join(args), proc.returncode,
-                                                            time.monotonic() - started, recap))
+    print("ansible-playbook %s: rc %d in %.1f s, recap %s" % (
+        " ".join(args), proc.returncode, time.monotonic() - started, recap))
     return proc.returncode, out, recap
 
 
