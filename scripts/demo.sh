@@ -58,7 +58,9 @@ work, before, started, finished = sys.argv[1], sys.argv[2], float(sys.argv[3]), 
 proof = json.load(open(os.path.join(work, "proof.json")))
 state = json.load(open(os.path.join(work, "switchover.json")))
 rows = open(os.path.join(work, "rows")).read().strip()
-phases = ", ".join("%s %.0f ms" % (k, v * 1000) for k, v in state.get("phases", {}).items() if k != "prepare")
+order = ["fence", "drain", "sequences", "roles", "verify", "detach", "stop", "configure_old_port", "start"]
+timings = state.get("phases", {})
+phases = ", ".join("%s %.0f ms" % (k, timings[k] * 1000) for k in order if k in timings)
 print()
 print("  version           PostgreSQL %s -> %s, same port" % (before, proof["server_version"]))
 print("  rows              %s in app.events (plus orders, lines, customers)" % rows)
