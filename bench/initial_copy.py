@@ -22,23 +22,7 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engine impo
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_replication import PostgresReplication  # noqa: E402
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_session import connect  # noqa: E402
 
-OWNER = "postgres" if os.geteuid() == 0 else None
-
-
-class Module:
-    """The little of AnsibleModule the module_utils use."""
-    check_mode = False
-
-    def run_command(self, argv, check_rc=False, cwd=None, environ_update=None, **_kw):
-        env = dict(os.environ, **(environ_update or {}))
-        proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, check=False)
-        return proc.returncode, proc.stdout, proc.stderr
-
-    def warn(self, msg):
-        print("warning:", msg)
-
-    def log(self, msg):
-        pass
+from _local import OWNER, Module  # noqa: E402  (bench/ is on sys.path: the script's own directory)
 
 
 def as_owner(argv):
