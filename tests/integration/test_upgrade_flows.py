@@ -371,3 +371,22 @@ def test_old_postmaster_killed_during_the_copy_then_rerun(flow):
     # nothing keeps WAL on 16: no slot in its (stopped) data directory
     assert flow.host.run("test -e %s/postmaster.pid" % OLD_DATA).returncode != 0, "16 still runs"
     assert flow.sh("ls -A %s/pg_replslot" % OLD_DATA).strip() == ""
+
+
+def test_new_postmaster_killed_during_catch_up_then_rerun(flow):
+    """The new server dies while it is copying and catching up; the operator only re-runs the playbook,
+    which starts it again on its temporary port and continues from the slot."""
+    flow.prepare_16()
+    run = flow.start_playbook("upgrade.yml")
+    wait_for("the initial copy", lambda: run.poll() is not None or
+             flow.try_psql("SELECT count(*) FROM pg_subscription", 15432) == "1", timeout=300)
+    pid = flow.sh("head -1 %s/postmaster.pid" % NEW_DATA).strip()
+    flow.sh("kill -9 %s" % pid)
+    run.wait(timeout=600)
+    assert run.returncode != 0, "the playbook did not notice the new server died"
+    assert flow.psql("SHOW server_version", bin_dir=PG16).startswith("16"), "16 must keep serving"
+    flow.ok("upgrade.yml")
+    assert flow.psql("SHOW server_version").startswith("18")
+    assert flow.psql("SELECT count(*) FROM pg_subscription") == "0"
+    flow.stop_and_verify("18")
+    assert flow.sh("ls -A %s/pg_replslot" % OLD_DATA).strip() == ""
