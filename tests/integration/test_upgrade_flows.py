@@ -298,7 +298,7 @@ def test_dump_restore_method_loses_no_acknowledged_write(flow):
 
 # -- 4 ----------------------------------------------------------------------------------------
 def test_resume_after_the_controller_is_killed(shared, tmp_path):
-    flow = shared["resume"] = Flow(tmp_path, next(PORTS))
+    flow = shared["resume"] = Flow(tmp_path, PORTS.pop(0))
     flow.prepare_16()
     # killed during the initial copy: the subscription exists on the new server (temporary port 15432)
     run = flow.start_playbook("upgrade.yml")
@@ -332,7 +332,7 @@ def test_finalize_removes_the_old_release_and_refuses_rollback_afterwards(shared
     # the host test 4 upgraded (writers stopped, every write verified), or a fresh one when run alone
     flow = shared.get("upgraded")
     if flow is None:
-        flow = shared["finalize"] = Flow(tmp_path, next(PORTS))
+        flow = shared["finalize"] = Flow(tmp_path, PORTS.pop(0))
         flow.prepare_16()
         flow.ok("upgrade.yml")
     first = flow.ok("finalize.yml")
