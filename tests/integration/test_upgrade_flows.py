@@ -300,6 +300,13 @@ def test_dump_restore_method_loses_no_acknowledged_write(flow):
 def test_resume_after_the_controller_is_killed(shared, tmp_path):
     flow = shared["resume"] = Flow(tmp_path, PORTS.pop(0))
     flow.prepare_16()
+    # killed during step 1: the new instance is being created (its data directory appears)
+    run = flow.start_playbook("upgrade.yml")
+    wait_for("the new instance", lambda: run.poll() is not None or
+             flow.host.run("test -e %s/PG_VERSION" % NEW_DATA).returncode == 0, timeout=300, interval=0.05)
+    assert run.poll() is None, "the playbook ended before step 1"
+    flow.kill_playbook(run)
+    flow.wait_modules_done()
     # killed during the initial copy: the subscription exists on the new server (temporary port 15432)
     run = flow.start_playbook("upgrade.yml")
     wait_for("the subscription", lambda: run.poll() is not None or
