@@ -223,6 +223,7 @@ class PostgresReplication(Replication):
                     "interrupted): it replicates nothing" % self.name,
                     "the target holds a partial copy: drop the subscription (state=absent) and recreate the new "
                     "instance (or empty its tables), then run again")
+            self._recopy_tables_without_sync_slot(sub)
             self._ensure_tables_published()
             return
         self._preflight()
@@ -414,6 +415,32 @@ class PostgresReplication(Replication):
             self._grant(missing)
             sql = "ALTER SUBSCRIPTION %s REFRESH PUBLICATION" % pgwire.quote_ident(self.name)
             self._act(sql, lambda: self.tgt().execute(sql))
+
+    def _recopy_tables_without_sync_slot(self, sub):
+        """Copy again the tables whose copy finished (state f) but whose table-sync slot is gone.
+
+        A target that crashes between dropping that slot on the source and recording the table as synced
+        leaves it waiting forever for a slot that no longer exists.  The table leaves the publication, is
+        emptied on the target, and rejoins it (``_ensure_tables_published`` refreshes with a new copy).
+        """
+        stuck = self.tgt().query("SELECT srrelid::text, srrelid::regclass::text FROM pg_subscription_rel "
+                                 "WHERE srsubid = $1::oid AND srsubstate = 'f'", [sub["oid"]]).rows
+        if not stuck:
+            return
+        src = self.src()
+        slots = [r[0] for r in src.query("SELECT slot_name FROM pg_replication_slots WHERE slot_name LIKE $1",
+                                         ["pg_%s_sync_%%" % sub["oid"]]).rows]
+        lost = [name for relid, name in stuck
+                if not any(slot.startswith("pg_%s_sync_%s_" % (sub["oid"], relid)) for slot in slots)]
+        if not lost:
+            return
+        self.result["tables_copied_again"] = lost
+        steps = [(src, "ALTER PUBLICATION %s DROP TABLE %s" % (pgwire.quote_ident(self.name), ", ".join(lost))),
+                 (self.tgt(), "ALTER SUBSCRIPTION %s REFRESH PUBLICATION WITH (copy_data = false)"
+                  % pgwire.quote_ident(self.name)),
+                 (self.tgt(), "TRUNCATE %s" % ", ".join(lost))]
+        for session, sql in steps:
+            self._act(sql, lambda session=session, sql=sql: session.execute(sql))
 
     def enable(self, enabled):
         sub = self.subscription()

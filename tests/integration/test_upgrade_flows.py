@@ -99,7 +99,8 @@ class Flow:
                          "\n[all:vars]\nonline_upgrade_old_version=16\nonline_upgrade_new_version=18\n"
                          "online_upgrade_databases=[\"app\"]\nonline_upgrade_archive_src=%s\n"
                          "online_upgrade_archive_checksum=sha256:%s\n"
-                         "online_upgrade_replication_password=repl-flows-pw\n" % (self.host.name, new, sha256(new)))
+                         "online_upgrade_replication_password=repl-flows-pw\n"
+                         "online_upgrade_sync_timeout=300\n" % (self.host.name, new, sha256(new)))
 
     # -- ansible --------------------------------------------------------------------------
     def playbook(self, name, *extra, timeout=600):
