@@ -29,6 +29,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import errno
 import json
 import os
 import re
@@ -180,6 +181,7 @@ class PostgresSwitchover(Switchover):
         self.max_lag_bytes = max_lag_bytes
         self.rollback_slot = rollback_slot
         self.state = StateFile(module, state_file, old.owner)
+        self._signalled = set()  # servers sent the shutdown signal in this run
         self.timer = PhaseTimer()
         self.report = dict(databases={}, phases=self.timer.timings)
         self._old_sessions = {}
@@ -383,7 +385,9 @@ class PostgresSwitchover(Switchover):
                 old_stopped = self._stop_both()
             self.state.set("old_stopped")
         except Exception as exc:
-            if not old_stopped:
+            if "old" in self._signalled:
+                self._rescue_old(exc)  # the old server is going down: bring it back, unfenced
+            elif not old_stopped:
                 self._abort(exc)
             raise
         self._after_old_stopped(window)
@@ -552,7 +556,13 @@ class PostgresSwitchover(Switchover):
         for name, spec in (("old", self.old), ("new", self.new)):
             pid = read_postmaster_pid(spec.data_dir)
             if pid:
-                os.kill(pid, signal.SIGINT)  # SIGINT = fast shutdown
+                self._signalled.add(name)
+                try:
+                    os.kill(pid, signal.SIGINT)  # SIGINT = fast shutdown
+                except OSError as exc:
+                    if exc.errno != errno.ESRCH:
+                        raise
+                    continue  # it exited between the check and the signal: stopped all the same
                 pids[name] = pid
         deadline = time.monotonic() + 60
         while any(_alive(pid) for pid in pids.values()):
@@ -612,8 +622,9 @@ class PostgresSwitchover(Switchover):
             for db in self.databases:
                 try:
                     self._new(db).execute("ALTER SUBSCRIPTION %s ENABLE" % pgwire.quote_ident(self._sub(db)))
-                except pgwire.PgError:
-                    pass
+                except (pgwire.PgError, OperationError) as failure:
+                    # the old server serves either way; the report keeps the first cause
+                    self.report.setdefault("abort_warnings", []).append(str(failure))
         finally:
             self.state.set("aborted", error=str(exc))
 
@@ -639,14 +650,18 @@ class PostgresSwitchover(Switchover):
             os.kill(pid, signal.SIGHUP)
 
     def _rescue_old(self, exc):
-        """The new server cannot start: bring the old one back on the production port, unfenced."""
-        self.report["rescue"] = "the new server failed to start (%s); restarting the old server" % exc
+        """The cutover failed once the old server was told to stop: bring it back on the production port, unfenced."""
+        self.report["rescue"] = "the cutover failed after the old server was stopped (%s); restarting it" % exc
         pid = read_postmaster_pid(self.new.data_dir)
         if pid:
             os.kill(pid, signal.SIGQUIT)  # immediate: it may hold the production port
             deadline = time.monotonic() + 30
             while _alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.01)
+        pid = read_postmaster_pid(self.old.data_dir)
+        deadline = time.monotonic() + 60
+        while pid and _alive(pid) and time.monotonic() < deadline:  # still finishing its shutdown
+            time.sleep(0.01)
         self._set_configured_port(self.old, self.production_port)
         hba_file = self._hba_file or os.path.join(self.old.data_dir, "pg_hba.conf")
         write_file(self.module, hba_file, without_fence(read_text(hba_file) or ""), owner=self.old.owner, mode=0o640)
