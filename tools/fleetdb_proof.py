@@ -150,7 +150,7 @@ def load(args):
     os.makedirs(args.log_dir, exist_ok=True)
     if any(n.startswith("writer-") for n in os.listdir(args.log_dir)):
         sys.exit("%s already holds a load's logs: use a new --log-dir" % args.log_dir)
-    conn = connect(args, timeout=10)
+    conn = connect(args, timeout=30, io_timeout=None)
     conn.execute(SCHEMA)
     conn.execute("INSERT INTO proof.writers (writer_id) SELECT g FROM generate_series(1, %d) g "
                  "ON CONFLICT DO NOTHING" % args.writers)

@@ -18,6 +18,7 @@ def test_no_acknowledged_write_was_lost_and_sequences_continued():
     stopped = proof("stop", "--log-dir", LOAD_DIR)
     assert stopped.returncode == 0, stopped.stderr
     verified = proof("verify", "--log-dir", LOAD_DIR, "--json")
+    assert verified.stdout, verified.stderr
     report = json.loads(verified.stdout)
     print("proof:", verified.stdout)
     assert report["acknowledged"] > 1000, report
