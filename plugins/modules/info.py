@@ -17,14 +17,9 @@ description:
     connections), its subscriptions and replication slots with their lag, and per database the sets of the
     Record of Upgrades (see M(fleetdb.online_upgrade.migrate)).
 extends_documentation_fragment:
+  - fleetdb.online_upgrade.engine
   - fleetdb.online_upgrade.instances.instance_list
 options:
-  engine:
-    description:
-      - The database engine. Only C(postgresql) is implemented.
-    type: str
-    default: postgresql
-    choices: [postgresql]
   bin_dirs:
     description:
       - bin directories to probe.

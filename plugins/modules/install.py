@@ -27,13 +27,9 @@ description:
   - Before reporting success it runs C(postgres), C(initdb) and C(pg_ctl) with C(--version) and checks every
     server and client binary with C(ldd). A missing shared library fails the task, naming the library and
     the Debian package that provides it.
+extends_documentation_fragment:
+  - fleetdb.online_upgrade.engine
 options:
-  engine:
-    description:
-      - The database engine. Only C(postgresql) is implemented.
-    type: str
-    default: postgresql
-    choices: [postgresql]
   version:
     description:
       - The release to install, a major version (V("16")) or a full one (V("16.15")). Quote it in YAML.

@@ -33,15 +33,10 @@ description:
     every table finished its initial copy and the target confirmed the source's WAL position taken when the wait began
     (or, with O(max_lag_bytes), until the lag is below it)."
 extends_documentation_fragment:
+  - fleetdb.online_upgrade.engine
   - fleetdb.online_upgrade.instances.source
   - fleetdb.online_upgrade.instances.target
 options:
-  engine:
-    description:
-      - The database engine. Only C(postgresql) is implemented.
-    type: str
-    default: postgresql
-    choices: [postgresql]
   dbname:
     description:
       - The database replicated.
