@@ -25,6 +25,8 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common impo
     write_file)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engine import Instance
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_install import major_of
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_process import (  # noqa: F401 (re-exported)
+    parse_controldata, parse_postmaster_pid, postmaster, process_alive)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_session import connect as pg_connect
 
 MANAGED_FILE = "fleetdb.conf"
@@ -129,18 +131,6 @@ def with_include(text):
     return text + "\n# Settings managed by fleetdb.online_upgrade\n" + INCLUDE_LINE + "\n"
 
 
-def parse_postmaster_pid(text):
-    """postmaster.pid -> dict(pid, data_dir, start_time, port, socket_dir, listen_address, status) or None."""
-    lines = (text or "").splitlines()
-    if not lines or not lines[0].strip().isdigit():
-        return None
-    fields = lines + [""] * (8 - len(lines))
-    port = fields[3].strip()
-    return dict(pid=int(fields[0]), data_dir=fields[1].strip(), start_time=fields[2].strip(),
-                port=int(port) if port.isdigit() else None, socket_dir=fields[4].strip() or None,
-                listen_address=fields[5].strip() or None, status=fields[7].strip() or None)
-
-
 def parse_describe_config(text):
     """``postgres --describe-config`` output -> {name: context} (tab-separated: name, context, group, ...)."""
     contexts = {}
@@ -149,16 +139,6 @@ def parse_describe_config(text):
         if len(fields) >= 2 and fields[0]:
             contexts[fields[0].lower()] = fields[1]
     return contexts
-
-
-def parse_controldata(text):
-    """``pg_controldata`` output -> {label: value}."""
-    values = {}
-    for line in (text or "").splitlines():
-        label, sep, value = line.partition(":")
-        if sep:
-            values[label.strip()] = value.strip()
-    return values
 
 
 def initdb_arguments(initdb, data_dir, major, data_checksums=None, locale="C.UTF-8", encoding="UTF8"):
@@ -174,15 +154,6 @@ def initdb_arguments(initdb, data_dir, major, data_checksums=None, locale="C.UTF
 def restart_needed(contexts, names):
     """True when one of ``names`` takes effect only at server start (context postmaster, or unknown)."""
     return any(contexts.get(name, "postmaster") == "postmaster" for name in names)
-
-
-def _process_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except OSError as exc:
-        # EPERM: it exists but belongs to someone else (we are not root).
-        return exc.errno == 1
-    return ") Z " not in (read_text("/proc/%d/stat" % pid) or "")
 
 
 def log_tail(path, lines=15):
@@ -259,10 +230,7 @@ class PostgresInstance(Instance):
 
     def postmaster(self):
         """postmaster.pid of a running server, None when the server is not running (or the file is stale)."""
-        info = parse_postmaster_pid(read_text(self._path("postmaster.pid")))
-        if info and _process_alive(info["pid"]):
-            return info
-        return None
+        return postmaster(self.spec.data_dir)
 
     def configured_port(self):
         """The port the configuration files set (what the server takes when started without -p)."""
@@ -340,7 +308,7 @@ class PostgresInstance(Instance):
         """A server listening on the Unix socket only still holds the port in our socket directory."""
         lock = read_text(os.path.join(self.spec.socket_dir, ".s.PGSQL.%d.lock" % int(port)))
         info = parse_postmaster_pid(lock)
-        if not info or not _process_alive(info["pid"]):
+        if not info or not process_alive(info["pid"]):
             return None
         pid = info["pid"]
         cmdline = (read_text("/proc/%d/cmdline" % pid) or "").replace("\0", " ").strip()

@@ -26,7 +26,7 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import pgwi
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import (
     OperationError, parse_version, read_text, run_as, user_ids)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engine import Migrator
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_session import connect
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_session import connect, execute_unlogged
 
 SECTIONS = ("pre-data", "keys", "data", "post-data")
 # Longest first so that "TABLE DATA" is not read as "TABLE".
@@ -376,7 +376,10 @@ class PostgresMigrator(Migrator):
                 if self.module.check_mode:
                     continue
                 try:
-                    session.execute(statement)
+                    if re.search(r"\bPASSWORD\b", statement):
+                        execute_unlogged(session, statement)  # a password hash: never in the server log
+                    else:
+                        session.execute(statement)
                 except pgwire.PgError as exc:
                     if exc.sqlstate not in ALREADY_EXISTS:
                         self.module.warn("globals statement failed (ignored): %s: %s" % (statement[:80], exc))

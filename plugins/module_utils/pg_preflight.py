@@ -11,8 +11,9 @@ import os
 
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import (
     OperationError, parse_version, port_holder, read_text)
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_fence import fence_blockers
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_process import postmaster, postmaster_pid
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_session import connect
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_switchover import read_postmaster_pid
 
 # Settings that describe where and how this instance runs, not what the new one should inherit.
 NOT_INHERITED = frozenset([
@@ -79,6 +80,7 @@ class PostgresPreflight:
             self.facts["old_settings"] = self._inheritable_settings(session)
             if self.method == "replication":
                 self._replication_settings(session)
+                self._fence_blockers(session)
                 if not self.replication_password_set:
                     f.problem("replication_password", "no password is set for the replication role",
                               "set online_upgrade_replication_password (from a vault)")
@@ -112,7 +114,7 @@ class PostgresPreflight:
                                   "set online_upgrade_old_data_dir (old.data_dir) to the data directory of the "
                                   "running server (SHOW data_directory on it)")
             return False
-        if read_postmaster_pid(self.old.data_dir) is None:
+        if postmaster_pid(self.old.data_dir) is None:
             self.findings.problem("old_server", "the old server (%s) is not running" % self.old.data_dir,
                                   "start it: the online upgrade copies from the running server")
             return False
@@ -170,13 +172,13 @@ class PostgresPreflight:
             self.findings.problem("ports", "the production, temporary and old-after ports must differ: %s" % ports,
                                   "choose distinct online_upgrade_temporary_port and online_upgrade_old_port_after")
             return
-        old_pid = read_postmaster_pid(self.old.data_dir)
+        old_pid = postmaster_pid(self.old.data_dir)
         holder = port_holder(self.old.port)
         if holder and holder["pid"] not in (None, old_pid):
             self.findings.problem("ports", "port %d is held by pid %s (%s), not the old server"
                                   % (self.old.port, holder["pid"], holder["cmdline"]),
                                   "point online_upgrade_port at the old server's port")
-        new_pid = read_postmaster_pid(self.new_data_dir) if os.path.isdir(self.new_data_dir) else None
+        new_pid = postmaster_pid(self.new_data_dir) if os.path.isdir(self.new_data_dir) else None
         # Without CAP_SYS_PTRACE (a container) root cannot see the sockets of the postgres user's processes:
         # the port a running postmaster recorded in its postmaster.pid tells who holds it.
         own_ports = set(p for p in (_postmaster_port(self.old.data_dir), _postmaster_port(self.new_data_dir)) if p)
@@ -204,6 +206,12 @@ class PostgresPreflight:
             self.findings.problem(
                 "long_transactions", "transactions open for more than %d s: %s" % (self.max_transaction_age, listed),
                 "end them (or wait): replication slots cannot be created while they run")
+
+    def _fence_blockers(self, session):
+        """What the cutover's fence cannot stop (the cutover checks again, inside the window)."""
+        for blocker in fence_blockers(session):
+            self.findings.problem("fence", "the cutover cannot fence this %s: %s" % (blocker["kind"], blocker["name"]),
+                                  blocker["fix"])
 
     def _replication_settings(self, session):
         settings = dict(session.query(
@@ -281,10 +289,5 @@ def _human(size):
 
 def _postmaster_port(data_dir):
     """The port a running postmaster of ``data_dir`` listens on (line 4 of postmaster.pid), or None."""
-    if not data_dir or read_postmaster_pid(data_dir) is None:
-        return None
-    lines = (read_text(os.path.join(data_dir, "postmaster.pid")) or "").splitlines()
-    try:
-        return int(lines[3])
-    except (IndexError, ValueError):
-        return None
+    info = postmaster(data_dir) if data_dir else None
+    return info["port"] if info else None

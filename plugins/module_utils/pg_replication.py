@@ -28,7 +28,8 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import pgwi
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import (
     OperationError, read_text, user_ids, write_file)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engine import Replication
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_session import connect
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_fence import hba_quote
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_session import connect, execute_unlogged
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_switchover import subscription_name
 
 HBA_BEGIN = "# BEGIN fleetdb.online_upgrade replication"
@@ -83,6 +84,7 @@ def with_passfile_line(text, port, user, password):
 
 
 def hba_lines(user, dbname):
+    dbname, user = hba_quote(dbname), hba_quote(user)
     return ["local   %s   %s   scram-sha-256" % (dbname, user),
             "host    %s   %s   127.0.0.1/32   scram-sha-256" % (dbname, user),
             "host    %s   %s   ::1/128   scram-sha-256" % (dbname, user)]
@@ -306,16 +308,16 @@ class PostgresReplication(Replication):
                        "FROM pg_authid WHERE rolname = $1", [self.user])
         role = pgwire.quote_ident(self.user)
         if not row:
-            self._act("CREATE ROLE %s LOGIN REPLICATION PASSWORD <scram verifier>" % role, lambda: src.execute(
-                "CREATE ROLE %s LOGIN REPLICATION PASSWORD %s" % (role, pgwire.quote_literal(
+            self._act("CREATE ROLE %s LOGIN REPLICATION PASSWORD <scram verifier>" % role, lambda: execute_unlogged(
+                src, "CREATE ROLE %s LOGIN REPLICATION PASSWORD %s" % (role, pgwire.quote_literal(
                     scram_verifier(self.password)))))
         else:
             if row[0]["replication"] != "t" or row[0]["login"] != "t":
                 self._act("ALTER ROLE %s LOGIN REPLICATION" % role,
                           lambda: src.execute("ALTER ROLE %s LOGIN REPLICATION" % role))
             if not verifier_matches(row[0]["password"], self.password):
-                self._act("ALTER ROLE %s PASSWORD <scram verifier>" % role, lambda: src.execute(
-                    "ALTER ROLE %s PASSWORD %s" % (role, pgwire.quote_literal(scram_verifier(self.password)))))
+                self._act("ALTER ROLE %s PASSWORD <scram verifier>" % role, lambda: execute_unlogged(
+                    src, "ALTER ROLE %s PASSWORD %s" % (role, pgwire.quote_literal(scram_verifier(self.password)))))
         self._grant(tables)
 
     def _grant(self, tables):

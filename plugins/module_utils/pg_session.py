@@ -13,7 +13,14 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import pgwi
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import OperationError, effective_user
 
 
-def connect(spec, dbname=None, port=None, timeout=10, application_name="fleetdb.online_upgrade"):
+# Settings that keep a statement out of the server log, for the statements that carry password hashes.
+UNLOGGED_SETTINGS = (("log_statement", "none"), ("log_min_duration_statement", "-1"),
+                     ("log_min_duration_sample", "-1"), ("log_transaction_sample_rate", "0"),
+                     ("log_min_error_statement", "panic"), ("log_duration", "off"))
+
+
+def connect(spec, dbname=None, port=None, timeout=10, application_name="fleetdb.online_upgrade",
+            io_timeout=None, options=None, retry_sqlstates=()):
     """Open a session on the instance's Unix socket as ``spec.login_user``.
 
     When the module runs as root, the socket is opened with the owner's uid so
@@ -21,14 +28,31 @@ def connect(spec, dbname=None, port=None, timeout=10, application_name="fleetdb.
     """
     kwargs = dict(host=spec.socket_dir, port=port or spec.port, user=spec.login_user or spec.owner,
                   dbname=dbname or spec.dbname or "postgres", password=spec.login_password,
-                  application_name=application_name)
+                  application_name=application_name, io_timeout=io_timeout, options=options)
     deadline = time.monotonic() + timeout
     try:
         with effective_user(spec.owner):
-            return pgwire.connect_retry(deadline, **kwargs)
+            return pgwire.connect_retry(deadline, retry_sqlstates=retry_sqlstates, **kwargs)
     except pgwire.PgConnectError as exc:
         raise OperationError(
             "cannot connect to the %s server on port %s (socket directory %s) as %s: %s"
             % ("local", kwargs["port"], spec.socket_dir, kwargs["user"], exc),
             "check that the server runs (fleetdb.online_upgrade.server state=started) and that "
             "pg_hba.conf lets %s in on the local socket" % kwargs["user"])
+
+
+def execute_unlogged(session, sql):
+    """Run ``sql`` (one statement that carries a secret, such as a password hash) so that the server does not
+    log it, whatever log_statement says.  The settings are local to a transaction of their own, each sent
+    alone: a statement is logged before it runs, so ``sql`` must not share a query string with them.
+    Needs a superuser session (the settings are superuser-only)."""
+    session.execute("BEGIN")
+    try:
+        for name, value in UNLOGGED_SETTINGS:
+            session.execute("SET LOCAL %s = %s" % (name, pgwire.quote_literal(value)))
+        session.execute(sql)
+        session.execute("COMMIT")
+    except pgwire.PgError:
+        if not session.closed:
+            session.execute("ROLLBACK")
+        raise

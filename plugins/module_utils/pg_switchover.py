@@ -4,50 +4,53 @@
 """Steps 3 to 6 of the online upgrade in one call: the PostgreSQL cutover.
 
 Before the window (clients still write to the old server):
-  checks, a checkpoint on both servers so that their shutdowns are short,
-  the drain marker table, the list of sequences.
+  checks (subscriptions synced, schemas alike, no prepared transaction or extension worker the fence
+  cannot stop), the sessions the window uses, a checkpoint on both servers so their shutdowns are short,
+  the drain marker table, the new server configured for the production port.
 The client-visible window:
-  fence       pg_hba.conf rejects every role but the replication role, reload,
-              terminate client backends;
-  drain       insert a marker row on the old server and wait until the new
-              server has applied it (logical replication applies in commit
-              order, so every earlier commit is there too); a write that
-              slipped past the fence shows as a foreign transaction id and
-              makes the drain start over;
+  fence       pg_hba.conf rejects every login but the replication role's on the socket (validated, then
+              reloaded; a probe login must be rejected), then client backends are terminated;
+  drain       a marker row per database on the old server, then wait until the new server has applied
+              each (logical replication applies in commit order); then one check that no other
+              transaction id was used meanwhile, else terminate and drain again;
   sequences   copy last_value/is_called of every sequence;
-  verify      compare row counts of the replicated tables;
-  detach      disable the subscription, drop its slot on the old server;
-  stop        stop old and new servers together;
-  start       start the new server on the production port, wait until it
-              accepts connections.
-If anything fails before the old server is stopped, the fence is lifted and
-the old server keeps serving.  After that point, a new server that cannot
-start makes the old one come back on the production port.
+  roles       password hashes changed since the migrate (never logged);
+  verify      compare row counts of the replicated tables (optional);
+  detach      disable the subscriptions (their slots stay on the old server), create the rollback slot;
+  stop        fast shutdown of both servers;
+  proof       the old server's pg_control: cleanly shut down, next transaction id the one the drain saw;
+  start       start the new server on the production port, wait until its postmaster.pid says ready.
+Failure before the stop: the fence is lifted, replication resumes, the old server keeps serving.  After it,
+and until the new server was ever ready: the old server comes back unfenced on the production port and
+replication resumes from its slot.  A new server that may have accepted writes is never stopped or killed.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import errno
-import json
 import os
 import re
-import signal
+import shutil
 import threading
 import time
 
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import pgwire
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import pg_process, pgwire
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import (
     OperationError, PhaseTimer, read_text, run_as, write_file)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engine import Switchover
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_session import connect
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_cutover_state import (
+    BEFORE_STOP, FenceGuardian, StateFile)
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_fence import (
+    blockers_fix, blockers_message, fence_block, fence_blockers, is_fenced, retired_block, without_fence)
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_instance import PostgresInstance
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_session import connect, execute_unlogged
 
-FENCE_BEGIN = "# BEGIN fleetdb.online_upgrade fence"
-FENCE_END = "# END fleetdb.online_upgrade fence"
 MARKER_SCHEMA = "fleetdb_switchover"
 MARKER_TABLE = "fleetdb_switchover.drain_marker"
 SCHEMAS_NOT_COMPARED = ("pg_catalog", "information_schema", "pg_toast", MARKER_SCHEMA, "fleetdb_upgrade_record")
+APPLICATION_NAME = "fleetdb.online_upgrade switchover"
+FENCE_PROBE_USER = "fleetdb_fence_probe"
 
 SCHEMA_FINGERPRINT_SQL = """
 SELECT n.nspname || '.' || c.relname AS relation,
@@ -70,34 +73,15 @@ SELECT format('%I.%I', schemaname, sequencename) FROM pg_sequences
  WHERE schemaname <> ALL ($1::text[]) ORDER BY 1
 """
 
-
 ROLLBACK_TABLES_SQL = """
 SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE c.relkind IN ('r', 'p') AND c.relpersistence = 'p' AND NOT c.relispartition
    AND n.nspname <> ALL ($1::text[]) AND n.nspname NOT LIKE 'pg_temp%' ORDER BY 1
 """
 
-
-def fence_block(replication_user, admin_user, databases):
-    """pg_hba.conf lines put in front of the existing rules while the fence is up."""
-    dbs = ",".join(databases)
-    lines = [FENCE_BEGIN,
-             "local   %s   %s   scram-sha-256" % (dbs, replication_user),
-             "host    %s   %s   all   scram-sha-256" % (dbs, replication_user),
-             "local   all   %s   peer" % admin_user,
-             "local   all   all   reject",
-             "host    all   all   all   reject",
-             FENCE_END]
-    return "\n".join(lines) + "\n"
-
-
-def without_fence(hba_text):
-    """The pg_hba.conf text with any fence block removed (idempotent)."""
-    if FENCE_BEGIN not in hba_text:
-        return hba_text
-    head, rest = hba_text.split(FENCE_BEGIN, 1)
-    _fence, tail = rest.split(FENCE_END, 1)
-    return head + tail.lstrip("\n")
+# The next transaction id (what no transaction has yet), and how many transactions hold one now.
+XID_SQL = ("SELECT pg_snapshot_xmax(s)::text::bigint, (SELECT count(*) FROM pg_snapshot_xip(s)) "
+           "FROM pg_current_snapshot() AS s")
 
 
 def schema_differences(old_rows, new_rows):
@@ -122,41 +106,30 @@ def subscription_name(base, dbname, databases):
     return "%s_%s" % (base, re.sub(r"[^a-z0-9_]", "_", dbname.lower()))
 
 
-def read_postmaster_pid(data_dir):
-    """PID of the postmaster that owns ``data_dir``, or None when it is not running."""
-    text = read_text(os.path.join(data_dir, "postmaster.pid"))
-    if not text:
-        return None
-    try:
-        pid = int(text.splitlines()[0])
-        os.kill(pid, 0)
-        return pid
-    except (ValueError, IndexError, OSError):
-        return None
+def drain_is_clean(before, marker_xids, after, in_progress):
+    """True when the drain's markers used the only transaction ids assigned between ``before`` and ``after``
+    (next xids), and no transaction holds one any more: no other write can hide before the markers."""
+    expected = list(range(before, before + len(marker_xids)))
+    return sorted(marker_xids) == expected and after == before + len(marker_xids) and in_progress == 0
 
 
-class StateFile:
-    """Which phase the cutover reached, kept on the host so that a re-run knows."""
+def proof_problems(controldata, drain_next_xid):
+    """Why the stopped old server's pg_control does not prove that nothing committed after the drain."""
+    if not pg_process.cleanly_shut_down(controldata):
+        return ["the old server did not shut down cleanly (cluster state: %s)"
+                % controldata.get("Database cluster state", "unknown")]
+    next_xid = pg_process.controldata_xid(controldata)
+    if next_xid is None:
+        return ["pg_controldata shows no NextXID"]
+    if next_xid != drain_next_xid:
+        return ["%d transaction id(s) were assigned on the old server after the drain (next xid %d, the drain "
+                "ended at %d): a session or worker wrote past the fence" % (next_xid - drain_next_xid, next_xid,
+                                                                            drain_next_xid)]
+    return []
 
-    def __init__(self, module, path, owner):
-        self.module = module
-        self.path = path
-        self.owner = owner
-        self.data = json.loads(read_text(path) or "{}") if path else {}
 
-    @property
-    def phase(self):
-        return self.data.get("phase")
-
-    def set(self, phase, **extra):
-        self.data["phase"] = phase
-        self.data["updated_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        self.data.update(extra)
-        if self.path and not self.module.check_mode:
-            if not os.path.isdir(os.path.dirname(self.path)):
-                os.makedirs(os.path.dirname(self.path), 0o755)
-            write_file(self.module, self.path, json.dumps(self.data, indent=1, sort_keys=True) + "\n",
-                       owner=None, mode=0o644)
+class NewServerNeverReady(OperationError):
+    """The new server exited before it ever accepted clients: it took no writes."""
 
 
 class PostgresSwitchover(Switchover):
@@ -180,51 +153,63 @@ class PostgresSwitchover(Switchover):
         self.verify_row_counts = verify_row_counts
         self.max_lag_bytes = max_lag_bytes
         self.rollback_slot = rollback_slot
-        self.state = StateFile(module, state_file, old.owner)
-        self._signalled = set()  # servers sent the shutdown signal in this run
+        self.state = StateFile(module, state_file)
         self.timer = PhaseTimer()
-        self.report = dict(databases={}, phases=self.timer.timings)
+        self.report = dict(databases=dict((db, {}) for db in self.databases), phases=self.timer.timings)
         self._old_sessions = {}
         self._new_sessions = {}
         self._hba_file = None
-        self._hba_original = None
         self._new_hba_file = None
+        self._probe_users = []
+        self._guardian = None
 
     # -- entry point ------------------------------------------------------------
     def run(self):
-        if self._already_switched():
-            self.report.update(changed=False, msg="the new server already serves the production port %d"
-                               % self.production_port, window_seconds=0.0)
-            return self.report
         try:
-            if self.state.phase in ("old_stopped", "new_starting"):
-                return self._resume_after_old_stopped()
+            if self._already_switched():
+                self.report.update(changed=False, msg="the new server already serves the production port %d"
+                                   % self.production_port, window_seconds=0.0)
+                return self.report
+            if self.state.phase in ("stop", "proof", "start", "new_not_ready"):
+                self._wait_old_shutdown()
+                if pg_process.postmaster(self.old.data_dir) is None:
+                    return self._resume_after_old_stopped()
             with self.timer.phase("prepare"):
                 self._prepare()
             if self.module.check_mode:
-                self.report.update(changed=True, msg="checks passed; the cutover would run now",
-                                   window_seconds=0.0)
+                self.report.update(changed=True, msg="checks passed; the cutover would run now", window_seconds=0.0)
                 return self.report
             self._cutover()
         finally:
             self._close_sessions()
         return self.report
 
+    def _phase(self, name):
+        """Record the phase (a re-run reads it), then time it."""
+        self.state.set(name)
+        return self.timer.phase(name)
+
     # -- before the window ------------------------------------------------------------
     def _prepare(self):
-        if read_postmaster_pid(self.old.data_dir) is None:
+        if pg_process.postmaster(self.old.data_dir) is None:
             raise OperationError("the old server (%s) is not running" % self.old.data_dir,
                                  "start it on port %d, or if the cutover already ran, check the new server"
                                  % self.production_port)
-        if read_postmaster_pid(self.new.data_dir) is None:
+        if pg_process.postmaster(self.new.data_dir) is None:
             raise OperationError("the new server (%s) is not running on its temporary port %d"
                                  % (self.new.data_dir, self.temporary_port),
                                  "start it with fleetdb.online_upgrade.server port=%d" % self.temporary_port)
+        first = self.databases[0]
+        self._hba_file = self._old(first).scalar("SHOW hba_file")
+        self._new_hba_file = self._new(first).scalar("SHOW hba_file")
+        self.state.data.update(old_hba_file=self._hba_file, new_hba_file=self._new_hba_file)
         self._lift_stale_fence()
         self._check_login_roles()
+        self._check_fence_blockers()
         for db in self.databases:
-            old = self._old(db)
+            old = self._old(db)  # every session the window uses is opened now: the fence lets no new one in
             new = self._new(db)
+            self._resume_replication(db, new)
             self._check_subscription(db, new)
             self._check_schema(db, old, new)
             self._ensure_marker(db, old, new)
@@ -232,19 +217,29 @@ class PostgresSwitchover(Switchover):
                 SEQUENCES_SQL, [list(SCHEMAS_NOT_COMPARED)]).rows]
             if self.rollback_slot and not self.module.check_mode:
                 self._ensure_rollback_publication(db, new)
-        if not self.module.check_mode:
-            for db in self.databases:
-                # Statistics for the new server's planner (an initial copy leaves none), and visibility maps
-                # on both sides so that the row counts inside the window can use index-only scans.
-                self._new(db).execute("VACUUM (ANALYZE)")
-                if self.verify_row_counts:
-                    self._old(db).execute("VACUUM")
-            # Shutdown writes a checkpoint; doing one now keeps the one in the window small.
-            self._old(self.databases[0]).execute("CHECKPOINT")
-            self._new(self.databases[0]).execute("CHECKPOINT")
-        self._hba_file = self._old(self.databases[0]).scalar("SHOW hba_file")
-        self._hba_original = read_text(self._hba_file)
-        self._new_hba_file = self._new(self.databases[0]).scalar("SHOW hba_file")
+        self._probe_users = dict((user, self._probe(user)) for user in self._fence_probe_users())
+        if self.module.check_mode:
+            return
+        for db in self.databases:
+            # Statistics for the new server's planner (an initial copy leaves none), and visibility maps
+            # on both sides so that the row counts inside the window can use index-only scans.
+            # ANALYZE on the old server too: an autovacuum ANALYZE inside the window would take a transaction
+            # id, which the proof counts as a write past the fence.
+            self._new(db).execute("VACUUM (ANALYZE)")
+            self._old(db).execute("VACUUM (ANALYZE)" if self.verify_row_counts else "ANALYZE")
+        # Shutdown writes a checkpoint; doing one now keeps the one in the window small.
+        self._old(first).execute("CHECKPOINT")
+        self._new(first).execute("CHECKPOINT")
+        # Configured now, used at the start in the window: the running server keeps its temporary port.
+        PostgresInstance(self.module, self.new).set_port(self.production_port)
+        # From here on nothing may hang the window: every statement and socket read has a limit.
+        for session in list(self._old_sessions.values()) + list(self._new_sessions.values()):
+            session.execute("SET statement_timeout = %d" % (self.drain_timeout * 1000))
+            session.execute("SET lock_timeout = %d" % (self.drain_timeout * 1000))
+            session.set_io_timeout(self.drain_timeout + 5)
+        self.state.data.update(slots=dict((db, self.report["databases"][db]["slot"]) for db in self.databases),
+                               rollback_slots=dict((db, self._rollback_name(db)) for db in self.databases)
+                               if self.rollback_slot else {})
 
     def _login_roles(self, session):
         """{role: password hash} of every role that can log in (hashes never leave this module)."""
@@ -261,15 +256,42 @@ class PostgresSwitchover(Switchover):
                                  "create them on the new server (or run fleetdb.online_upgrade.migrate mode=create "
                                  "and mode=restore again, which carries roles), then run again")
 
-    def _copy_role_passwords(self):
-        """Passwords changed on the old server since the migrate (role changes are not replicated)."""
-        old_roles = self._login_roles(self._old(self.databases[0]))
-        new = self._new(self.databases[0])
-        new_roles = self._login_roles(new)
-        changed = [name for name, secret in old_roles.items() if secret and new_roles.get(name) != secret]
-        for name in changed:
-            new.execute("ALTER ROLE %s PASSWORD %s" % (pgwire.quote_ident(name), pgwire.quote_literal(old_roles[name])))
-        self.report["role_passwords_copied"] = len(changed)
+    def _check_fence_blockers(self):
+        blockers = fence_blockers(self._old(self.databases[0]))
+        if blockers:
+            raise OperationError("the fence cannot hold these back: %s" % blockers_message(blockers),
+                                 blockers_fix(blockers) + "; then run again (nothing was changed)",
+                                 fence_blockers=blockers)
+
+    def _fence_probe_users(self):
+        """Logins the fence must reject before the drain starts: the admin (a superuser) and an application
+        role, plus a name no role has (the fence rejects by pg_hba.conf, before any role lookup)."""
+        admin = self.old.login_user or self.old.owner
+        app = self._old(self.databases[0]).scalar(
+            "SELECT rolname FROM pg_roles WHERE rolcanlogin AND rolname <> ALL ($1::text[]) "
+            "ORDER BY rolsuper, rolname LIMIT 1", [[admin, self.replication_user]])
+        return [u for u in (FENCE_PROBE_USER, admin, app) if u]
+
+    def _resume_replication(self, db, new):
+        """A subscription an interrupted cutover detached (its slot stays on the old server) is attached again."""
+        slot = (self.state.data.get("slots") or {}).get(db)
+        if not slot or self.module.check_mode:
+            return
+        row = new.rows("SELECT subenabled::text AS enabled, subslotname AS slot FROM pg_subscription "
+                       "WHERE subname = $1", [self._sub(db)])
+        if not row:
+            return
+        if row[0]["slot"] is None and self._old(db).scalar(
+                "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1", [slot]) is not None:
+            new.execute("ALTER SUBSCRIPTION %s SET (slot_name = %s)" % (pgwire.quote_ident(self._sub(db)),
+                                                                      pgwire.quote_literal(slot)))
+        if row[0]["enabled"] != "true":
+            new.execute("ALTER SUBSCRIPTION %s ENABLE" % pgwire.quote_ident(self._sub(db)))
+            self.report["databases"][db]["replication_resumed"] = True
+        if self.rollback_slot:
+            # A rollback slot of an interrupted cutover would replay the catch-up since: start it again.
+            new.query("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                      "WHERE slot_name = $1 AND NOT active", [self._rollback_name(db)])
 
     def _check_subscription(self, db, new):
         rows = new.rows(
@@ -282,13 +304,13 @@ class PostgresSwitchover(Switchover):
             raise OperationError("database %s on the new server has no subscription %s" % (db, self._sub(db)),
                                  "set up replication first (fleetdb.online_upgrade.replication state=synced)")
         sub = rows[0]
-        self.report["databases"].setdefault(db, {})["slot"] = sub["slot"]
+        self.report["databases"][db]["slot"] = sub["slot"]
         if sub["slot"] is None:
-            raise OperationError("subscription %s in database %s has no slot: an interrupted cutover detached it"
-                                 % (self._sub(db), db),
+            raise OperationError("subscription %s in database %s has no slot: it was detached and its slot on the "
+                                 "old server is gone" % (self._sub(db), db),
                                  "set replication up again: fleetdb.online_upgrade.replication state=absent, "
                                  "then state=synced (the old server kept serving throughout)")
-        if sub["enabled"] != "true":
+        if sub["enabled"] != "true" and not self.module.check_mode:
             raise OperationError("subscription %s in database %s is paused" % (self._sub(db), db),
                                  "resume it (fleetdb.online_upgrade.replication state=started) and wait for sync")
         if int(sub["copying"]):
@@ -359,93 +381,97 @@ class PostgresSwitchover(Switchover):
     # -- the window ---------------------------------------------------------
     def _cutover(self):
         window = self.timer.mark()
-        old_stopped = False
+        self.state.data.pop("error", None)
+        self._guardian = FenceGuardian(self._hba_file, self.old.data_dir)
+        self._guardian.start()
+        signalled = False
         try:
-            self.state.set("fencing", databases=self.databases, production_port=self.production_port)
-            with self.timer.phase("fence"):
+            with self._phase("fence"):
                 self._fence()
-            self.state.set("fenced")
-            with self.timer.phase("drain"):
-                for db in self.databases:
-                    self._drain(db)
-            with self.timer.phase("sequences"):
+            with self._phase("drain"):
+                self._drain()
+            with self._phase("sequences"):
                 for db in self.databases:
                     self._copy_sequences(db)
-            with self.timer.phase("roles"):
+            with self._phase("roles"):
                 self._copy_role_passwords()
             if self.verify_row_counts:
-                with self.timer.phase("verify"):
+                with self._phase("verify"):
                     for db in self.databases:
                         self._compare_row_counts(db)
-            with self.timer.phase("detach"):
+            with self._phase("detach"):
                 for db in self.databases:
                     self._detach(db)
             self._close_sessions()
-            with self.timer.phase("stop"):
-                old_stopped = self._stop_both()
-            self.state.set("old_stopped")
+            self._guardian.disarm()
+            with self._phase("stop"):
+                signalled = True
+                self._stop_both()
+            with self._phase("proof"):
+                self._prove_drain()
         except Exception as exc:
-            if "old" in self._signalled:
-                self._rescue_old(exc)  # the old server is going down: bring it back, unfenced
-            elif not old_stopped:
-                self._abort(exc)
+            try:
+                if signalled:
+                    self._rescue_old(exc)
+                else:
+                    self._abort(exc)
+            finally:
+                self._guardian.disarm()
             raise
-        self._after_old_stopped(window)
-
-    def _after_old_stopped(self, window):
-        with self.timer.phase("configure_old_port"):
-            self._configure_old_port()
-        self.state.set("new_starting")
-        try:
-            with self.timer.phase("start"):
-                self._start_new()
-        except Exception as exc:
-            self._rescue_old(exc)
-            raise
-        self.report["window_seconds"] = self.timer.since(window) if window else None
-        self.state.set("switched", window_seconds=self.report["window_seconds"], phases=dict(self.timer.timings))
-        with self.timer.phase("cleanup"):
-            self._drop_subscriptions()
-        self.state.set("done")
-        self.report.update(changed=True, msg="the new server serves port %d" % self.production_port)
-
-    def _resume_after_old_stopped(self):
-        if self.module.check_mode:
-            self.report.update(changed=True, msg="a previous cutover stopped the old server; "
-                               "the new server would be started on port %d" % self.production_port)
-            return self.report
-        self._after_old_stopped(None)
-        self.report["resumed"] = True
-        return self.report
+        self._start_and_finish(window)
 
     def _fence(self):
         admin = self._old(self.databases[0])
-        hba = without_fence(self._hba_original)
-        block = fence_block(self.replication_user, self.old.login_user or self.old.owner, self.databases)
+        hba = without_fence(read_text(self._hba_file) or "")
+        block = fence_block(self.replication_user, self.databases)
         write_file(self.module, self._hba_file, block + hba, owner=self.old.owner, mode=0o640)
+        # pg_hba_file_rules reads the file on disk: an error there would make the reload keep the old rules.
+        errors = ["line %s: %s" % tuple(r) for r in admin.query(
+            "SELECT line_number, error FROM pg_hba_file_rules WHERE error IS NOT NULL").rows]
+        if errors:
+            raise OperationError("the fenced pg_hba.conf does not load: %s" % "; ".join(errors),
+                                 "correct %s (the errors may be in its original rules)" % self._hba_file)
         if admin.scalar("SELECT pg_reload_conf()::text") != "true":
             raise OperationError("the old server refused to reload pg_hba.conf", "check its log")
         self._wait_fence_loaded()
         self._terminate_clients(admin)
 
     def _wait_fence_loaded(self):
-        """pg_reload_conf() only signals the postmaster: probe until a new login meets the fence."""
-        deadline = time.monotonic() + 2
-        while time.monotonic() < deadline:
-            try:
-                pgwire.Connection(host=self.old.socket_dir, port=self.production_port, user="fleetdb_fence_probe",
-                                  dbname=self.databases[0], connect_timeout=1).close()
-            except pgwire.PgConnectError as exc:
-                if "rejects connection" in str(exc):
-                    return
+        """pg_reload_conf() only signals the postmaster: probe until new logins, the admin's and an application
+        role's included, meet the fence.  Unconfirmed, the cutover does not go on."""
+        deadline = time.monotonic() + 5
+        waiting = list(self._probe_users)
+        while waiting:
+            user = waiting[0]
+            answer = self._probe(user)
+            # The message is translated (lc_messages) but names the file; it differs from the one before the fence.
+            if "pg_hba.conf" in answer and answer != self._probe_users[user]:
+                waiting.pop(0)
+                continue
+            if time.monotonic() > deadline:
+                raise OperationError("the fence did not take effect within 5 s: a login as %s was not rejected "
+                                     "by pg_hba.conf (%s)" % (user, answer),
+                                     "check that %s is the file the old server reads (SHOW hba_file) and its log; "
+                                     "the fence was lifted and the old server keeps serving" % self._hba_file)
             time.sleep(0.001)
-        self.report["fence_probe"] = "not confirmed within 2 s; relying on the backend sweep"
+
+    def _probe(self, user):
+        """How the old server answers a login as ``user`` with no password, on the socket."""
+        try:
+            pgwire.Connection(host=self.old.socket_dir, port=self.production_port, user=user,
+                              dbname=self.databases[0], connect_timeout=1, io_timeout=1,
+                              application_name="fleetdb fence probe").close()
+        except pgwire.PgError as exc:
+            return str(exc)
+        return "logged in"
 
     def _client_backends(self, admin):
+        """Sessions that are not the cutover's, and autovacuum workers (their ANALYZE takes transaction ids)."""
         own = [s.backend_pid for s in self._old_sessions.values()]
         return [r[0] for r in admin.query(
-            "SELECT pid FROM pg_stat_activity WHERE backend_type = 'client backend' "
-            "AND pid <> ALL ($1::int[]) AND usename IS DISTINCT FROM $2",
+            "SELECT pid FROM pg_stat_activity WHERE pid <> ALL ($1::int[]) "
+            "AND (backend_type = 'autovacuum worker' OR (backend_type = 'client backend' "
+            "     AND usename IS DISTINCT FROM $2))",
             [own, self.replication_user]).rows]
 
     def _terminate_clients(self, admin):
@@ -461,29 +487,43 @@ class PostgresSwitchover(Switchover):
                                      "look for sessions stuck in uninterruptible I/O on the old server")
             time.sleep(0.002)
 
-    def _drain(self, db):
-        """Insert a marker on the old server and wait until the new one has it."""
-        old, new = self._old(db), self._new(db)
+    def _drain(self):
+        """Markers in every database, wait until the new server has them all, then check once that no other
+        transaction took an id meanwhile (transaction ids are cluster-wide); else terminate and start over."""
+        admin = self._old(self.databases[0])
         deadline = time.monotonic() + self.drain_timeout
         attempt = 0
         while True:
             attempt += 1
-            token = "%s-%d-%d" % (self.state.data.get("run_id") or os.getpid(), time.time_ns(), attempt)
-            before = int(old.scalar("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint"))
-            marker_xid = int(old.scalar("INSERT INTO %s (token) VALUES ($1) RETURNING pg_current_xact_id()::text"
-                                        % MARKER_TABLE, [token]))
-            while new.scalar("SELECT 1 FROM %s WHERE token = $1" % MARKER_TABLE, [token]) is None:
-                if time.monotonic() > deadline:
-                    raise OperationError("the new server did not receive the final changes of database %s within %d s"
-                                         % (db, self.drain_timeout),
-                                         "check replication (state, lag) on the new server's log; the old "
-                                         "server was unfenced and keeps serving")
-                time.sleep(0.002)
-            after = int(old.scalar("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint"))
-            # Our marker used exactly one transaction id; any other means a writer got past the fence.
-            if marker_xid == before and after == before + 1 and not self._client_backends(old):
+            before = int(admin.query(XID_SQL).rows[0][0])
+            tokens, xids = {}, []
+            for db in self.databases:
+                tokens[db] = "%s-%d-%d" % (self.state.data.get("run_id") or os.getpid(), time.time_ns(), attempt)
+                xids.append(int(self._old(db).scalar(
+                    "INSERT INTO %s (token) VALUES ($1) RETURNING pg_current_xact_id()::text" % MARKER_TABLE,
+                    [tokens[db]])))
+            for db in self.databases:
+                new = self._new(db)
+                while new.scalar("SELECT 1 FROM %s WHERE token = $1" % MARKER_TABLE, [tokens[db]]) is None:
+                    if time.monotonic() > deadline:
+                        raise OperationError(
+                            "the new server did not receive the final changes of database %s within %d s"
+                            % (db, self.drain_timeout),
+                            "check replication (state, lag) on the new server's log; the old server was "
+                            "unfenced and keeps serving")
+                    time.sleep(0.002)
+            after, in_progress = (int(v) for v in admin.query(XID_SQL).rows[0])
+            if drain_is_clean(before, xids, after, in_progress) and not self._client_backends(admin):
+                self.state.data.update(drain_next_xid=after, drain_attempts=attempt)
+                self.report["drain_attempts"] = attempt
                 return
-            self._terminate_clients(self._old(self.databases[0]))
+            self._check_fence_blockers()  # a prepared transaction holds its id: the drain could never end
+            if time.monotonic() > deadline:
+                raise OperationError("the drain could not prove within %d s that no other session writes "
+                                     "(transaction ids %d to %d, %d in progress)" % (self.drain_timeout, before,
+                                                                                     after, in_progress),
+                                     "look for sessions or workers that write on the old server")
+            self._terminate_clients(admin)
 
     def _copy_sequences(self, db):
         names = self.report["databases"][db]["sequences"]
@@ -498,6 +538,17 @@ class PostgresSwitchover(Switchover):
             "  FROM unnest($1::text[], $2::bigint[], $3::bool[]) AS s(name, value, called)",
             [[r[0] for r in rows], [r[1] for r in rows], [r[2] == "t" for r in rows]])
         self.report["databases"][db]["sequences_copied"] = len(rows)
+
+    def _copy_role_passwords(self):
+        """Passwords changed on the old server since the migrate (role changes are not replicated)."""
+        old_roles = self._login_roles(self._old(self.databases[0]))
+        new = self._new(self.databases[0])
+        new_roles = self._login_roles(new)
+        changed = [name for name, secret in old_roles.items() if secret and new_roles.get(name) != secret]
+        for name in changed:
+            execute_unlogged(new, "ALTER ROLE %s PASSWORD %s" % (pgwire.quote_ident(name),
+                                                               pgwire.quote_literal(old_roles[name])))
+        self.report["role_passwords_copied"] = len(changed)
 
     def _compare_row_counts(self, db):
         tables = [r[0] for r in self._new(db).query(
@@ -525,15 +576,15 @@ class PostgresSwitchover(Switchover):
         self.report["databases"][db]["rows"] = sum(int(v) for v in counts["new"].values())
 
     def _detach(self, db):
-        """Stop replication so the new server never connects to the port it is about to take."""
+        """Disable the subscription so the new server never connects to the port it is about to take.  Its slot
+        stays on the old server: a cutover that fails from here on resumes replication from it."""
         new, old = self._new(db), self._old(db)
         sub = pgwire.quote_ident(self._sub(db))
         slot = self.report["databases"][db]["slot"]
         new.execute("ALTER SUBSCRIPTION %s DISABLE" % sub)
         deadline = time.monotonic() + 10
         while True:
-            active = old.scalar("SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1",
-                                [slot])
+            active = old.scalar("SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1", [slot])
             if active is None:
                 break
             old.query("SELECT pg_terminate_backend($1::int)", [active])
@@ -541,8 +592,6 @@ class PostgresSwitchover(Switchover):
                 raise OperationError("the replication connection of %s did not end" % slot,
                                      "check the old server's log")
             time.sleep(0.002)
-        old.query("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1",
-                  [slot])
         new.execute("ALTER SUBSCRIPTION %s SET (slot_name = NONE)" % sub)
         if self.rollback_slot:
             # Everything clients write to the new server from here on can be replayed to the old one.
@@ -551,77 +600,163 @@ class PostgresSwitchover(Switchover):
                       [self._rollback_name(db)])
 
     def _stop_both(self):
-        """Fast shutdown of both servers at once; returns True once the old one is down."""
-        pids = {}
-        for name, spec in (("old", self.old), ("new", self.new)):
-            pid = read_postmaster_pid(spec.data_dir)
-            if pid:
-                self._signalled.add(name)
-                try:
-                    os.kill(pid, signal.SIGINT)  # SIGINT = fast shutdown
-                except OSError as exc:
-                    if exc.errno != errno.ESRCH:
-                        raise
-                    continue  # it exited between the check and the signal: stopped all the same
-                pids[name] = pid
-        deadline = time.monotonic() + 60
-        while any(_alive(pid) for pid in pids.values()):
-            if time.monotonic() > deadline:
-                raise OperationError("the servers did not stop within 60 s", "check their logs")
-            time.sleep(0.002)
-        return True
+        """Fast shutdown of both servers at once."""
+        pids = [pid for pid in (pg_process.fast_shutdown(self.old.data_dir),
+                                pg_process.fast_shutdown(self.new.data_dir)) if pid]
+        if not pg_process.wait_exit(pids, 60):
+            raise OperationError("the servers did not stop within 60 s", "check their logs")
+
+    def _prove_drain(self):
+        """What the stopped old server's own files say: nothing took a transaction id after the drain."""
+        old = self._controldata(self.old)
+        new = self._controldata(self.new)
+        problems = proof_problems(old, self.state.data["drain_next_xid"])
+        self.report["proof"] = dict(old_next_xid=pg_process.controldata_xid(old),
+                                    drain_next_xid=self.state.data["drain_next_xid"], problems=problems)
+        if problems:
+            raise OperationError("the proof failed: %s. The new server was not started on the production port"
+                                 % "; ".join(problems),
+                                 "find what wrote on the old server after the fence (its log), then run again: "
+                                 "the old server was restarted unfenced with all its data and replication resumed")
+        self.state.data["new_next_xid"] = pg_process.controldata_xid(new)
+
+    def _controldata(self, spec):
+        rc, out, err = run_as(self.module, spec.owner, [os.path.join(spec.bin_dir, "pg_controldata"),
+                                                        "-D", spec.data_dir], environ_update={"LC_ALL": "C"})
+        if rc != 0:
+            raise OperationError("pg_controldata -D %s failed: %s" % (spec.data_dir, (err or out).strip()),
+                                 "check the data directory")
+        return pg_process.parse_controldata(out)
+
+    # -- after the old server stopped ----------------------------------------------------
+    def _start_and_finish(self, window):
+        try:
+            with self._phase("start"):
+                self._start_new()
+        except NewServerNeverReady as exc:
+            self._rescue_old(exc)
+            raise
+        except Exception as exc:
+            self.state.set("new_not_ready", error=str(exc))
+            raise
+        self.report["window_seconds"] = self.timer.since(window) if window else None
+        self.state.set("switched", window_seconds=self.report["window_seconds"], phases=dict(self.timer.timings))
+        with self.timer.phase("cleanup"):
+            self._cleanup()
+        self.state.set("done")
+        self.report.update(changed=True, msg="the new server serves port %d" % self.production_port)
+
+    def _resume_after_old_stopped(self):
+        """A previous run stopped the old server and was interrupted: prove, then start the new server."""
+        if self.module.check_mode:
+            self.report.update(changed=True, msg="a previous cutover stopped the old server; the new server would "
+                               "be started on port %d" % self.production_port)
+            return self.report
+        self.report["resumed"] = True
+        if self.state.phase in ("stop", "proof"):
+            try:
+                with self._phase("proof"):
+                    self._prove_drain()
+            except Exception as exc:
+                self._rescue_old(exc)
+                raise
+        self._start_and_finish(None)
+        return self.report
+
+    def _wait_old_shutdown(self):
+        """A run interrupted while the old server shut down: let it finish (it then counts as stopped)."""
+        info = pg_process.postmaster(self.old.data_dir)
+        if info and info["status"] == pg_process.STATUS_STOPPING:
+            pg_process.wait_exit([info["pid"]], 60)
 
     def _start_new(self):
-        # A new server that once was an old one (a rollback) may still carry a fence.
-        hba_file = self._new_hba_file or os.path.join(self.new.data_dir, "pg_hba.conf")
-        hba = read_text(hba_file) or ""
-        if FENCE_BEGIN in hba:
+        """Start the new server on the production port; return once its postmaster.pid says ready."""
+        hba_file = (self._new_hba_file or self.state.data.get("new_hba_file")
+                    or os.path.join(self.new.data_dir, "pg_hba.conf"))
+        hba = read_text(hba_file)
+        if is_fenced(hba):  # a new server that once was an old one (a rollback) carries the fence it retired with
             write_file(self.module, hba_file, without_fence(hba), owner=self.new.owner, mode=0o640)
-        self._set_configured_port(self.new, self.production_port)
+        info = pg_process.postmaster(self.new.data_dir)
+        if info is not None and info["port"] != self.production_port:
+            raise OperationError("the new server runs on port %s, not on the production port %d, with the old server "
+                                 "stopped" % (info["port"], self.production_port),
+                                 "stop it (pg_ctl stop -D %s) and run again" % self.new.data_dir)
+        if info is None:
+            log_file = self.new.log_file or os.path.join(self.new.data_dir, "log", "server.log")
+            rc, out, err = run_as(self.module, self.new.owner,
+                                  [os.path.join(self.new.bin_dir, "pg_ctl"), "start", "--no-wait",
+                                   "-D", self.new.data_dir, "-l", log_file, "-o", "-p %d" % self.production_port])
+            if rc != 0:
+                raise self._never_ready("pg_ctl start failed (rc %d): %s" % (rc, (err or out).strip()))
+        deadline = time.monotonic() + self.start_timeout
+        seen = False
+        while True:
+            info = pg_process.parse_postmaster_pid(read_text(os.path.join(self.new.data_dir, "postmaster.pid")))
+            alive = info is not None and pg_process.process_alive(info["pid"])
+            if alive and info["status"] == pg_process.STATUS_READY and info["port"] == self.production_port:
+                return
+            seen = seen or alive
+            if seen and not alive:
+                raise self._never_ready("the new server exited while starting")
+            if time.monotonic() > deadline:
+                if not seen:
+                    raise self._never_ready("no postmaster of the new server appeared within %d s"
+                                            % self.start_timeout)
+                raise OperationError(
+                    "the new server is still starting after %d s (postmaster.pid status: %s); it was left running, "
+                    "because it may accept writes any moment" % (self.start_timeout, info and info["status"]),
+                    "watch its log (%s); once it accepts connections run again, which finishes the cutover. Do not "
+                    "start the old server: the new one may hold writes it lacks"
+                    % (self.new.log_file or self.new.data_dir + "/log/server.log"))
+            time.sleep(0.002)
+
+    def _never_ready(self, why):
         log_file = self.new.log_file or os.path.join(self.new.data_dir, "log", "server.log")
-        rc, _out, err = run_as(self.module, self.new.owner,
-                               [os.path.join(self.new.bin_dir, "pg_ctl"), "start", "--no-wait",
-                                "-D", self.new.data_dir, "-l", log_file,
-                                "-o", "-p %d" % self.production_port])
-        if rc != 0:
-            raise OperationError("the new server did not start on port %d: %s" % (self.production_port, err.strip()),
-                                 "read %s" % log_file)
-        session = connect(self.new, port=self.production_port, timeout=self.start_timeout)
-        session.close()
+        tail = "\n".join((read_text(log_file) or "").rstrip("\n").splitlines()[-10:])
+        return NewServerNeverReady("the new server did not start on port %d: %s\nlast lines of %s:\n%s"
+                                   % (self.production_port, why, log_file, tail),
+                                   "correct the cause named in the log, then run again")
 
-    def _configure_old_port(self):
-        """The old server, if ever started again, must not take the production port."""
-        self._set_configured_port(self.old, self.old_port_after)
-
-    def _set_configured_port(self, spec, port):
-        conf = os.path.join(spec.data_dir, "fleetdb.conf")
-        lines = [line for line in (read_text(conf) or "").splitlines() if not line.strip().startswith("port")]
-        write_file(self.module, conf, "\n".join(lines + ["port = %d" % port]) + "\n", owner=spec.owner, mode=0o600)
-        main_conf = os.path.join(spec.data_dir, "postgresql.conf")
-        if "include_if_exists = 'fleetdb.conf'" not in (read_text(main_conf) or ""):
-            with open(main_conf, "a") as handle:
-                handle.write("\ninclude_if_exists = 'fleetdb.conf'\n")
-
-    def _drop_subscriptions(self):
+    def _cleanup(self):
+        """After the switch: the old server's port, the upgrade's subscriptions on the new server, and its slots
+        in the stopped old server's files (they would hold WAL if it were ever started)."""
+        PostgresInstance(self.module, self.old).set_port(self.old_port_after)
+        hba_file = self._hba_file or self.state.data.get("old_hba_file") or os.path.join(self.old.data_dir,
+                                                                                          "pg_hba.conf")
+        admin = self.old.login_user or self.old.owner
+        write_file(self.module, hba_file, retired_block(admin, self.replication_user, self.databases,
+                                                        peer=not self.old.login_password)
+                   + without_fence(read_text(hba_file) or ""), owner=self.old.owner, mode=0o640)
         for db in self.databases:
-            session = connect(self.new, dbname=db, port=self.production_port)
+            session = connect(self.new, dbname=db, port=self.production_port, timeout=self.start_timeout,
+                              retry_sqlstates=("53300",))  # clients reconnecting may fill the server for a moment
             try:
-                session.execute("DROP SUBSCRIPTION IF EXISTS %s" % pgwire.quote_ident(self._sub(db)))
-                # A re-run's schema dump of the old server carries the upgrade's own publication over: not wanted here.
-                session.execute("DROP PUBLICATION IF EXISTS %s" % pgwire.quote_ident(self._sub(db)))
+                sub = pgwire.quote_ident(self._sub(db))
+                if session.scalar("SELECT 1 FROM pg_subscription WHERE subname = $1", [self._sub(db)]):
+                    session.execute("ALTER SUBSCRIPTION %s DISABLE" % sub)
+                    session.execute("ALTER SUBSCRIPTION %s SET (slot_name = NONE)" % sub)
+                    session.execute("DROP SUBSCRIPTION %s" % sub)
+                # A re-run's schema dump of the old server carries the upgrade's own publication over: not wanted.
+                session.execute("DROP PUBLICATION IF EXISTS %s" % sub)
                 session.execute("DROP SCHEMA IF EXISTS %s CASCADE" % MARKER_SCHEMA)
             finally:
                 session.close()
+        if pg_process.postmaster(self.old.data_dir) is None:
+            for slot in (self.state.data.get("slots") or {}).values():
+                path = os.path.join(self.old.data_dir, "pg_replslot", slot or "")
+                if slot and os.path.isdir(path):
+                    shutil.rmtree(path)
+            _fsync_dir(os.path.join(self.old.data_dir, "pg_replslot"))
 
     # -- failure paths ------------------------------------------------------
     def _abort(self, exc):
-        """Before the old server stopped: lift the fence, resume replication, leave the old server serving."""
+        """Before the old server was told to stop: lift the fence, resume replication, leave the old server serving."""
         self.report["aborted_because"] = str(exc)
         try:
             self._lift_fence()
             for db in self.databases:
                 try:
-                    self._new(db).execute("ALTER SUBSCRIPTION %s ENABLE" % pgwire.quote_ident(self._sub(db)))
+                    self._resume_replication(db, self._new(db))
                 except (pgwire.PgError, OperationError) as failure:
                     # the old server serves either way; the report keeps the first cause
                     self.report.setdefault("abort_warnings", []).append(str(failure))
@@ -631,60 +766,79 @@ class PostgresSwitchover(Switchover):
     def _lift_fence(self):
         if self._hba_file is None:
             return
-        write_file(self.module, self._hba_file, without_fence(read_text(self._hba_file) or ""),
-                   owner=self.old.owner, mode=0o640)
-        self._reload_old()
+        text = read_text(self._hba_file) or ""
+        if is_fenced(text):
+            write_file(self.module, self._hba_file, without_fence(text), owner=self.old.owner, mode=0o640)
+        pg_process.reload(self.old.data_dir)
 
     def _lift_stale_fence(self):
         """A fence left by an interrupted run is lifted before checks start over."""
-        hba_file = self._old(self.databases[0]).scalar("SHOW hba_file")
-        if FENCE_BEGIN in (read_text(hba_file) or ""):
-            self._hba_file = hba_file
+        if is_fenced(read_text(self._hba_file)):
             if not self.module.check_mode:
                 self._lift_fence()
             self.report["stale_fence_lifted"] = True
 
-    def _reload_old(self):
-        pid = read_postmaster_pid(self.old.data_dir)
-        if pid:
-            os.kill(pid, signal.SIGHUP)
-
     def _rescue_old(self, exc):
-        """The cutover failed once the old server was told to stop: bring it back on the production port, unfenced."""
-        self.report["rescue"] = "the cutover failed after the old server was stopped (%s); restarting it" % exc
-        pid = read_postmaster_pid(self.new.data_dir)
-        if pid:
-            os.kill(pid, signal.SIGQUIT)  # immediate: it may hold the production port
-            deadline = time.monotonic() + 30
-            while _alive(pid) and time.monotonic() < deadline:
-                time.sleep(0.01)
-        pid = read_postmaster_pid(self.old.data_dir)
-        deadline = time.monotonic() + 60
-        while pid and _alive(pid) and time.monotonic() < deadline:  # still finishing its shutdown
-            time.sleep(0.01)
-        self._set_configured_port(self.old, self.production_port)
-        hba_file = self._hba_file or os.path.join(self.old.data_dir, "pg_hba.conf")
-        write_file(self.module, hba_file, without_fence(read_text(hba_file) or ""), owner=self.old.owner, mode=0o640)
-        log_file = self.old.log_file or os.path.join(self.old.data_dir, "log", "server.log")
-        run_as(self.module, self.old.owner, [os.path.join(self.old.bin_dir, "pg_ctl"), "start", "-w",
-                                             "-D", self.old.data_dir, "-l", log_file])
+        """The old server was told to stop and the new one never served: bring the old one back on the
+        production port, unfenced, and resume replication into the new one on its temporary port."""
+        self.report["rescue"] = "the cutover failed after the old server was stopped (%s)" % exc
+        self.state.set("rescuing", error=str(exc))
+        problem = self._new_took_writes()
+        if problem:
+            self.report["rescue"] += "; the old server was NOT restarted: %s" % problem
+            self.state.set("new_not_ready", error=str(exc), rescue_refused=problem)
+            return
+        if not pg_process.wait_exit([p for p in [pg_process.postmaster_pid(self.old.data_dir)] if p], 60):
+            self.report["rescue"] += "; the old server did not finish its shutdown: start it by hand"
+            self.state.set("rescue_failed", error=str(exc))
+            return
+        old = PostgresInstance(self.module, self.old)
+        try:
+            hba_file = (self._hba_file or self.state.data.get("old_hba_file")
+                        or os.path.join(self.old.data_dir, "pg_hba.conf"))
+            write_file(self.module, hba_file, without_fence(read_text(hba_file) or ""), owner=self.old.owner,
+                       mode=0o640)
+            old.start(port=self.production_port, timeout=self.start_timeout)
+        except OperationError as failure:
+            self.report["rescue"] += "; restarting the old server FAILED: %s" % failure.msg
+            self.state.set("rescue_failed", error=str(exc), rescue_error=failure.msg)
+            return
+        self.report["rescue"] += "; the old server serves port %d again, unfenced" % self.production_port
         self.state.set("rescued", error=str(exc))
+        try:
+            PostgresInstance(self.module, self.new).start(port=self.temporary_port, timeout=self.start_timeout)
+            for db in self.databases:
+                self._resume_replication(db, self._new(db))
+        except (OperationError, pgwire.PgError) as failure:
+            self.report["rescue"] += "; replication did not resume (%s): a re-run resumes it" % failure
+
+    def _new_took_writes(self):
+        """None when the new server provably accepted no transaction since it was stopped in the window."""
+        if pg_process.postmaster(self.new.data_dir) is not None:
+            return "the new server runs (pid file: %s)" % pg_process.postmaster(self.new.data_dir)["status"]
+        baseline = self.state.data.get("new_next_xid")
+        if baseline is None:
+            return None  # it was never stopped by this cutover's proof: it never left its temporary port
+        control = self._controldata(self.new)
+        if not pg_process.cleanly_shut_down(control) or pg_process.controldata_xid(control) != baseline:
+            return ("the new server's pg_control (state %s, next xid %s, %s at the stop) does not prove it took "
+                    "no writes; start it (pg_ctl start) and run the upgrade again"
+                    % (control.get("Database cluster state"), pg_process.controldata_xid(control), baseline))
+        return None
 
     # -- state and sessions -------------------------------------------------------
     def _already_switched(self):
         """Done when the new server runs on the production port and the old server is down."""
-        if self.state.phase not in ("switched", "done", None):
+        if self.state.phase not in ("switched", "done", "start", "new_not_ready", None):
             return False
-        if read_postmaster_pid(self.old.data_dir) is not None:
+        if pg_process.postmaster(self.old.data_dir) is not None:
             return False
-        pid_file = read_text(os.path.join(self.new.data_dir, "postmaster.pid"))
-        if not pid_file or read_postmaster_pid(self.new.data_dir) is None:
+        info = pg_process.postmaster(self.new.data_dir)
+        if not info or info["port"] != self.production_port or info["status"] != pg_process.STATUS_READY:
             return False
-        lines = pid_file.splitlines()
-        if len(lines) < 4 or lines[3].strip() != str(self.production_port):
-            return False
-        if self.state.phase == "switched" and not self.module.check_mode:
-            self._drop_subscriptions()
+        if self.state.phase != "done" and not self.module.check_mode:
+            self.state.set("switched")
+            self._cleanup()
             self.state.set("done")
         return True
 
@@ -697,13 +851,13 @@ class PostgresSwitchover(Switchover):
     def _old(self, db):
         if db not in self._old_sessions:
             self._old_sessions[db] = connect(self.old, dbname=db, port=self.production_port,
-                                             application_name="fleetdb.online_upgrade switchover")
+                                             application_name=APPLICATION_NAME)
         return self._old_sessions[db]
 
     def _new(self, db):
         if db not in self._new_sessions:
             self._new_sessions[db] = connect(self.new, dbname=db, port=self.temporary_port,
-                                             application_name="fleetdb.online_upgrade switchover")
+                                             application_name=APPLICATION_NAME)
         return self._new_sessions[db]
 
     def _close_sessions(self):
@@ -713,11 +867,12 @@ class PostgresSwitchover(Switchover):
             sessions.clear()
 
 
-def _alive(pid):
+def _fsync_dir(path):
+    if not os.path.isdir(path):
+        return
+    fd = os.open(path, os.O_RDONLY)
     try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    # A zombie child is gone for our purpose.
-    status = read_text("/proc/%d/stat" % pid) or ""
-    return ") Z " not in status
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+

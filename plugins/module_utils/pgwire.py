@@ -82,7 +82,7 @@ class Connection:
 
     def __init__(self, host="/var/run/postgresql", port=5432, user="postgres", dbname="postgres",
                  password=None, connect_timeout=10, application_name="fleetdb.online_upgrade",
-                 options=None):
+                 options=None, io_timeout=None):
         self.host = host
         self.port = int(port)
         self.user = user
@@ -93,6 +93,7 @@ class Connection:
         self._sock = None
         self._buf = b""
         self._connect(password, connect_timeout, application_name, options)
+        self.set_io_timeout(io_timeout)
 
     # -- connection ---------------------------------------------------------
     def _connect(self, password, timeout, application_name, options):
@@ -173,6 +174,12 @@ class Connection:
 
     def __exit__(self, *exc):
         self.close()
+
+    def set_io_timeout(self, seconds):
+        """Seconds any one read or write on the socket may take (None: no limit).  A timeout ends the session:
+        its protocol state is unknown after it."""
+        if self._sock is not None:
+            self._sock.settimeout(seconds)
 
     @property
     def closed(self):
@@ -392,8 +399,9 @@ class _Scram:
             raise PgConnectError("SCRAM: the server's signature does not match")
 
 
-def connect_retry(deadline, **kwargs):
-    """Connect, retrying until ``deadline`` (a ``time.monotonic()`` value) while the server starts."""
+def connect_retry(deadline, retry_sqlstates=(), **kwargs):
+    """Connect, retrying until ``deadline`` (a ``time.monotonic()`` value) while the server starts, and
+    on the SQLSTATEs of ``retry_sqlstates`` (e.g. 53300, too many clients)."""
     # Short, flat intervals: in a cutover every millisecond after the server is ready is client downtime,
     # and a refused local connection costs next to nothing.
     delay = 0.005
@@ -401,7 +409,7 @@ def connect_retry(deadline, **kwargs):
         try:
             return Connection(**kwargs)
         except PgConnectError as exc:
-            retryable = exc.sqlstate in (None, "57P03")  # not reachable yet / starting up
+            retryable = exc.sqlstate in (None, "57P03") or exc.sqlstate in retry_sqlstates  # not reachable / starting
             if not retryable or time.monotonic() + delay > deadline:
                 raise
             time.sleep(delay)

@@ -14,21 +14,33 @@ version_added: "1.0.0"
 description:
   - Runs steps 3 to 6 of the online upgrade inside one module call on the host, so that no
     Ansible round trip falls inside the time clients cannot write.
-  - "Before the window: checks that the subscription has finished its initial copy, that the
-    schemas of both servers match (DDL is not replicated), takes a checkpoint on both servers
-    so their shutdowns are short, and makes sure the drain marker table is replicated."
-  - "The window: fence application clients hard (pg_hba.conf rejects every role but the replication
-    role, reload, terminate client backends), insert a marker row and wait until the new server has
-    applied it, copy every sequence's last_value and is_called, compare row counts of the replicated
-    tables, detach replication, stop both servers, start the new server on the production port and
-    wait until it accepts connections."
+  - "Before the window: checks that the subscriptions have finished their initial copy, that the
+    schemas of both servers match (DDL is not replicated), that no prepared transaction and no background
+    worker of an extension runs on the old server (no fence can hold those back: each is named with its fix),
+    opens every session the window uses, takes a checkpoint on both servers so their shutdowns are short,
+    and configures the new server for the production port (it keeps running on its temporary port)."
+  - "The window: the fence (pg_hba.conf rejects every login, superusers included, on the socket and on TCP,
+    except the replication role on the Unix socket; the file is validated before the reload and a probe login
+    as the administrator and as an application role must be rejected before the cutover goes on), client
+    backends terminated; a marker row per database, waited for on the new server, then one check that no
+    other transaction took an id meanwhile; every sequence's last_value and is_called copied; changed role
+    passwords copied (never logged by the server); optionally row counts compared; the subscriptions
+    disabled (their slots stay on the old server); both servers stopped; the proof; the new server started
+    on the production port until its postmaster.pid says ready."
+  - "The proof: once stopped, the old server's pg_control must show a clean shutdown and the very next
+    transaction id the drain saw. Any other means something wrote past the fence: the new server is not
+    started on the production port and the old server comes back unfenced with all its data."
   - If anything fails before the old server is stopped, the fence is lifted, replication resumes and
-    the old server keeps serving. If the new server then cannot start, the old server is started again
-    on the production port.
+    the old server keeps serving. If the new server exits before it ever accepted clients, the old server is
+    started again on the production port, unfenced, and replication resumes. A new server that may have
+    accepted writes is never stopped or killed; the failure says what to do.
+  - A guardian process lifts the fence if the module itself dies (SIGKILL, out of memory) before it stops the
+    old server. Every session of the window has socket and statement timeouts (O(drain_timeout)).
   - The phase reached is kept in O(state_file); a re-run after an interruption continues, and a re-run
     after success changes nothing.
   - The old server keeps its data directory and binaries for rollback, its pg_hba.conf keeps the fence
-    (so that an accidental start takes no writes) and it is configured to listen on O(old_port_after).
+    (so that an accidental start takes no writes) and it is configured to listen on O(old_port_after). The
+    upgrade's slots are removed from its pg_replslot once the new server serves.
 extends_documentation_fragment:
   - fleetdb.online_upgrade.instances.old
   - fleetdb.online_upgrade.instances.new
@@ -46,7 +58,7 @@ options:
     default: fleetdb_upgrade
   replication_user:
     description:
-      - Role used by replication; the only role the fence still lets in.
+      - Role used by replication; the only role the fence still lets in, on the Unix socket only.
     type: str
     default: fleetdb_replicator
   old_port_after:
@@ -57,12 +69,14 @@ options:
   drain_timeout:
     description:
       - Seconds to wait for the new server to apply the last changes. Past it the cutover is abandoned
-        and the old server keeps serving.
+        and the old server keeps serving. Also the statement and socket timeout of every session the window
+        uses, so that a hung query cannot hang the window.
     type: int
     default: 30
   start_timeout:
     description:
-      - Seconds to wait for the new server to accept connections on the production port.
+      - Seconds to wait for the new server to be ready on the production port. A server still starting then is
+        left running (it may accept writes any moment) and the module fails saying so; a re-run finishes.
     type: int
     default: 60
   verify_row_counts:
@@ -83,7 +97,8 @@ options:
     default: true
   state_file:
     description:
-      - File on the host recording the phase reached, for resuming and idempotence.
+      - File on the host recording the phase reached, for resuming and idempotence. A file C(failpoint) beside it
+        that names a phase makes the module wait there until it is killed (for fault tests only).
     type: path
     default: /var/lib/fleetdb/online_upgrade/switchover.json
 notes:
@@ -120,7 +135,8 @@ window_seconds:
   type: float
   sample: 0.31
 phases:
-  description: Seconds per phase (prepare, fence, drain, sequences, verify, detach, stop, start, cleanup).
+  description: Seconds per phase (prepare, fence, drain, sequences, roles, verify, detach, stop, proof, start,
+    cleanup).
   returned: always
   type: dict
   sample: {"fence": 0.012, "drain": 0.004, "stop": 0.09, "start": 0.16}
@@ -132,6 +148,14 @@ resumed:
   description: True when this run continued a cutover interrupted after the old server stopped.
   returned: when it applies
   type: bool
+proof:
+  description: What the stopped old server's pg_control showed against the drain (next transaction ids).
+  returned: when the cutover reached the proof
+  type: dict
+rescue:
+  description: What was done after a failure once the old server had been told to stop.
+  returned: on such a failure
+  type: str
 aborted_because:
   description: Why the cutover was abandoned before the old server stopped (the old server keeps serving).
   returned: on failure before the old server stopped

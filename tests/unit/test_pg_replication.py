@@ -23,10 +23,10 @@ def test_hba_block_is_first_and_idempotent():
     original = "local all all peer\n"
     once = r.with_hba_lines(original, "rep", "app")
     assert once.startswith(r.HBA_BEGIN) and once.endswith(original)
-    assert "local   app   rep   scram-sha-256" in once and "::1/128" in once
+    assert 'local   "app"   "rep"   scram-sha-256' in once and "::1/128" in once
     assert r.with_hba_lines(once, "rep", "app") == once
     twice = r.with_hba_lines(once, "rep", "shop")
-    assert twice.count(r.HBA_BEGIN) == 1 and "local   shop   rep" in twice and twice.endswith(original)
+    assert twice.count(r.HBA_BEGIN) == 1 and 'local   "shop"   "rep"' in twice and twice.endswith(original)
 
 
 def test_scram_verifier_round_trip():

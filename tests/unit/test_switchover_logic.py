@@ -1,24 +1,54 @@
 """Pure logic of the cutover: the fence block, schema comparison, names."""
+import pytest
+
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import pg_fence as fence
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import pg_switchover as sw
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import OperationError
 
 HBA = "local all all peer\nhost all all 0.0.0.0/0 scram-sha-256\n"
 
 
-def test_fence_goes_first_and_lets_only_replication_and_admin_in():
-    fenced = sw.fence_block("fleetdb_replicator", "postgres", ["app", "crm"]) + HBA
+def test_fence_goes_first_and_lets_only_replication_in_on_the_socket():
+    fenced = fence.fence_block("fleetdb_replicator", ["app", "crm"]) + HBA
     rules = [line.split() for line in fenced.splitlines() if line and not line.startswith("#")]
-    assert rules[0][:3] == ["local", "app,crm", "fleetdb_replicator"]
-    assert ["local", "all", "all", "reject"] in rules
-    assert ["host", "all", "all", "all", "reject"] in rules
-    first_reject = next(i for i, r in enumerate(rules) if r[-1] == "reject")
+    assert rules[0] == ["local", '"app","crm"', '"fleetdb_replicator"', "scram-sha-256"]
+    assert rules[1] == ["local", "all", "all", "reject"]
+    assert rules[2] == ["host", "all", "all", "all", "reject"]
+    # no other rule in the fence: no superuser, no peer login, no TCP for replication
+    assert len([line for line in fenced.split(fence.FENCE_END)[0].splitlines() if not line.startswith("#")]) == 3
     first_original = rules.index(["local", "all", "all", "peer"])
-    assert first_reject < first_original
+    assert first_original == 3
+
+
+def test_hba_names_are_quoted_and_unquotable_names_refused():
+    assert fence.hba_quote("sales, eu") == '"sales, eu"'
+    assert fence.hba_quote("all") == '"all"'
+    with pytest.raises(OperationError):
+        fence.hba_quote('bad"name')
+    with pytest.raises(OperationError):
+        fence.hba_quote("two\nlines")
 
 
 def test_without_fence_restores_the_original_text_and_is_idempotent():
-    fenced = sw.fence_block("rep", "postgres", ["app"]) + HBA
-    assert sw.without_fence(fenced) == HBA
-    assert sw.without_fence(HBA) == HBA
+    fenced = fence.fence_block("rep", ["app"]) + HBA
+    assert fence.without_fence(fenced) == HBA
+    assert fence.without_fence(HBA) == HBA
+    assert fence.is_fenced(fenced) and not fence.is_fenced(HBA)
+
+
+def test_drain_is_clean_only_when_the_markers_took_every_id():
+    assert sw.drain_is_clean(100, [100, 101], 102, 0)
+    assert not sw.drain_is_clean(100, [101, 102], 103, 0)   # someone took 100
+    assert not sw.drain_is_clean(100, [100, 101], 103, 0)   # someone took 102 and finished
+    assert not sw.drain_is_clean(100, [100, 101], 102, 1)   # someone holds an id
+
+
+def test_the_proof_needs_a_clean_shutdown_and_the_drain_xid():
+    clean = {"Database cluster state": "shut down", "Latest checkpoint's NextXID": "1:100"}
+    assert sw.proof_problems(clean, (1 << 32) + 100) == []
+    assert "after the drain" in sw.proof_problems(clean, (1 << 32) + 98)[0]
+    crashed = dict(clean, **{"Database cluster state": "in production"})
+    assert "did not shut down cleanly" in sw.proof_problems(crashed, (1 << 32) + 100)[0]
 
 
 def test_schema_differences_name_each_drift():

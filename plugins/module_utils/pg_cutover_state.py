@@ -1,0 +1,122 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, fleetdb contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What the cutover leaves on the host for whoever comes next: the state file, and the guardian.
+
+The state file records the phase reached (and what a re-run needs: the slots,
+the drain point), so that a re-run after an interruption continues.  The
+guardian is a child process that lifts the fence if the module dies (SIGKILL,
+OOM killer) before it told the old server to stop, so that clients are not
+locked out until someone re-runs.  A failpoint file stops the module at a
+phase, for the tests that kill it there.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import os
+import signal
+import stat
+import tempfile
+import time
+
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import read_text, write_file
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_fence import without_fence
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_process import reload
+
+# The phases of the window, in order, as the state file names them.
+WINDOW_PHASES = ("fence", "drain", "sequences", "roles", "verify", "detach", "stop", "proof", "start")
+BEFORE_STOP = WINDOW_PHASES[:WINDOW_PHASES.index("stop")]
+FAILPOINT_FILE = "failpoint"
+
+
+class StateFile:
+    """Which phase the cutover reached, kept on the host so that a re-run knows."""
+
+    def __init__(self, module, path):
+        self.module = module
+        self.path = path
+        self.data = json.loads(read_text(path) or "{}") if path else {}
+        failpoint = read_text(os.path.join(os.path.dirname(path), FAILPOINT_FILE)) if path else None
+        self.failpoint = (failpoint or "").strip() or None
+
+    @property
+    def phase(self):
+        return self.data.get("phase")
+
+    def set(self, phase, **extra):
+        self.data["phase"] = phase
+        self.data["pid"] = os.getpid()
+        self.data["updated_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        self.data.update(extra)
+        self.save()
+        if phase == self.failpoint and not self.module.check_mode:
+            while True:  # a test kills this process here
+                time.sleep(3600)
+
+    def save(self):
+        if self.path and not self.module.check_mode:
+            if not os.path.isdir(os.path.dirname(self.path)):
+                os.makedirs(os.path.dirname(self.path), 0o755)
+            write_file(self.module, self.path, json.dumps(self.data, indent=1, sort_keys=True) + "\n",
+                       owner=None, mode=0o644)
+
+
+class FenceGuardian:
+    """A child process that lifts the fence from ``hba_file`` and reloads the old server when this process
+    dies before ``disarm()`` (which the cutover calls just before it stops the old server)."""
+
+    def __init__(self, hba_file, data_dir):
+        self.hba_file = hba_file
+        self.data_dir = data_dir
+        self.pid = None
+        self._fd = None
+
+    def start(self):
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the guardian
+            try:
+                os.close(write_end)
+                os.setsid()
+                devnull = os.open(os.devnull, os.O_RDWR)
+                for fd in (0, 1, 2):
+                    os.dup2(devnull, fd)
+                # Nothing of the module's: not its stdout (Ansible waits for it to close), not its sessions.
+                os.closerange(3, read_end)
+                os.closerange(read_end + 1, 65536)
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+                signal.signal(signal.SIGHUP, signal.SIG_IGN)
+                if os.read(read_end, 1) == b"":
+                    self._lift()
+            finally:
+                os._exit(0)  # pylint: disable=protected-access
+        os.close(read_end)
+        self.pid, self._fd = pid, write_end
+        return pid
+
+    def disarm(self):
+        if self._fd is None:
+            return
+        os.write(self._fd, b"d")
+        os.close(self._fd)
+        self._fd = None
+        try:
+            os.waitpid(self.pid, os.WNOHANG)
+        except OSError:
+            pass
+
+    def _lift(self):
+        text = read_text(self.hba_file)
+        if text is None or without_fence(text) == text:
+            return
+        info = os.stat(self.hba_file)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(self.hba_file), prefix=".fleetdb-")
+        with os.fdopen(fd, "w") as handle:
+            handle.write(without_fence(text))
+        os.chmod(tmp, stat.S_IMODE(info.st_mode))
+        os.chown(tmp, info.st_uid, info.st_gid)
+        os.rename(tmp, self.hba_file)
+        reload(self.data_dir)

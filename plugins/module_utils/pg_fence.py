@@ -1,0 +1,106 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, fleetdb contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The cutover's fence: pg_hba.conf rules that let no client in, and what no fence can stop.
+
+While the fence is up, pg_hba.conf rejects every login, superusers included, on
+the socket and on TCP; the only exception is the replication role on the Unix
+socket (the subscription's own connection).  The cutover's sessions were opened
+before the fence and stay.  What pg_hba cannot stop is refused instead
+(``fence_blockers``): prepared transactions, which any session may commit later,
+and background workers of extensions, which never log in.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import OperationError
+
+FENCE_BEGIN = "# BEGIN fleetdb.online_upgrade fence"
+FENCE_END = "# END fleetdb.online_upgrade fence"
+
+# backend_type of the processes PostgreSQL itself runs (pg_stat_activity); anything else is an extension's.
+CORE_BACKEND_TYPES = (
+    "client backend", "autovacuum launcher", "autovacuum worker", "logical replication launcher",
+    "logical replication worker", "logical replication apply worker", "logical replication tablesync worker",
+    "logical replication parallel worker", "parallel worker", "background writer", "checkpointer", "archiver", "startup",
+    "walreceiver", "walsender", "walwriter", "walsummarizer", "slotsync worker", "standalone backend", "io worker",
+    # extensions' workers that read but never write data
+    "autoprewarm leader", "autoprewarm worker",
+)
+
+PREPARED_SQL = "SELECT gid, owner, database, prepared::text FROM pg_prepared_xacts ORDER BY prepared"
+
+BACKGROUND_WORKERS_SQL = """
+SELECT pid, backend_type, coalesce(datname, ''), coalesce(usename, '')
+  FROM pg_stat_activity
+ WHERE backend_type <> ALL ($1::text[])
+ ORDER BY pid
+"""
+
+
+def hba_quote(name):
+    """A database or role name as one pg_hba.conf token: always double-quoted, so that commas, spaces and
+    keywords (all, sameuser, replication) keep no special meaning."""
+    if '"' in name or "\n" in name or "\r" in name:
+        raise OperationError("the name %r cannot be written to pg_hba.conf (it holds a double quote or a line "
+                             "break)" % name, "rename it, or leave it out of the upgraded databases")
+    return '"%s"' % name
+
+
+def fence_block(replication_user, databases):
+    """pg_hba.conf lines put in front of the existing rules while the fence is up."""
+    dbs = ",".join(hba_quote(db) for db in databases)
+    lines = [FENCE_BEGIN,
+             "local   %s   %s   scram-sha-256" % (dbs, hba_quote(replication_user)),
+             "local   all   all   reject",
+             "host    all   all   all   reject",
+             FENCE_END]
+    return "\n".join(lines) + "\n"
+
+
+def retired_block(admin_user, replication_user, databases, peer=True):
+    """The fence a stopped old server keeps after the cutover: no client gets in should it ever be started on its
+    other port, but the administrator does (a rollback, a look at the data)."""
+    return fence_block(replication_user, databases).replace(
+        "local   all   all   reject",
+        "local   all   %s   %s\nlocal   all   all   reject" % (hba_quote(admin_user), "peer" if peer else "scram-sha-256"))
+
+
+def without_fence(hba_text):
+    """The pg_hba.conf text with any fence block removed (idempotent)."""
+    if FENCE_BEGIN not in (hba_text or ""):
+        return hba_text
+    head, rest = hba_text.split(FENCE_BEGIN, 1)
+    _fence, tail = rest.split(FENCE_END, 1)
+    return head + tail.lstrip("\n")
+
+
+def is_fenced(hba_text):
+    return FENCE_BEGIN in (hba_text or "")
+
+
+def fence_blockers(session):
+    """What the fence cannot hold back, each as dict(kind, name, fix); empty when the cutover may run."""
+    found = []
+    for gid, owner, database, prepared in session.query(PREPARED_SQL).rows:
+        found.append(dict(kind="prepared transaction",
+                          name="%s (owner %s, database %s, prepared %s)" % (gid, owner, database, prepared),
+                          fix="COMMIT PREPARED or ROLLBACK PREPARED %s in database %s" % (gid, database)))
+    for pid, backend_type, database, user in session.query(BACKGROUND_WORKERS_SQL, [list(CORE_BACKEND_TYPES)]).rows:
+        found.append(dict(kind="background worker",
+                          name="%s (pid %s%s%s)" % (backend_type, pid, ", database " + database if database else "",
+                                                    ", user " + user if user else ""),
+                          fix="stop it for the upgrade: remove its extension from shared_preload_libraries (or "
+                              "turn its workers off, e.g. cron.use_background_workers = off for pg_cron) and "
+                              "restart the old server, or pause its jobs"))
+    return found
+
+
+def blockers_message(blockers):
+    return "; ".join("%s %s" % (b["kind"], b["name"]) for b in blockers)
+
+
+def blockers_fix(blockers):
+    return "; ".join(sorted(set(b["fix"] for b in blockers)))

@@ -1,0 +1,115 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, fleetdb contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A PostgreSQL server seen from its files: postmaster.pid, pg_control, its process.
+
+The one place that reads ``postmaster.pid``, tells whether a postmaster lives,
+signals it and reads ``pg_controldata``.  What a stopped server's own files say
+is the proof the cutover relies on (see ``controldata_xid``).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import errno
+import os
+import signal
+import time
+
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import read_text
+
+# Line 8 of postmaster.pid (PostgreSQL 10 and later).
+STATUS_READY = "ready"
+STATUS_STARTING = "starting"
+STATUS_STOPPING = "stopping"
+
+
+def parse_postmaster_pid(text):
+    """postmaster.pid -> dict(pid, data_dir, start_time, port, socket_dir, listen_address, status) or None."""
+    lines = (text or "").splitlines()
+    if not lines or not lines[0].strip().isdigit():
+        return None
+    fields = lines + [""] * (8 - len(lines))
+    port = fields[3].strip()
+    return dict(pid=int(fields[0]), data_dir=fields[1].strip(), start_time=fields[2].strip(),
+                port=int(port) if port.isdigit() else None, socket_dir=fields[4].strip() or None,
+                listen_address=fields[5].strip() or None, status=fields[7].strip() or None)
+
+
+def process_alive(pid):
+    """True while ``pid`` exists and is not a zombie (EPERM: it exists, but is someone else's)."""
+    try:
+        os.kill(pid, 0)
+    except OSError as exc:
+        return exc.errno == errno.EPERM
+    return ") Z " not in (read_text("/proc/%d/stat" % pid) or "")
+
+
+def postmaster(data_dir):
+    """postmaster.pid of the live postmaster of ``data_dir``, None when none runs (or the file is stale)."""
+    info = parse_postmaster_pid(read_text(os.path.join(data_dir, "postmaster.pid")))
+    if info and process_alive(info["pid"]):
+        return info
+    return None
+
+
+def postmaster_pid(data_dir):
+    info = postmaster(data_dir)
+    return info["pid"] if info else None
+
+
+def signal_postmaster(data_dir, signum):
+    """Send ``signum`` to the postmaster of ``data_dir``; its pid, or None when it was not running."""
+    pid = postmaster_pid(data_dir)
+    if pid is None:
+        return None
+    try:
+        os.kill(pid, signum)
+    except OSError as exc:
+        if exc.errno != errno.ESRCH:
+            raise
+        return None  # it exited between the check and the signal
+    return pid
+
+
+def fast_shutdown(data_dir):
+    """Ask for a fast shutdown (SIGINT) without waiting; the pid signalled, or None."""
+    return signal_postmaster(data_dir, signal.SIGINT)
+
+
+def reload(data_dir):
+    return signal_postmaster(data_dir, signal.SIGHUP)
+
+
+def wait_exit(pids, timeout):
+    """Wait until every pid in ``pids`` has exited; False at the deadline."""
+    deadline = time.monotonic() + timeout
+    while any(process_alive(pid) for pid in pids):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.002)
+    return True
+
+
+def parse_controldata(text):
+    """``pg_controldata`` output -> {label: value}."""
+    values = {}
+    for line in (text or "").splitlines():
+        label, sep, value = line.partition(":")
+        if sep:
+            values[label.strip()] = value.strip()
+    return values
+
+
+def controldata_xid(values):
+    """The full (epoch-extended) next transaction id of the latest checkpoint, or None."""
+    text = values.get("Latest checkpoint's NextXID", "")
+    epoch, sep, xid = text.partition(":")
+    if not sep or not epoch.strip().isdigit() or not xid.strip().isdigit():
+        return None
+    return (int(epoch) << 32) | int(xid)
+
+
+def cleanly_shut_down(values):
+    return values.get("Database cluster state") == "shut down"
