@@ -26,7 +26,7 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common impo
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engine import Instance
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_install import major_of
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_process import (  # noqa: F401 (re-exported)
-    parse_controldata, parse_postmaster_pid, postmaster, process_alive)
+    ControlDataError, controldata, parse_controldata, parse_postmaster_pid, postmaster, process_alive)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_session import connect as pg_connect
 
 MANAGED_FILE = "fleetdb.conf"
@@ -364,9 +364,10 @@ class PostgresInstance(Instance):
         """Whether the data directory has page checksums (pg_controldata), None when unknown."""
         if self.major() is None or not os.path.isfile(self._bin("pg_controldata")):
             return None
-        rc, out, _err = self._run([self._bin("pg_controldata"), "-D", self.spec.data_dir],
-                                  environ_update={"LC_ALL": "C"})
-        version = parse_controldata(out).get("Data page checksum version") if rc == 0 else None
+        try:
+            version = controldata([self.spec])[0].get("Data page checksum version")
+        except ControlDataError:
+            return None
         return None if version is None else version != "0"
 
     def ensure_socket_dir(self):

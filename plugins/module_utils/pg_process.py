@@ -15,9 +15,10 @@ __metaclass__ = type
 import errno
 import os
 import signal
+import subprocess
 import time
 
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import read_text
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import read_text, release_environment
 
 # Line 8 of postmaster.pid (PostgreSQL 10 and later).
 STATUS_READY = "ready"
@@ -100,6 +101,28 @@ def parse_controldata(text):
         if sep:
             values[label.strip()] = value.strip()
     return values
+
+
+class ControlDataError(Exception):
+    pass
+
+
+def controldata(specs):
+    """[{label: value}] of ``pg_controldata`` for each spec (bin_dir, data_dir), the programs run side by side.
+    pg_control is readable by root and its owner; no server needs to run."""
+    procs = []
+    for spec in specs:
+        argv = [os.path.join(spec.bin_dir, "pg_controldata"), "-D", spec.data_dir]
+        env = dict(os.environ, LC_ALL="C", **release_environment(argv[0]))
+        procs.append((argv, subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                                             universal_newlines=True)))
+    results = []
+    for argv, proc in procs:
+        out, err = proc.communicate()
+        if proc.returncode != 0:
+            raise ControlDataError("%s failed (rc %d): %s" % (" ".join(argv), proc.returncode, (err or out).strip()))
+        results.append(parse_controldata(out))
+    return results
 
 
 def controldata_xid(values):

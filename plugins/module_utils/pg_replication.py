@@ -4,7 +4,7 @@
 """Logical replication from the old server (source) to the new one (target) for one database.
 
 Names: publication and slot on the source and subscription on the target are all
-``subscription_name(name, dbname, databases)`` (what the switchover module expects).
+``subscription_name(name, dbname, databases)`` (the switchover module uses the same function).
 The publication lists the tables explicitly (not FOR ALL TABLES) so that a table created
 later without a key never makes UPDATE or DELETE fail on the source.
 The replication role gets LOGIN REPLICATION, CONNECT, USAGE and SELECT only.  Its
@@ -21,6 +21,7 @@ import base64
 import hashlib
 import hmac
 import os
+import re
 import threading
 import time
 
@@ -30,7 +31,6 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common impo
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engine import Replication
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_fence import hba_quote
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_session import connect, execute_unlogged
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_switchover import subscription_name
 
 HBA_BEGIN = "# BEGIN fleetdb.online_upgrade replication"
 HBA_END = "# END fleetdb.online_upgrade replication"
@@ -81,6 +81,33 @@ def with_passfile_line(text, port, user, password):
     prefix = "*:%s:*:%s:" % (port, user.replace("\\", "\\\\").replace(":", "\\:"))
     lines = [line for line in (text or "").splitlines() if line and not line.startswith(prefix)]
     return "\n".join(lines + [passfile_line(port, user, password)]) + "\n"
+
+
+def subscription_name(base, dbname, databases):
+    """One subscription (and slot: slot names are cluster-wide) per database."""
+    if len(databases) == 1:
+        return base
+    return "%s_%s" % (base, re.sub(r"[^a-z0-9_]", "_", dbname.lower()))
+
+
+def reattach_subscription(target, source, subscription, slot):
+    """Give a subscription that a cutover detached (slot_name = NONE, disabled) its slot back, if the source still
+    has it, and enable it: replication continues where it stopped.  True when it did."""
+    row = target.rows("SELECT subenabled::text AS enabled, subslotname AS slot FROM pg_subscription "
+                      "WHERE subname = $1 AND subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())",
+                      [subscription])
+    if not row:
+        return False
+    name = pgwire.quote_ident(subscription)
+    if row[0]["slot"] is None:
+        if source.scalar("SELECT 1 FROM pg_replication_slots WHERE slot_name = $1", [slot]) is None:
+            return False
+        target.execute("ALTER SUBSCRIPTION %s SET (slot_name = %s)" % (name, pgwire.quote_literal(slot)))
+    elif row[0]["slot"] != slot:
+        return False
+    if row[0]["enabled"] != "true":
+        target.execute("ALTER SUBSCRIPTION %s ENABLE" % name)
+    return True
 
 
 def hba_lines(user, dbname):
@@ -218,8 +245,11 @@ class PostgresReplication(Replication):
     def present(self):
         sub = self.subscription()
         if sub is not None:
+            if not sub["slot"] and not self.module.check_mode:
+                # A cutover detached it (slot_name = NONE) and did not finish; its slot stays on the source.
+                reattach_subscription(self.tgt(), self.src(), self.name, self.name)
+                sub = self.subscription()
             if not sub["slot"]:
-                # A cutover detached it (slot_name = NONE) and did not finish: waiting on it would never end.
                 raise OperationError(
                     "the subscription %s on the target has no slot (detached by a cutover that was rescued or "
                     "interrupted): it replicates nothing" % self.name,

@@ -30,7 +30,6 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
-import re
 import shutil
 import threading
 import time
@@ -44,6 +43,8 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_cutover_
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_fence import (
     blockers_fix, blockers_message, fence_block, fence_blockers, is_fenced, retired_block, without_fence)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_instance import PostgresInstance
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_replication import (  # noqa: F401
+    reattach_subscription, subscription_name)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_session import connect, execute_unlogged
 
 MARKER_SCHEMA = "fleetdb_switchover"
@@ -97,13 +98,6 @@ def schema_differences(old_rows, new_rows):
         elif old[name] != new[name]:
             problems.append("%s differs: old (%s) new (%s)" % (name, old[name][1], new[name][1]))
     return problems
-
-
-def subscription_name(base, dbname, databases):
-    """One subscription (and slot: slot names are cluster-wide) per database."""
-    if len(databases) == 1:
-        return base
-    return "%s_%s" % (base, re.sub(r"[^a-z0-9_]", "_", dbname.lower()))
 
 
 def drain_is_clean(before, marker_xids, after, in_progress):
@@ -202,7 +196,8 @@ class PostgresSwitchover(Switchover):
         first = self.databases[0]
         self._hba_file = self._old(first).scalar("SHOW hba_file")
         self._new_hba_file = self._new(first).scalar("SHOW hba_file")
-        self.state.data.update(old_hba_file=self._hba_file, new_hba_file=self._new_hba_file)
+        self.state.data.update(old_hba_file=self._hba_file, new_hba_file=self._new_hba_file, databases=self.databases,
+                               production_port=self.production_port)
         self._lift_stale_fence()
         self._check_login_roles()
         self._check_fence_blockers()
@@ -264,29 +259,21 @@ class PostgresSwitchover(Switchover):
                                  fence_blockers=blockers)
 
     def _fence_probe_users(self):
-        """Logins the fence must reject before the drain starts: the admin (a superuser) and an application
-        role, plus a name no role has (the fence rejects by pg_hba.conf, before any role lookup)."""
+        """Logins the fence must reject before the drain starts: the admin (a superuser) and an application role
+        (or, with none, a name no role has: the fence rejects in pg_hba.conf, before any role lookup)."""
         admin = self.old.login_user or self.old.owner
         app = self._old(self.databases[0]).scalar(
             "SELECT rolname FROM pg_roles WHERE rolcanlogin AND rolname <> ALL ($1::text[]) "
             "ORDER BY rolsuper, rolname LIMIT 1", [[admin, self.replication_user]])
-        return [u for u in (FENCE_PROBE_USER, admin, app) if u]
+        return [admin, app or FENCE_PROBE_USER]
 
     def _resume_replication(self, db, new):
         """A subscription an interrupted cutover detached (its slot stays on the old server) is attached again."""
         slot = (self.state.data.get("slots") or {}).get(db)
         if not slot or self.module.check_mode:
             return
-        row = new.rows("SELECT subenabled::text AS enabled, subslotname AS slot FROM pg_subscription "
-                       "WHERE subname = $1", [self._sub(db)])
-        if not row:
-            return
-        if row[0]["slot"] is None and self._old(db).scalar(
-                "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1", [slot]) is not None:
-            new.execute("ALTER SUBSCRIPTION %s SET (slot_name = %s)" % (pgwire.quote_ident(self._sub(db)),
-                                                                      pgwire.quote_literal(slot)))
-        if row[0]["enabled"] != "true":
-            new.execute("ALTER SUBSCRIPTION %s ENABLE" % pgwire.quote_ident(self._sub(db)))
+        was = new.scalar("SELECT subenabled::text FROM pg_subscription WHERE subname = $1", [self._sub(db)])
+        if reattach_subscription(new, self._old(db), self._sub(db), slot) and was != "true":
             self.report["databases"][db]["replication_resumed"] = True
         if self.rollback_slot:
             # A rollback slot of an interrupted cutover would replay the catch-up since: start it again.
@@ -608,8 +595,7 @@ class PostgresSwitchover(Switchover):
 
     def _prove_drain(self):
         """What the stopped old server's own files say: nothing took a transaction id after the drain."""
-        old = self._controldata(self.old)
-        new = self._controldata(self.new)
+        old, new = self._controldata(self.old, self.new)
         problems = proof_problems(old, self.state.data["drain_next_xid"])
         self.report["proof"] = dict(old_next_xid=pg_process.controldata_xid(old),
                                     drain_next_xid=self.state.data["drain_next_xid"], problems=problems)
@@ -620,13 +606,12 @@ class PostgresSwitchover(Switchover):
                                  "the old server was restarted unfenced with all its data and replication resumed")
         self.state.data["new_next_xid"] = pg_process.controldata_xid(new)
 
-    def _controldata(self, spec):
-        rc, out, err = run_as(self.module, spec.owner, [os.path.join(spec.bin_dir, "pg_controldata"),
-                                                        "-D", spec.data_dir], environ_update={"LC_ALL": "C"})
-        if rc != 0:
-            raise OperationError("pg_controldata -D %s failed: %s" % (spec.data_dir, (err or out).strip()),
-                                 "check the data directory")
-        return pg_process.parse_controldata(out)
+    def _controldata(self, *specs):
+        """pg_controldata of each stopped server (run side by side: this is inside the window)."""
+        try:
+            return pg_process.controldata(specs)
+        except pg_process.ControlDataError as exc:
+            raise OperationError(str(exc), "check the data directory")
 
     # -- after the old server stopped ----------------------------------------------------
     def _start_and_finish(self, window):
@@ -819,7 +804,7 @@ class PostgresSwitchover(Switchover):
         baseline = self.state.data.get("new_next_xid")
         if baseline is None:
             return None  # it was never stopped by this cutover's proof: it never left its temporary port
-        control = self._controldata(self.new)
+        control = self._controldata(self.new)[0]
         if not pg_process.cleanly_shut_down(control) or pg_process.controldata_xid(control) != baseline:
             return ("the new server's pg_control (state %s, next xid %s, %s at the stop) does not prove it took "
                     "no writes; start it (pg_ctl start) and run the upgrade again"

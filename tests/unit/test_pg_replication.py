@@ -1,6 +1,6 @@
 """Replication: names, conninfo without password, pg_hba lines, passfile, SCRAM, hash SQL, capacity."""
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import pg_replication as r
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_switchover import subscription_name
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_replication import subscription_name
 
 
 def test_names_match_switchover():
