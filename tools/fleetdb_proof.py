@@ -152,20 +152,21 @@ def load(args):
         sys.exit("%s already holds a load's logs: use a new --log-dir" % args.log_dir)
     conn = connect(args, timeout=30, io_timeout=None)
     conn.execute(SCHEMA)
-    conn.execute("INSERT INTO proof.writers (writer_id) SELECT g FROM generate_series(1, %d) g "
-                 "ON CONFLICT DO NOTHING" % args.writers)
+    first = args.first_writer
+    conn.execute("INSERT INTO proof.writers (writer_id) SELECT g FROM generate_series(%d, %d) g "
+                 "ON CONFLICT DO NOTHING" % (first, first + args.writers - 1))
     conn.close()
     with open(os.path.join(args.log_dir, "load.pid"), "w") as pid_file:
         pid_file.write(str(os.getpid()))
     processes = [Process(target=writer, args=(args, w, os.path.join(args.log_dir, "writer-%d.log" % w)))
-                 for w in range(1, args.writers + 1)]
+                 for w in range(first, first + args.writers)]
     stopping = []
 
     def terminate(*_):
         stopping.append(1)
         for proc in processes:
             if proc.pid:
-                os.kill(proc.pid, signal.SIGTERM)
+                proc.terminate()  # not os.kill(proc.pid): a writer already reaped may have lent its pid to anyone
     signal.signal(signal.SIGTERM, terminate)
     signal.signal(signal.SIGINT, terminate)
     for proc in processes:
@@ -181,6 +182,14 @@ def stop_load(args):
         with open(path) as pid_file:
             pid = int(pid_file.read())
     except FileNotFoundError:
+        return
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as cmdline:
+            ours = b"fleetdb_proof" in cmdline.read()
+    except OSError:
+        ours = False
+    if not ours:  # a load killed without cleaning up: its pid may belong to anyone now
+        os.unlink(path)
         return
     os.kill(pid, signal.SIGTERM)
     for _attempt in range(300):
@@ -284,7 +293,8 @@ def verify(args):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="fleetdb-proof", description=__doc__.split("\n\n", maxsplit=1)[0])
-    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address, or a Unix-socket directory (then peer authentication needs no password)")
     parser.add_argument("--port", type=int, default=5432)
     parser.add_argument("--user", default="app")
     parser.add_argument("--password", help="default: $PGPASSWORD")
@@ -299,6 +309,8 @@ def main(argv=None):
     p.add_argument("--duration", type=float, default=0, help="seconds; 0 runs until `stop`")
     p.add_argument("--rate", type=float, default=0, help="writes per second per writer; 0 is full speed")
     p.add_argument("--retry-delay", type=float, default=0.02)
+    p.add_argument("--first-writer", type=int, default=1,
+                   help="writer_id of the first writer: loads that share a database need disjoint ids")
     p.add_argument("--verbose", action="store_true")
     p = sub.add_parser("stop")
     p.add_argument("--log-dir", required=True)

@@ -117,7 +117,11 @@ class Connection:
         for key, value in params.items():
             body += key.encode() + b"\0" + value.encode() + b"\0"
         body += b"\0"
-        self._sock.sendall(struct.pack("!i", len(body) + 4) + body)
+        try:
+            self._sock.sendall(struct.pack("!i", len(body) + 4) + body)
+        except (OSError, socket.error) as exc:  # a server that closed at once (starting up, shutting down)
+            self.close()
+            raise PgConnectError("cannot connect to %s port %d: %s" % (self.host, self.port, exc))
         try:
             self._authenticate(password)
             self._read_until_ready()

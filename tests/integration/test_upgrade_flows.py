@@ -123,10 +123,13 @@ class Flow:
 
     @staticmethod
     def kill_playbook(proc):
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        # Only while the playbook is not reaped: once it is, its pid (and process group id) may be anyone's, a
+        # postmaster of another test host included (pid_max is 32768 here and wraps within minutes).
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         proc.wait(timeout=30)
 
     # -- the host -------------------------------------------------------------------------
@@ -196,7 +199,7 @@ class Flow:
         return report
 
     def close(self):
-        if self.load is not None:
+        if self.load is not None and self.load.poll() is None:
             try:
                 os.killpg(self.load.pid, signal.SIGKILL)
             except ProcessLookupError:
