@@ -39,8 +39,10 @@ class StateFile:
         self.module = module
         self.path = path
         self.data = json.loads(read_text(path) or "{}") if path else {}
-        failpoint = read_text(os.path.join(os.path.dirname(path), FAILPOINT_FILE)) if path else None
-        self.failpoint = (failpoint or "").strip() or None
+        # "<phase>": wait there until killed; "<phase> <seconds>": wait that long, then go on.
+        failpoint = ((read_text(os.path.join(os.path.dirname(path), FAILPOINT_FILE)) if path else None) or "").split()
+        self.failpoint = failpoint[0] if failpoint else None
+        self.failpoint_seconds = float(failpoint[1]) if len(failpoint) > 1 else None
 
     @property
     def phase(self):
@@ -53,6 +55,9 @@ class StateFile:
         self.data.update(extra)
         self.save()
         if phase == self.failpoint and not self.module.check_mode:
+            if self.failpoint_seconds is not None:
+                time.sleep(self.failpoint_seconds)
+                return
             while True:  # a test kills this process here
                 time.sleep(3600)
 

@@ -231,7 +231,7 @@ class PostgresSwitchover(Switchover):
         for session in list(self._old_sessions.values()) + list(self._new_sessions.values()):
             session.execute("SET statement_timeout = %d" % (self.drain_timeout * 1000))
             session.execute("SET lock_timeout = %d" % (self.drain_timeout * 1000))
-            session.set_io_timeout(self.drain_timeout + 5)
+            session.set_io_timeout(self.drain_timeout + 1)
         self.state.data.update(slots=dict((db, self.report["databases"][db]["slot"]) for db in self.databases),
                                rollback_slots=dict((db, self._rollback_name(db)) for db in self.databases)
                                if self.rollback_slot else {})
@@ -834,13 +834,13 @@ class PostgresSwitchover(Switchover):
         return subscription_name("fleetdb_rollback", db, self.databases)
 
     def _old(self, db):
-        if db not in self._old_sessions:
+        if db not in self._old_sessions or self._old_sessions[db].closed:  # closed: a timeout ended it
             self._old_sessions[db] = connect(self.old, dbname=db, port=self.production_port,
                                              application_name=APPLICATION_NAME)
         return self._old_sessions[db]
 
     def _new(self, db):
-        if db not in self._new_sessions:
+        if db not in self._new_sessions or self._new_sessions[db].closed:
             self._new_sessions[db] = connect(self.new, dbname=db, port=self.temporary_port,
                                              application_name=APPLICATION_NAME)
         return self._new_sessions[db]

@@ -98,7 +98,8 @@ options:
   state_file:
     description:
       - File on the host recording the phase reached, for resuming and idempotence. A file C(failpoint) beside it
-        that names a phase makes the module wait there until it is killed (for fault tests only).
+        that names a phase makes the module wait there until it is killed, or with a number of seconds after the
+        phase, that long (for fault tests only).
     type: path
     default: /var/lib/fleetdb/online_upgrade/switchover.json
 notes:

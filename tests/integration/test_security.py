@@ -8,6 +8,7 @@ Scenario (the tests run in this order and share the host):
   - the files holding secrets are 0600 and owned by the database owner;
   - a schema change on 16 stops the switchover before the fence, 16 keeps serving; the same DDL on 18
     lets the switchover's checks pass;
+  - a statement that hangs inside the window ends the cutover within drain_timeout, 16 keeps serving;
   - the fence cannot be bypassed: a second application role over TCP and an app session that turned
     the soft fence off (SET default_transaction_read_only = off) write every 10 ms during the real
     switchover; afterwards 16 is started on another port and proves that neither role can log in
@@ -16,6 +17,7 @@ Scenario (the tests run in this order and share the host):
 """
 import hashlib
 import os
+import threading
 import time
 
 import pytest
@@ -187,6 +189,44 @@ def test_a_schema_change_on_the_old_server_stops_the_switchover_before_the_fence
     psql(pghost, "18", "app", "ALTER TABLE accounts ADD COLUMN note text")
     checked = module("switchover", check=True, **switchover_args(servers))
     assert not checked.get("failed") and "checks passed" in checked["msg"], checked
+
+
+# -- a hung statement in the window ------------------------------------------------------------------------
+
+def test_a_hung_statement_aborts_the_cutover_within_drain_timeout(pghost, servers, replicated, module):
+    """The cutover's sessions on the new server stop answering inside the window (their backends are stopped
+    with SIGSTOP while a failpoint holds the module 3 s after the drain): the next statement times out within
+    drain_timeout, the cutover aborts, the old server serves its clients unfenced and replication resumes."""
+    drain_timeout = 5
+    sh(pghost, "echo 'roles 3' > %s/failpoint" % WORK)
+    result = {}
+    runner = threading.Thread(target=lambda: result.update(module(
+        "switchover", verbosity=0, **dict(switchover_args(servers), drain_timeout=drain_timeout))))
+    runner.start()
+    stopped = []
+    try:
+        wait_until(lambda: '"phase": "roles"' in sh(pghost, "cat %s 2>/dev/null || true" % STATE_FILE), timeout=120)
+        stopped = psql(pghost, "18", "postgres", "SELECT pid FROM pg_stat_activity WHERE application_name = "
+                       "'fleetdb.online_upgrade switchover'").split()
+        assert stopped, "no session of the cutover on the new server"
+        sh(pghost, "kill -STOP %s" % " ".join(stopped))
+        runner.join(timeout=120)
+    finally:
+        if stopped:
+            sh(pghost, "kill -CONT %s" % " ".join(stopped))
+        sh(pghost, "rm -f %s/failpoint" % WORK)
+        runner.join(timeout=120)
+    assert result.get("failed"), result
+    assert "timed out" in result["msg"], result["msg"]
+    assert result["aborted_because"], result
+    # the statement that hung ended within drain_timeout (plus the socket's second), not whenever the server woke
+    assert result["phases"]["roles"] <= drain_timeout + 2, result["phases"]
+    assert "BEGIN fleetdb.online_upgrade fence" not in sh(pghost, "cat %s/pg_hba.conf" % servers["16"]["data_dir"])
+    wrote = pghost.run("PGPASSWORD='%s' %s/16/bin/psql -h 127.0.0.1 -p 5432 -U app -d app -X -At -c "
+                       "\"INSERT INTO writes (who) VALUES ('after-hang') RETURNING 1\"" % (APP_PW, PREFIX))
+    assert wrote.returncode == 0 and wrote.stdout.split()[0] == "1", wrote.stderr
+    assert psql(pghost, "18", "app", "SELECT subenabled FROM pg_subscription") == "t"
+    wait_until(lambda: psql(pghost, "18", "app", "SELECT count(*) FROM writes WHERE who = 'after-hang'") == "1")
 
 
 # -- the fence ---------------------------------------------------------------------------------------------------
