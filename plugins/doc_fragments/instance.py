@@ -55,4 +55,34 @@ options:
       - Database to connect to.
     type: str
     default: postgres
+  config_file:
+    description:
+      - The instance's C(postgresql.conf) when it is not in O(data_dir) (Debian keeps it in
+        C(/etc/postgresql/<version>/<cluster>)). Its C(hba_file) and C(ident_file) settings say where the
+        client authentication files are.
+    type: path
+  service:
+    description:
+      - Who runs the server and brings it back at boot, as M(fleetdb.online_upgrade.discover) reports it.
+    type: dict
+    suboptions:
+      kind:
+        description:
+          - C(pg_ctl) a bare postmaster; C(systemd) a unit of its own; C(debian) a postgresql-common cluster
+            (start.conf, C(postgresql@<version>-<cluster>)).
+        type: str
+        default: pg_ctl
+        choices: [pg_ctl, systemd, debian]
+      unit:
+        description:
+          - The systemd unit (C(systemd)); for C(debian) it defaults to C(postgresql@<version>-<cluster>.service).
+        type: str
+      version:
+        description:
+          - The postgresql-common version directory (C(debian)).
+        type: str
+      cluster:
+        description:
+          - The postgresql-common cluster name (C(debian)).
+        type: str
 """

@@ -57,6 +57,27 @@ options:
         description: Database for administrative connections.
         type: str
         default: postgres
+      config_file:
+        description: The instance's postgresql.conf when it is not in the data directory (Debian: /etc/postgresql/<version>/<cluster>).
+        type: path
+      service:
+        description: Who runs the server and brings it back at boot (M(fleetdb.online_upgrade.discover) reports it).
+        type: dict
+        suboptions:
+          kind:
+            description: C(pg_ctl), C(systemd) or C(debian).
+            type: str
+            default: pg_ctl
+            choices: [pg_ctl, systemd, debian]
+          unit:
+            description: The systemd unit.
+            type: str
+          version:
+            description: The postgresql-common version directory (C(debian)).
+            type: str
+          cluster:
+            description: The postgresql-common cluster name (C(debian)).
+            type: str
 """
 
     NEW = r"""
@@ -98,6 +119,27 @@ options:
         description: Database for administrative connections.
         type: str
         default: postgres
+      config_file:
+        description: The instance's postgresql.conf when it is not in the data directory (Debian: /etc/postgresql/<version>/<cluster>).
+        type: path
+      service:
+        description: Who runs the server and brings it back at boot (M(fleetdb.online_upgrade.discover) reports it).
+        type: dict
+        suboptions:
+          kind:
+            description: C(pg_ctl), C(systemd) or C(debian).
+            type: str
+            default: pg_ctl
+            choices: [pg_ctl, systemd, debian]
+          unit:
+            description: The systemd unit.
+            type: str
+          version:
+            description: The postgresql-common version directory (C(debian)).
+            type: str
+          cluster:
+            description: The postgresql-common cluster name (C(debian)).
+            type: str
 """
 
     SOURCE = r"""
@@ -139,6 +181,27 @@ options:
         description: Database for administrative connections.
         type: str
         default: postgres
+      config_file:
+        description: The instance's postgresql.conf when it is not in the data directory (Debian: /etc/postgresql/<version>/<cluster>).
+        type: path
+      service:
+        description: Who runs the server and brings it back at boot (M(fleetdb.online_upgrade.discover) reports it).
+        type: dict
+        suboptions:
+          kind:
+            description: C(pg_ctl), C(systemd) or C(debian).
+            type: str
+            default: pg_ctl
+            choices: [pg_ctl, systemd, debian]
+          unit:
+            description: The systemd unit.
+            type: str
+          version:
+            description: The postgresql-common version directory (C(debian)).
+            type: str
+          cluster:
+            description: The postgresql-common cluster name (C(debian)).
+            type: str
 """
 
     TARGET = r"""
@@ -180,6 +243,27 @@ options:
         description: Database for administrative connections.
         type: str
         default: postgres
+      config_file:
+        description: The instance's postgresql.conf when it is not in the data directory (Debian: /etc/postgresql/<version>/<cluster>).
+        type: path
+      service:
+        description: Who runs the server and brings it back at boot (M(fleetdb.online_upgrade.discover) reports it).
+        type: dict
+        suboptions:
+          kind:
+            description: C(pg_ctl), C(systemd) or C(debian).
+            type: str
+            default: pg_ctl
+            choices: [pg_ctl, systemd, debian]
+          unit:
+            description: The systemd unit.
+            type: str
+          version:
+            description: The postgresql-common version directory (C(debian)).
+            type: str
+          cluster:
+            description: The postgresql-common cluster name (C(debian)).
+            type: str
 """
 
     INSTANCE_LIST = r"""
@@ -222,4 +306,25 @@ options:
         description: Database for administrative connections.
         type: str
         default: postgres
+      config_file:
+        description: The instance's postgresql.conf when it is not in the data directory (Debian: /etc/postgresql/<version>/<cluster>).
+        type: path
+      service:
+        description: Who runs the server and brings it back at boot (M(fleetdb.online_upgrade.discover) reports it).
+        type: dict
+        suboptions:
+          kind:
+            description: C(pg_ctl), C(systemd) or C(debian).
+            type: str
+            default: pg_ctl
+            choices: [pg_ctl, systemd, debian]
+          unit:
+            description: The systemd unit.
+            type: str
+          version:
+            description: The postgresql-common version directory (C(debian)).
+            type: str
+          cluster:
+            description: The postgresql-common cluster name (C(debian)).
+            type: str
 """

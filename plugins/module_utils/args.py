@@ -22,6 +22,13 @@ def instance_options(required_data_dir=True):
         login_user=dict(type="str"),
         login_password=dict(type="str", no_log=True),
         dbname=dict(type="str", default="postgres"),
+        config_file=dict(type="path"),
+        service=dict(type="dict", options=dict(
+            kind=dict(type="str", default="pg_ctl", choices=["pg_ctl", "systemd", "debian"]),
+            unit=dict(type="str"),
+            version=dict(type="str"),
+            cluster=dict(type="str"),
+        )),
     )
 
 
@@ -43,4 +50,6 @@ def spec_from(params):
         login_user=params.get("login_user") or params.get("owner") or "postgres",
         login_password=params.get("login_password"),
         dbname=params.get("dbname") or "postgres",
+        config_file=params.get("config_file"),
+        service=params.get("service"),
     )

@@ -24,7 +24,8 @@ class InstanceSpec:
     """Where an instance lives and how it is reached on its host."""
 
     def __init__(self, data_dir, bin_dir, owner="postgres", port=None, socket_dir=None,
-                 log_file=None, login_user=None, login_password=None, dbname=None):
+                 log_file=None, login_user=None, login_password=None, dbname=None, config_file=None,
+                 service=None):
         self.data_dir = data_dir
         self.bin_dir = bin_dir
         self.owner = owner
@@ -34,6 +35,8 @@ class InstanceSpec:
         self.login_user = login_user
         self.login_password = login_password
         self.dbname = dbname
+        self.config_file = config_file  # None: in the data directory
+        self.service = service or {}    # who runs it: dict(kind=pg_ctl|systemd|debian, unit, version, cluster)
 
 
 class Installer:

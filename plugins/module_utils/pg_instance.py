@@ -27,6 +27,7 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engine impo
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_install import major_of
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_process import (  # noqa: F401 (re-exported)
     ControlDataError, controldata, parse_controldata, parse_postmaster_pid, postmaster, process_alive)
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_service import manager as service_manager
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_session import connect as pg_connect
 
 MANAGED_FILE = "fleetdb.conf"
@@ -172,6 +173,7 @@ class PostgresInstance(Instance):
         super(PostgresInstance, self).__init__(module, spec)
         self._contexts = None
         self._binaries_version = None
+        self.service = service_manager(module, spec)
 
     # -- paths ------------------------------------------------------------------
     def _path(self, *names):
@@ -179,7 +181,23 @@ class PostgresInstance(Instance):
 
     @property
     def conf_file(self):
-        return self._path(MANAGED_FILE)
+        """fleetdb.conf, beside postgresql.conf (which includes it)."""
+        return os.path.join(os.path.dirname(self.main_conf), MANAGED_FILE)
+
+    @property
+    def main_conf(self):
+        return self.spec.config_file or self._path("postgresql.conf")
+
+    def _conf_args(self):
+        """What postgres and pg_ctl need to read a configuration kept outside the data directory."""
+        return ["-c", "config_file=%s" % self.spec.config_file] if self.spec.config_file else []
+
+    def hba_path(self):
+        """The pg_hba.conf the configuration names (hba_file), or the data directory's."""
+        return self.show_configured("hba_file") or self._path("pg_hba.conf")
+
+    def ident_path(self):
+        return self.show_configured("ident_file") or self._path("pg_ident.conf")
 
     @property
     def log_file(self):
@@ -243,7 +261,7 @@ class PostgresInstance(Instance):
         """``postgres -C name``: a setting's value from the configuration files, None when they do not load."""
         if self.major() is None:
             return None
-        rc, out, _err = self._run([self._bin("postgres"), "-C", name, "-D", self.spec.data_dir],
+        rc, out, _err = self._run([self._bin("postgres"), "-C", name, "-D", self.spec.data_dir] + self._conf_args(),
                                   environ_update={"LC_ALL": "C"})
         return out.strip() if rc == 0 else None
 
@@ -330,6 +348,8 @@ class PostgresInstance(Instance):
                                  "choose an empty or new directory for data_dir; this one is left alone")
         if self.module.check_mode:
             return dict(created=True, data_checksums=data_checksums)
+        if self.service.kind == "debian":
+            return self._create_cluster(binaries, data_checksums, locale, encoding)
         created_dir = ensure_directory(self.module, self.spec.data_dir, owner=self.spec.owner, mode=0o700)
         argv = initdb_arguments(self._bin("initdb"), self.spec.data_dir, binaries, data_checksums, locale, encoding)
         rc, out, err = self._run(argv)
@@ -339,6 +359,33 @@ class PostgresInstance(Instance):
             raise OperationError("initdb of %s failed (rc=%d): %s" % (self.spec.data_dir, rc, (err or out).strip()),
                                  "fix the cause shown by initdb (locale %s must exist on the host: locale -a)"
                                  % locale)
+        if self.service.kind == "systemd":
+            self.service.install_unit()  # disabled: the cutover enables it
+        return dict(created=True, data_checksums=self.data_checksums())
+
+    def _create_cluster(self, major, data_checksums, locale, encoding):
+        """A postgresql-common cluster (pg_createcluster, as root), not started and not started at boot
+        (start.conf manual) until the cutover makes it the production server."""
+        service = self.service
+        expected = "/etc/postgresql/%s/%s/postgresql.conf" % (service.version, service.cluster)
+        if self.spec.config_file and self.spec.config_file != expected:
+            raise OperationError("a postgresql-common cluster keeps its configuration in %s, not %s"
+                                 % (expected, self.spec.config_file), "leave config_file unset or set it to %s" % expected)
+        if service.version != major:
+            raise OperationError("service.version %s is not the release's major version %s" % (service.version, major),
+                                 "set service.version to %s" % major)
+        argv = ["pg_createcluster", "-u", self.spec.owner, "-d", self.spec.data_dir, "-s", self.spec.socket_dir,
+                "--locale", locale, "-e", encoding, "--start-conf", "manual"]
+        if self.spec.port:
+            argv += ["-p", str(self.spec.port)]
+        initdb_options = initdb_arguments("initdb", self.spec.data_dir, major, data_checksums, locale, encoding)
+        argv += [major, service.cluster, "--"] + [a for a in initdb_options[3:] if a.startswith("--auth")
+                                                   or "checksums" in a]
+        rc, out, err = self.module.run_command(argv, environ_update={"LC_ALL": "C"})
+        if rc != 0:
+            raise OperationError("pg_createcluster %s %s failed (rc %d): %s" % (major, service.cluster, rc,
+                                                                              (err or out).strip()),
+                                 "fix the cause it names; nothing else was changed")
         return dict(created=True, data_checksums=self.data_checksums())
 
     def _check_existing(self, existing, binaries, data_checksums):
@@ -543,7 +590,7 @@ class PostgresInstance(Instance):
     def _config_error(self, settings=None):
         """The error postgres reports when loading the configuration files (with ``settings`` given as -c
         options, which it checks like the files' values), None when they load."""
-        argv = [self._bin("postgres"), "-C", "port", "-D", self.spec.data_dir]
+        argv = [self._bin("postgres"), "-C", "port", "-D", self.spec.data_dir] + self._conf_args()
         for name, value in (settings or {}).items():
             argv += ["-c", "%s=%s" % (name, value)]
         rc, out, err = self._run(argv, environ_update={"LC_ALL": "C"})
@@ -556,16 +603,14 @@ class PostgresInstance(Instance):
 
     def _include_managed(self, result):
         """Append the include of fleetdb.conf to postgresql.conf, once."""
-        main_conf = self._path("postgresql.conf")
+        main_conf = self.main_conf
         text = read_text(main_conf)
         if text is None:
             if self.major() is not None:
                 raise OperationError(
-                    "%s has no postgresql.conf: its configuration lives elsewhere (Debian's /etc/postgresql "
-                    "layout?)" % self.spec.data_dir,
-                    "manage instances whose postgresql.conf is in the data directory (created by "
-                    "fleetdb.online_upgrade.instance), or add include_if_exists = '%s/fleetdb.conf' to its "
-                    "postgresql.conf yourself" % self.spec.data_dir)
+                    "%s does not exist: the configuration of %s lives elsewhere" % (main_conf, self.spec.data_dir),
+                    "pass config_file (SHOW config_file on the running server; fleetdb.online_upgrade.discover "
+                    "finds it)")
             return
         changed, _diff = write_file(self.module, main_conf, with_include(text), owner=self.spec.owner, mode=0o600)
         if changed:
@@ -576,7 +621,7 @@ class PostgresInstance(Instance):
             result["changed"] = True
 
     def _write_hba(self, content, result):
-        path = self._path("pg_hba.conf")
+        path = self.hba_path()
         if not content.endswith("\n"):
             content += "\n"
         previous = read_text(path)
@@ -659,10 +704,21 @@ class PostgresInstance(Instance):
         ensure_directory(self.module, os.path.dirname(self.log_file), owner=self.spec.owner, mode=0o700)
         argv = [self._bin("pg_ctl"), "start", "-D", self.spec.data_dir, "-l", self.log_file,
                 "-w", "-t", str(int(timeout))]
+        options = list(self._conf_args()[1:])
         if port != configured:
             # A command-line port leaves the configured one as it is (the temporary port of an upgrade).
-            argv += ["-o", "-p %d" % port]
+            options.append("-p %d" % port)
+        if options:
+            argv += ["-o", " ".join(options)]
         began = time.monotonic()
+        if port == configured and self.service.kind != "pg_ctl":
+            # On its own port the server runs under its manager (systemd, postgresql-common), which restarts it
+            # at boot; on a temporary port it is a bare process (its manager would take the configured port).
+            self.service.start()
+            self.wait_accepting(port, timeout)
+            self.service.wait_started(timeout)
+            info = self.postmaster()
+            return info["pid"] if info else None
         rc, out, err = self._run(argv)
         if rc != 0:
             raise OperationError("the server of %s did not start on port %d: %s\nlast lines of %s:\n%s"
