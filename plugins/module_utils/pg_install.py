@@ -286,6 +286,10 @@ class PostgresInstaller(Installer):
             raise OperationError("PostgreSQL %s is not installed in %s and no archive was given" % (major, target),
                                  "set archive to the path of the binary distribution tarball on the host")
         if not os.path.isfile(archive):
+            if module.check_mode:  # a check run did not copy it (the copy task only said it would)
+                return dict(changed=True, method="archive", major=major, version=full_version or major,
+                            bin_dir=bin_dir, install_dir=target, archive=archive, checksum=checksum,
+                            msg="would unpack %s into %s once it is on the host (it is not yet)" % (archive, target))
             raise OperationError("the archive %s does not exist on the host" % archive,
                                  "copy it there first (ansible.builtin.copy) or correct the path")
         result = dict(changed=True, method="archive", major=major, version=full_version or major,

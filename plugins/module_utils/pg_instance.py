@@ -469,7 +469,13 @@ class PostgresInstance(Instance):
         desired["unix_socket_directories"] = self.spec.socket_dir
         return desired, skipped
 
-    def configure(self, settings, inherited=None, hba_content=None):
+    def read_hba(self):
+        return read_text(self.hba_path())
+
+    def read_ident(self):
+        return read_text(self.ident_path())
+
+    def configure(self, settings, inherited=None, hba_content=None, ident_content=None):
         """Write fleetdb.conf (and pg_hba.conf when given); a running server reloads them.
 
         Returns dict(changed, diff, settings, changed_settings, skipped_settings, restart_required,
@@ -485,6 +491,11 @@ class PostgresInstance(Instance):
             self._write_managed(desired, result)
         if hba_content is not None:
             self._write_hba(hba_content, result)
+        if ident_content is not None:
+            changed, diff = write_file(self.module, self.ident_path(), ident_content, owner=self.spec.owner, mode=0o640)
+            if changed:
+                result["diff"].append(diff)
+                result["changed"] = True
         self._apply(result, names)
         result["port"] = int(desired["port"]) if "port" in desired else (self.configured_port() or 5432)
         return result

@@ -8,6 +8,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
+import re
 
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import (
     OperationError, parse_version, port_holder, read_text)
@@ -17,7 +18,7 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_session 
 
 # Settings that describe where and how this instance runs, not what the new one should inherit.
 NOT_INHERITED = frozenset([
-    "port", "data_directory", "config_file", "hba_file", "ident_file", "external_pid_file",
+    "port", "data_directory", "config_file", "hba_file", "ident_file", "external_pid_file", "cluster_name",
     "include", "include_dir", "include_if_exists", "wal_level", "max_replication_slots", "max_wal_senders",
     "lc_messages", "lc_monetary", "lc_numeric", "lc_time", "default_text_search_config", "log_timezone",
     "TimeZone", "dynamic_shared_memory_type", "data_sync_retry",
@@ -32,6 +33,14 @@ SELECT format('%I.%I', n.nspname, c.relname) AS table_name
    AND (c.relreplident = 'n' OR NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary))
  ORDER BY 1
 """
+
+
+# Cluster managers this procedure must not run under, and what to do instead.
+HA_MANAGERS = (
+    ("patroni", "upgrade with Patroni's own major-upgrade procedure, or take the node out of Patroni first"),
+    ("repmgrd", "stop repmgrd and unregister the node (repmgr standby/primary unregister) for the upgrade"),
+    ("pg_autoctl", "upgrade with pg_auto_failover's procedure, or drop the node from its formation first"),
+)
 
 
 class Findings:
@@ -81,9 +90,11 @@ class PostgresPreflight:
             if self.method == "replication":
                 self._replication_settings(session)
                 self._fence_blockers(session)
+                self._other_replication(session)
                 if not self.replication_password_set:
                     f.problem("replication_password", "no password is set for the replication role",
                               "set online_upgrade_replication_password (from a vault)")
+            self._ha_managers()
         finally:
             session.close()
         if self.method == "replication":
@@ -206,6 +217,35 @@ class PostgresPreflight:
             self.findings.problem(
                 "long_transactions", "transactions open for more than %d s: %s" % (self.max_transaction_age, listed),
                 "end them (or wait): replication slots cannot be created while they run")
+
+    def _other_replication(self, session):
+        """Standbys and other consumers of the old server's WAL do not follow it to the new server."""
+        for name, addr in session.query(
+                "SELECT coalesce(r.application_name, ''), coalesce(host(r.client_addr), 'local') "
+                "  FROM pg_stat_replication r JOIN pg_stat_activity a ON a.pid = r.pid WHERE a.datname IS NULL").rows:
+            self.findings.problem(
+                "standbys", "a physical standby streams from the old server (%s from %s): it cannot follow the "
+                "upgrade (the new server is another system)" % (name or "unnamed", addr),
+                "detach it before the upgrade and rebuild it from the new server afterwards (pg_basebackup)")
+        for slot, plugin, database in session.query(
+                "SELECT slot_name, coalesce(plugin, ''), coalesce(database, '') FROM pg_replication_slots "
+                " WHERE slot_name NOT LIKE 'fleetdb%' ORDER BY 1").rows:
+            self.findings.problem(
+                "replication_slots", "the replication slot %s (%s%s) belongs to another consumer: it does not move "
+                "to the new server, and its consumer would miss every change after the cutover"
+                % (slot, plugin or "physical", ", database " + database if database else ""),
+                "drop it (SELECT pg_drop_replication_slot('%s')) once its consumer can start again from the new "
+                "server, or upgrade with that consumer's own procedure" % slot)
+
+    def _ha_managers(self):
+        """A cluster manager would restart the server the cutover stops, or fail over to a standby."""
+        for pid in (p for p in os.listdir("/proc") if p.isdigit()):
+            cmdline = (read_text("/proc/%s/cmdline" % pid) or "").replace("\0", " ")
+            for name, fix in HA_MANAGERS:
+                if re.search(r"(^|/)%s(\s|$)" % re.escape(name), cmdline.split(" --", 1)[0]):
+                    self.findings.problem("ha_manager", "%s manages PostgreSQL on this host (pid %s: %s)"
+                                          % (name, pid, cmdline.strip()[:120]), fix)
+                    return
 
     def _fence_blockers(self, session):
         """What the cutover's fence cannot stop (the cutover checks again, inside the window)."""

@@ -36,7 +36,7 @@ import time
 
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import pg_process, pgwire
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import (
-    OperationError, PhaseTimer, read_text, run_as, write_file)
+    OperationError, PhaseTimer, read_text, write_file)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engine import Switchover
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_cutover_state import (
     BEFORE_STOP, FenceGuardian, StateFile)
@@ -45,6 +45,7 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_fence im
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_instance import PostgresInstance
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_replication import (  # noqa: F401
     reattach_subscription, subscription_name)
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_service import manager as service_manager
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_session import connect, execute_unlogged
 
 MARKER_SCHEMA = "fleetdb_switchover"
@@ -667,12 +668,12 @@ class PostgresSwitchover(Switchover):
                                  "stopped" % (info["port"], self.production_port),
                                  "stop it (pg_ctl stop -D %s) and run again" % self.new.data_dir)
         if info is None:
-            log_file = self.new.log_file or os.path.join(self.new.data_dir, "log", "server.log")
-            rc, out, err = run_as(self.module, self.new.owner,
-                                  [os.path.join(self.new.bin_dir, "pg_ctl"), "start", "--no-wait",
-                                   "-D", self.new.data_dir, "-l", log_file, "-o", "-p %d" % self.production_port])
-            if rc != 0:
-                raise self._never_ready("pg_ctl start failed (rc %d): %s" % (rc, (err or out).strip()))
+            try:
+                # Under its service manager (systemd, postgresql-common), on the port it is configured for: the
+                # manager returns at once, this polls postmaster.pid, which is faster than any manager's own wait.
+                service_manager(self.module, self.new).start()
+            except OperationError as exc:
+                raise self._never_ready(exc.msg)
         deadline = time.monotonic() + self.start_timeout
         seen = False
         while True:
@@ -703,8 +704,14 @@ class PostgresSwitchover(Switchover):
                                    "correct the cause named in the log, then run again")
 
     def _cleanup(self):
-        """After the switch: the old server's port, the upgrade's subscriptions on the new server, and its slots
-        in the stopped old server's files (they would hold WAL if it were ever started)."""
+        """After the switch: what starts at boot (the new server, not the old one), the old server's port, the
+        upgrade's subscriptions on the new server, and its slots in the stopped old server's files (they would
+        hold WAL if it were ever started)."""
+        new_service, old_service = service_manager(self.module, self.new), service_manager(self.module, self.old)
+        new_service.set_enabled(True)
+        new_service.wait_started(self.start_timeout)
+        old_service.set_enabled(False)
+        self.report["services"] = dict(new=new_service.describe(), old=old_service.describe())
         PostgresInstance(self.module, self.old).set_port(self.old_port_after)
         hba_file = self._hba_file or self.state.data.get("old_hba_file") or os.path.join(self.old.data_dir,
                                                                                           "pg_hba.conf")

@@ -78,8 +78,66 @@ options:
       - When the server runs, the new rules are checked with C(pg_hba_file_rules) before the reload; rules with
         errors are not kept.
     type: str
+  inherit_from:
+    description:
+      - An instance (running or not) whose client authentication files (C(pg_hba.conf) and C(pg_ident.conf),
+        wherever its configuration keeps them) this instance gets, unless O(hba_content) is given.
+    type: dict
+    suboptions:
+      data_dir:
+        description: Data directory of that instance.
+        type: path
+        required: true
+      bin_dir:
+        description: Its release's binaries.
+        type: path
+        required: true
+      owner:
+        description: Its owner.
+        type: str
+        default: postgres
+      port:
+        description: Its port.
+        type: int
+        default: 5432
+      socket_dir:
+        description: Its socket directory.
+        type: path
+        default: /var/run/postgresql
+      login_user:
+        description: Role for administrative connections.
+        type: str
+      login_password:
+        description: Password of O(inherit_from.login_user).
+        type: str
+      dbname:
+        description: Database for administrative connections.
+        type: str
+        default: postgres
+      config_file:
+        description: Its postgresql.conf when not in its data directory.
+        type: path
+      service:
+        description: Who runs it.
+        type: dict
+        suboptions:
+          kind:
+            description: C(pg_ctl), C(systemd) or C(debian).
+            type: str
+            default: pg_ctl
+            choices: [pg_ctl, systemd, debian]
+          unit:
+            description: The systemd unit.
+            type: str
+          version:
+            description: The postgresql-common version directory.
+            type: str
+          cluster:
+            description: The postgresql-common cluster name.
+            type: str
 notes:
-  - Supports check mode and diff mode (C(fleetdb.conf), the include line of C(postgresql.conf), C(pg_hba.conf)).
+  - Supports check mode and diff mode (C(fleetdb.conf), the include line of C(postgresql.conf), C(pg_hba.conf),
+    C(pg_ident.conf)).
 author:
   - fleetdb contributors (@fleetdb)
 """
@@ -163,9 +221,12 @@ reloaded:
   type: bool
 """
 
+import os
+
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.args import instance_options, spec_from
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.args import (
+    instance_options, instance_suboptions, spec_from)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import OperationError
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engines import get_engine
 
@@ -180,14 +241,27 @@ def main():
         locale=dict(type="str", default="C.UTF-8"),
         encoding=dict(type="str", default="UTF8"),
         hba_content=dict(type="str"),
+        inherit_from=dict(type="dict", options=instance_suboptions()),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     p = module.params
     instance = get_engine(p["engine"]).instance(module, spec_from(p))
+    if module.check_mode and not os.path.isfile(os.path.join(p["bin_dir"], "postgres")):
+        # A check run of a playbook that would install the release first: say what would happen.
+        module.exit_json(changed=True, created=True, data_dir=p["data_dir"], major=None, port=p["port"],
+                         data_checksums=p["data_checksums"], settings={}, changed_settings=[], skipped_settings=[],
+                         restart_required=False, pending_restart=[], reloaded=False,
+                         msg="would create the instance with the binaries of %s once they are installed" % p["bin_dir"])
     try:
         created = instance.create(data_checksums=p["data_checksums"], locale=p["locale"], encoding=p["encoding"])
         socket_dir_created = instance.ensure_socket_dir()
-        configured = instance.configure(p["settings"], p["inherited_settings"], p["hba_content"])
+        hba, ident = p["hba_content"], None
+        if p["inherit_from"]:
+            # Client authentication as the old instance has it, wherever its configuration names the files.
+            old = get_engine(p["engine"]).instance(module, spec_from(p["inherit_from"]))
+            hba = hba if hba is not None else old.read_hba()
+            ident = old.read_ident()
+        configured = instance.configure(p["settings"], p["inherited_settings"], hba, ident)
     except OperationError as exc:
         module.fail_json(**exc.as_result())
     for name in configured["skipped_settings"]:
