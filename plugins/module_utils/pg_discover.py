@@ -55,8 +55,8 @@ def discover(module, port, socket_dir="/var/run/postgresql", login_user=None, lo
                              "listener visible)" % (port, ", ".join(dirs)),
                              "start the old server, or set online_upgrade_port to the port it serves, or name it "
                              "with online_upgrade_old_data_dir and online_upgrade_old_bin_dir")
-    exe = os.path.realpath("/proc/%d/exe" % pid)
     owner = pwd.getpwuid(os.stat("/proc/%d" % pid).st_uid).pw_name
+    exe = _executable(pid, owner)
     values = _show(port, found_dir or socket_dir, owner, login_user, login_password)
     sockets = [d.strip() for d in values["unix_socket_directories"].split(",") if d.strip()]
     data_dir = values["data_directory"]
@@ -68,6 +68,16 @@ def discover(module, port, socket_dir="/var/run/postgresql", login_user=None, lo
                 config_file=None if config_file == os.path.join(data_dir, "postgresql.conf") else config_file,
                 hba_file=values["hba_file"], ident_file=values["ident_file"],
                 version=".".join(str(p) for p in version), major=str(version[0]), service=service)
+
+
+def _executable(pid, owner):
+    """The postmaster's binary: its command line's first word, else /proc/<pid>/exe read as its owner (root
+    without CAP_SYS_PTRACE, in a container, may not read another user's)."""
+    argv0 = (read_text("/proc/%d/cmdline" % pid) or "").split("\0")[0]
+    if os.path.isabs(argv0) and os.path.isfile(argv0):
+        return os.path.realpath(argv0)
+    with effective_user(owner):
+        return os.path.realpath("/proc/%d/exe" % pid)
 
 
 def _show(port, socket_dir, owner, login_user, login_password):

@@ -715,7 +715,7 @@ class PostgresInstance(Instance):
         ensure_directory(self.module, os.path.dirname(self.log_file), owner=self.spec.owner, mode=0o700)
         argv = [self._bin("pg_ctl"), "start", "-D", self.spec.data_dir, "-l", self.log_file,
                 "-w", "-t", str(int(timeout))]
-        options = list(self._conf_args()[1:])
+        options = [" ".join(self._conf_args())] if self._conf_args() else []
         if port != configured:
             # A command-line port leaves the configured one as it is (the temporary port of an upgrade).
             options.append("-p %d" % port)

@@ -154,6 +154,9 @@ class ServiceManager:
 class PgCtl(ServiceManager):
     kind = "pg_ctl"
 
+    def settle_stopped(self):
+        return False
+
 
 class SystemdUnit(ServiceManager):
     """A unit of its own; the server is started through it (``--no-block``) so systemd supervises it."""
@@ -182,6 +185,17 @@ class SystemdUnit(ServiceManager):
             return False
         if not self.module.check_mode:
             self._systemctl("enable" if enabled else "disable", self.unit)
+        return True
+
+    def settle_stopped(self):
+        """After the cutover stopped the server by a signal, its unit ran ExecStop on a server already gone and may
+        say failed: clear that (monitoring reads it).  True when something was cleared."""
+        if not systemd_running() or self.unit is None:
+            return False
+        if self._systemctl("is-failed", "--quiet", self.unit, check=False)[0] != 0:
+            return False
+        if not self.module.check_mode:
+            self._systemctl("reset-failed", self.unit)
         return True
 
     def install_unit(self, group=None):

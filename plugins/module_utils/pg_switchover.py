@@ -711,6 +711,7 @@ class PostgresSwitchover(Switchover):
         new_service.set_enabled(True)
         new_service.wait_started(self.start_timeout)
         old_service.set_enabled(False)
+        old_service.settle_stopped()
         self.report["services"] = dict(new=new_service.describe(), old=old_service.describe())
         PostgresInstance(self.module, self.old).set_port(self.old_port_after)
         hba_file = self._hba_file or self.state.data.get("old_hba_file") or os.path.join(self.old.data_dir,
