@@ -58,7 +58,7 @@ options:
         type: str
         default: postgres
       config_file:
-        description: The instance's postgresql.conf when it is not in the data directory (Debian: /etc/postgresql/<version>/<cluster>).
+        description: The instance's postgresql.conf when it is not in the data directory (Debian keeps it in /etc/postgresql/<version>/<cluster>).
         type: path
       service:
         description: Who runs the server and brings it back at boot (M(fleetdb.online_upgrade.discover) reports it).
@@ -120,7 +120,7 @@ options:
         type: str
         default: postgres
       config_file:
-        description: The instance's postgresql.conf when it is not in the data directory (Debian: /etc/postgresql/<version>/<cluster>).
+        description: The instance's postgresql.conf when it is not in the data directory (Debian keeps it in /etc/postgresql/<version>/<cluster>).
         type: path
       service:
         description: Who runs the server and brings it back at boot (M(fleetdb.online_upgrade.discover) reports it).
@@ -182,7 +182,7 @@ options:
         type: str
         default: postgres
       config_file:
-        description: The instance's postgresql.conf when it is not in the data directory (Debian: /etc/postgresql/<version>/<cluster>).
+        description: The instance's postgresql.conf when it is not in the data directory (Debian keeps it in /etc/postgresql/<version>/<cluster>).
         type: path
       service:
         description: Who runs the server and brings it back at boot (M(fleetdb.online_upgrade.discover) reports it).
@@ -244,7 +244,7 @@ options:
         type: str
         default: postgres
       config_file:
-        description: The instance's postgresql.conf when it is not in the data directory (Debian: /etc/postgresql/<version>/<cluster>).
+        description: The instance's postgresql.conf when it is not in the data directory (Debian keeps it in /etc/postgresql/<version>/<cluster>).
         type: path
       service:
         description: Who runs the server and brings it back at boot (M(fleetdb.online_upgrade.discover) reports it).
@@ -307,7 +307,7 @@ options:
         type: str
         default: postgres
       config_file:
-        description: The instance's postgresql.conf when it is not in the data directory (Debian: /etc/postgresql/<version>/<cluster>).
+        description: The instance's postgresql.conf when it is not in the data directory (Debian keeps it in /etc/postgresql/<version>/<cluster>).
         type: path
       service:
         description: Who runs the server and brings it back at boot (M(fleetdb.online_upgrade.discover) reports it).

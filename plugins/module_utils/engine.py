@@ -148,3 +148,15 @@ class Engine:
 
     def replication(self, module, source, target, dbname, **options):
         raise NotImplementedError
+
+    def preflight(self, module, old, **options):
+        """Every check before an upgrade (an object whose run() returns problems, warnings and facts)."""
+        raise NotImplementedError
+
+    def switchover(self, module, old, new, databases, **options):
+        """Steps 3 to 6 (a ``Switchover``)."""
+        raise NotImplementedError
+
+    def discover(self, module, port, **options):
+        """The running instance of ``port`` as its host runs it (InstanceSpec fields and its service)."""
+        raise NotImplementedError

@@ -12,6 +12,9 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_install 
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_instance import PostgresInstance
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_migrate import PostgresMigrator
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_replication import PostgresReplication
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import pg_discover
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_preflight import PostgresPreflight
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_switchover import PostgresSwitchover
 
 
 class PostgresEngine(Engine):
@@ -29,3 +32,15 @@ class PostgresEngine(Engine):
 
     def replication(self, module, source, target, dbname, **options):
         return PostgresReplication(module, source, target, dbname, **options)
+
+    def preflight(self, module, old, **options):
+        return PostgresPreflight(module, old, **options)
+
+    def switchover(self, module, old, new, databases, **options):
+        return PostgresSwitchover(module, old, new, databases, **options)
+
+    def discover(self, module, port, **options):
+        return pg_discover.discover(module, port, **options)
+
+    def plan_new(self, old, new_major, prefix=None):
+        return pg_discover.plan_new(old, new_major, prefix)

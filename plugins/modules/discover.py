@@ -63,6 +63,8 @@ options:
     default: /var/lib/fleetdb/online_upgrade/discovery.json
 notes:
   - Supports check mode (it reads only; the record is not written).
+extends_documentation_fragment:
+  - fleetdb.online_upgrade.engine
 author:
   - fleetdb contributors (@fleetdb)
 """
@@ -105,12 +107,13 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import (
     OperationError, read_text, write_file)
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_discover import discover, plan_new
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engines import get_engine
 
 
 def main():
     module = AnsibleModule(
         argument_spec=dict(
+            engine=dict(type="str", default="postgresql", choices=["postgresql"]),
             port=dict(type="int", default=5432),
             socket_dir=dict(type="path", default="/var/run/postgresql"),
             login_user=dict(type="str"),
@@ -123,13 +126,15 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
+    engine = get_engine(p["engine"])
     old_major = p["old_version"].split(".")[0]
     recorded = json.loads(read_text(p["state_file"]) or "{}")
     if recorded.get("old", {}).get("major") == old_major and recorded.get("old", {}).get("port") == p["port"]:
-        recorded["new"] = plan_new(recorded["old"], p["new_version"].split(".")[0], p["prefix"])
+        recorded["new"] = engine.plan_new(recorded["old"], p["new_version"].split(".")[0], p["prefix"])
         module.exit_json(changed=False, old=recorded["old"], new=recorded["new"], recorded=True)
     try:
-        old = discover(module, p["port"], p["socket_dir"], p["login_user"], p["login_password"])
+        old = engine.discover(module, p["port"], socket_dir=p["socket_dir"], login_user=p["login_user"],
+                              login_password=p["login_password"])
     except OperationError as exc:
         module.fail_json(**exc.as_result())
     if old["major"] != old_major:
@@ -137,7 +142,7 @@ def main():
                              "to %s, or online_upgrade_port to the port of the PostgreSQL %s server"
                              % (p["port"], old["version"], old["data_dir"], old_major, old["major"], old_major),
                          old=old)
-    new = plan_new(old, p["new_version"].split(".")[0], p["prefix"])
+    new = engine.plan_new(old, p["new_version"].split(".")[0], p["prefix"])
     changed = False
     if not module.check_mode:
         if not os.path.isdir(os.path.dirname(p["state_file"])):

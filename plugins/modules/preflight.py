@@ -22,6 +22,7 @@ description:
     foreign process."
   - Read-only; runs the same in check mode.
 extends_documentation_fragment:
+  - fleetdb.online_upgrade.engine
   - fleetdb.online_upgrade.instances.old
 options:
   new_version:
@@ -143,12 +144,13 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.args import instance_suboptions, spec_from
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import OperationError
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_preflight import PostgresPreflight
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engines import get_engine
 
 
 def main():
     module = AnsibleModule(
         argument_spec=dict(
+            engine=dict(type="str", default="postgresql", choices=["postgresql"]),
             old=dict(type="dict", required=True, options=instance_suboptions()),
             new_version=dict(type="str", required=True),
             new_data_dir=dict(type="path", required=True),
@@ -165,9 +167,10 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
-    preflight = PostgresPreflight(
-        module, spec_from(p["old"]), p["new_version"], p["new_data_dir"], p["databases"], p["method"],
-        p["temporary_port"], p["old_port_after"], tables_without_key=p["tables_without_key"],
+    preflight = get_engine(p["engine"]).preflight(
+        module, spec_from(p["old"]), new_version=p["new_version"], new_data_dir=p["new_data_dir"],
+        databases=p["databases"], method=p["method"], temporary_port=p["temporary_port"],
+        old_port_after=p["old_port_after"], tables_without_key=p["tables_without_key"],
         replication_password_set=p["replication_password_set"], min_free_disk_ratio=p["min_free_disk_ratio"],
         max_transaction_age=p["max_transaction_age"])
     try:

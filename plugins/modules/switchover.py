@@ -42,6 +42,7 @@ description:
     (so that an accidental start takes no writes) and it is configured to listen on O(old_port_after). The
     upgrade's slots are removed from its pg_replslot once the new server serves.
 extends_documentation_fragment:
+  - fleetdb.online_upgrade.engine
   - fleetdb.online_upgrade.instances.old
   - fleetdb.online_upgrade.instances.new
 options:
@@ -169,13 +170,13 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.args import instance_suboptions, spec_from
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import OperationError
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pgwire import PgError
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_switchover import PostgresSwitchover
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engines import get_engine
 
 
 def main():
     module = AnsibleModule(
         argument_spec=dict(
+            engine=dict(type="str", default="postgresql", choices=["postgresql"]),
             old=dict(type="dict", required=True, options=instance_suboptions()),
             new=dict(type="dict", required=True, options=instance_suboptions()),
             databases=dict(type="list", elements="str", required=True),
@@ -200,8 +201,8 @@ def main():
     if p["old_port_after"] == old.port:
         module.fail_json(msg="old_port_after must differ from the production port %d. Fix: choose a free port"
                              % old.port)
-    switchover = PostgresSwitchover(
-        module, old, new, p["databases"], p["subscription"], p["replication_user"],
+    switchover = get_engine(p["engine"]).switchover(
+        module, old, new, p["databases"], subscription=p["subscription"], replication_user=p["replication_user"],
         production_port=old.port, temporary_port=new.port, old_port_after=p["old_port_after"],
         drain_timeout=p["drain_timeout"], start_timeout=p["start_timeout"],
         verify_row_counts=p["verify_row_counts"], state_file=p["state_file"], max_lag_bytes=p["max_lag_bytes"],
@@ -211,7 +212,7 @@ def main():
     except Exception as exc:  # pylint: disable=broad-except  # the report says what state the servers are in
         if isinstance(exc, OperationError):
             failure = exc.as_result()
-        elif isinstance(exc, PgError):
+        elif hasattr(exc, "sqlstate"):  # an error the database server reported
             failure = dict(msg="database error during the cutover: %s" % exc)
         else:
             failure = dict(msg="unexpected %s during the cutover: %s" % (type(exc).__name__, exc),
