@@ -25,8 +25,8 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common impo
     write_file)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engine import Instance
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_install import major_of
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_process import (  # noqa: F401 (re-exported)
-    ControlDataError, controldata, parse_controldata, parse_postmaster_pid, postmaster, process_alive)
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_process import (
+    ControlDataError, controldata, parse_postmaster_pid, postmaster, process_alive)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_service import manager as service_manager
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_session import connect as pg_connect
 
@@ -379,12 +379,12 @@ class PostgresInstance(Instance):
         if self.spec.port:
             argv += ["-p", str(self.spec.port)]
         initdb_options = initdb_arguments("initdb", self.spec.data_dir, major, data_checksums, locale, encoding)
-        argv += [major, service.cluster, "--"] + [a for a in initdb_options[3:] if a.startswith("--auth")
-                                                   or "checksums" in a]
+        wanted = [a for a in initdb_options[3:] if a.startswith("--auth") or "checksums" in a]
+        argv += [major, service.cluster, "--"] + wanted
         rc, out, err = self.module.run_command(argv, environ_update={"LC_ALL": "C"})
         if rc != 0:
-            raise OperationError("pg_createcluster %s %s failed (rc %d): %s" % (major, service.cluster, rc,
-                                                                              (err or out).strip()),
+            raise OperationError("pg_createcluster %s %s failed (rc %d): %s"
+                                 % (major, service.cluster, rc, (err or out).strip()),
                                  "fix the cause it names; nothing else was changed")
         return dict(created=True, data_checksums=self.data_checksums())
 

@@ -38,8 +38,7 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import pg_p
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import (
     OperationError, PhaseTimer, read_text, write_file)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engine import Switchover
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_cutover_state import (
-    BEFORE_STOP, FenceGuardian, StateFile)
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_cutover_state import FenceGuardian, StateFile
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_fence import (
     blockers_fix, blockers_message, fence_block, fence_blockers, is_fenced, retired_block, without_fence)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_instance import PostgresInstance
@@ -534,8 +533,8 @@ class PostgresSwitchover(Switchover):
         new_roles = self._login_roles(new)
         changed = [name for name, secret in old_roles.items() if secret and new_roles.get(name) != secret]
         for name in changed:
-            execute_unlogged(new, "ALTER ROLE %s PASSWORD %s" % (pgwire.quote_ident(name),
-                                                               pgwire.quote_literal(old_roles[name])))
+            execute_unlogged(new, "ALTER ROLE %s PASSWORD %s"
+                             % (pgwire.quote_ident(name), pgwire.quote_literal(old_roles[name])))
         self.report["role_passwords_copied"] = len(changed)
 
     def _compare_row_counts(self, db):
@@ -714,8 +713,8 @@ class PostgresSwitchover(Switchover):
         old_service.settle_stopped()
         self.report["services"] = dict(new=new_service.describe(), old=old_service.describe())
         PostgresInstance(self.module, self.old).set_port(self.old_port_after)
-        hba_file = self._hba_file or self.state.data.get("old_hba_file") or os.path.join(self.old.data_dir,
-                                                                                          "pg_hba.conf")
+        hba_file = (self._hba_file or self.state.data.get("old_hba_file")
+                    or os.path.join(self.old.data_dir, "pg_hba.conf"))
         admin = self.old.login_user or self.old.owner
         write_file(self.module, hba_file, retired_block(admin, self.replication_user, self.databases,
                                                         peer=not self.old.login_password)
@@ -868,4 +867,3 @@ def _fsync_dir(path):
         os.fsync(fd)
     finally:
         os.close(fd)
-

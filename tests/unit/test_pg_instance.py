@@ -3,8 +3,9 @@ from collections import OrderedDict
 
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_instance import (
     INCLUDE_LINE, changed_settings, conf_value, has_include, initdb_arguments, normalize_settings, parse_conf,
-    parse_controldata, parse_describe_config, parse_postmaster_pid, quote_conf, render_conf, restart_needed,
-    with_include)
+    parse_describe_config, quote_conf, render_conf, restart_needed, with_include)
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_process import (
+    parse_controldata, parse_postmaster_pid)
 
 
 def test_values_as_postgresql_conf_text():

@@ -15,7 +15,7 @@ def test_fence_goes_first_and_lets_only_replication_in_on_the_socket():
     assert rules[1] == ["local", "all", "all", "reject"]
     assert rules[2] == ["host", "all", "all", "all", "reject"]
     # no other rule in the fence: no superuser, no peer login, no TCP for replication
-    assert len([line for line in fenced.split(fence.FENCE_END)[0].splitlines() if not line.startswith("#")]) == 3
+    assert len([line for line in fenced.split(fence.FENCE_END, maxsplit=1)[0].splitlines() if not line.startswith("#")]) == 3
     first_original = rules.index(["local", "all", "all", "peer"])
     assert first_original == 3
 
