@@ -1,0 +1,78 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, fleetdb contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What the cutover asks the servers, and how it judges the answers (no I/O here: unit-tested)."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import pg_process
+
+SCHEMA_FINGERPRINT_SQL = """
+SELECT n.nspname || '.' || c.relname AS relation,
+       c.relkind::text AS kind,
+       coalesce(string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
+                           || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END,
+                           ', ' ORDER BY a.attnum), '') AS columns
+  FROM pg_class c
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+  LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+ WHERE c.relkind IN ('r', 'p', 'S')
+   AND n.nspname <> ALL ($1::text[])
+   AND n.nspname NOT LIKE 'pg_temp%'
+ GROUP BY 1, 2
+ ORDER BY 1
+"""
+
+SEQUENCES_SQL = """
+SELECT format('%I.%I', schemaname, sequencename) FROM pg_sequences
+ WHERE schemaname <> ALL ($1::text[]) ORDER BY 1
+"""
+
+ROLLBACK_TABLES_SQL = """
+SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('r', 'p') AND c.relpersistence = 'p' AND NOT c.relispartition
+   AND n.nspname <> ALL ($1::text[]) AND n.nspname NOT LIKE 'pg_temp%' ORDER BY 1
+"""
+
+# The next transaction id (what no transaction has yet), and how many transactions hold one now.
+XID_SQL = ("SELECT pg_snapshot_xmax(s)::text::bigint, (SELECT count(*) FROM pg_snapshot_xip(s)) "
+           "FROM pg_current_snapshot() AS s")
+
+
+def schema_differences(old_rows, new_rows):
+    """Human-readable differences between two SCHEMA_FINGERPRINT_SQL results."""
+    old = dict((r[0], (r[1], r[2])) for r in old_rows)
+    new = dict((r[0], (r[1], r[2])) for r in new_rows)
+    problems = []
+    for name in sorted(set(old) | set(new)):
+        if name not in new:
+            problems.append("%s exists only on the old server" % name)
+        elif name not in old:
+            problems.append("%s exists only on the new server" % name)
+        elif old[name] != new[name]:
+            problems.append("%s differs: old (%s) new (%s)" % (name, old[name][1], new[name][1]))
+    return problems
+
+
+def drain_is_clean(before, marker_xids, after, in_progress):
+    """True when the drain's markers used the only transaction ids assigned between ``before`` and ``after``
+    (next xids), and no transaction holds one any more: no other write can hide before the markers."""
+    expected = list(range(before, before + len(marker_xids)))
+    return sorted(marker_xids) == expected and after == before + len(marker_xids) and in_progress == 0
+
+
+def proof_problems(controldata, drain_next_xid):
+    """Why the stopped old server's pg_control does not prove that nothing committed after the drain."""
+    if not pg_process.cleanly_shut_down(controldata):
+        return ["the old server did not shut down cleanly (cluster state: %s)"
+                % controldata.get("Database cluster state", "unknown")]
+    next_xid = pg_process.controldata_xid(controldata)
+    if next_xid is None:
+        return ["pg_controldata shows no NextXID"]
+    if next_xid != drain_next_xid:
+        return ["%d transaction id(s) were assigned on the old server after the drain (next xid %d, the drain "
+                "ended at %d): a session or worker wrote past the fence" % (next_xid - drain_next_xid, next_xid,
+                                                                            drain_next_xid)]
+    return []
