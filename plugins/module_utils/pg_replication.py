@@ -22,6 +22,7 @@ import hashlib
 import hmac
 import os
 import re
+import stat
 import threading
 import time
 
@@ -110,6 +111,13 @@ def reattach_subscription(target, source, subscription, slot):
     return True
 
 
+def without_passfile_lines(text, user):
+    """The passfile text without the lines ``passfile_line`` wrote for ``user`` (any port); "" when none is left."""
+    ours = re.compile(r"^\*:\d+:\*:%s:" % re.escape(user.replace("\\", "\\\\").replace(":", "\\:")))
+    lines = [line for line in (text or "").splitlines() if line and not ours.match(line)]
+    return "\n".join(lines) + "\n" if lines else ""
+
+
 def hba_lines(user, dbname):
     dbname, user = hba_quote(dbname), hba_quote(user)
     return ["local   %s   %s   scram-sha-256" % (dbname, user),
@@ -128,6 +136,22 @@ def with_hba_lines(text, user, dbname):
         head, tail, existing = "", "\n" + text if text else "\n", []
     lines = existing + [line for line in hba_lines(user, dbname) if line not in existing]
     return head + HBA_BEGIN + "\n" + "\n".join(lines) + "\n" + HBA_END + tail
+
+
+def without_hba_lines(text, user):
+    """pg_hba.conf without the lines ``with_hba_lines`` added for ``user``; the block goes once it is empty."""
+    if HBA_BEGIN not in (text or ""):
+        return text
+    head, rest = text.split(HBA_BEGIN, 1)
+    block, tail = rest.split(HBA_END, 1)
+
+    def ours(line):
+        database = re.match(r'^\S+\s+"([^"]*)"\s', line)  # hba_lines quotes every name
+        return database is not None and line in hba_lines(user, database.group(1))
+    kept = [line for line in block.strip("\n").splitlines() if line.strip() and not ours(line)]
+    if kept:
+        return head + HBA_BEGIN + "\n" + "\n".join(kept) + "\n" + HBA_END + tail
+    return head + (tail[1:] if tail.startswith("\n") else tail)
 
 
 def scram_verifier(password, salt=None, iterations=4096):
@@ -170,6 +194,30 @@ def capacity_problems(settings, used, needed):
             problems.append("%s = %d with %d in use, %d more needed (set it to at least %d)"
                             % (name, settings[name], used.get(name, 0), needed[name], used.get(name, 0) + needed[name]))
     return problems
+
+
+OWNED_SQL = """
+SELECT pg_describe_object(classid, objid, objsubid) FROM pg_shdepend
+ WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+   AND refclassid = 'pg_authid'::regclass AND refobjid = $1::oid AND deptype = 'o' ORDER BY 1
+"""
+
+
+def _owned_by(session, oid):
+    """What the role ``oid`` owns in the session's database."""
+    return [r[0] for r in session.query(OWNED_SQL, [oid]).rows]
+
+
+def _revoke_all(session, oid, role):
+    """DROP OWNED BY ``role`` to revoke its privileges, in the transaction that checks it owns nothing it would drop
+    (on a refusal the caller closes the session, which rolls the transaction back)."""
+    session.execute("BEGIN")
+    owned = _owned_by(session, oid)
+    if owned:
+        raise OperationError("%s came to own %s: it is not dropped" % (role, ", ".join(owned)),
+                             "give them another owner or drop them, then run again")
+    session.execute("DROP OWNED BY %s" % role)
+    session.execute("COMMIT")
 
 
 class PostgresReplication(Replication):
@@ -223,13 +271,15 @@ class PostgresReplication(Replication):
         try:
             if state == "absent":
                 self.absent()
+            elif state == "role_absent":
+                self.role_absent()
             elif state in ("paused", "started"):
                 self.enable(state == "started")
             else:
                 self.present()
                 if state == "synced" and not self.module.check_mode:
                     self.wait_synced()
-            if state != "absent":
+            if state not in ("absent", "role_absent"):
                 self.result.update(self.status())
             self.result["state"] = state
             return self.result
@@ -529,6 +579,85 @@ class PostgresReplication(Replication):
                 raise OperationError("slot %s stays in use by pid %s" % (slot, pid), "check the source's log")
             time.sleep(0.05)
         src.query("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1", [slot])
+
+    # -- the replication role ------------------------------------------------------
+    def role_absent(self):
+        """The replication role dropped from the source, its pg_hba.conf lines there removed, the passfile too."""
+        self._drop_role()
+        self._remove_hba_lines()
+        self._remove_passfile()
+
+    def _drop_role(self):
+        src = self.src()
+        role = src.rows("SELECT oid::text AS oid, rolsuper::text AS superuser FROM pg_roles WHERE rolname = $1",
+                        [self.user])
+        if not role:
+            return
+        if role[0]["superuser"] == "true":
+            raise OperationError("%s is a superuser, not the role replication creates: it is not dropped" % self.user,
+                                 "check replication_user")
+        oid = role[0]["oid"]
+        # Where it holds privileges or owns objects, and the session's database: DROP OWNED there revokes its
+        # privileges on shared objects (CONNECT on databases) too.
+        databases = src.query("SELECT datname, datallowconn::text FROM pg_database WHERE datname = current_database() "
+                              "OR oid IN (SELECT dbid FROM pg_shdepend WHERE refclassid = 'pg_authid'::regclass "
+                              "AND refobjid = $1::oid) ORDER BY 1", [oid]).rows
+        blockers = ["it owns database %s" % r[0] for r in src.query(
+            "SELECT datname FROM pg_database WHERE datdba = $1::oid", [oid]).rows]
+        blockers += ["it owns tablespace %s" % r[0] for r in src.query(
+            "SELECT spcname FROM pg_tablespace WHERE spcowner = $1::oid", [oid]).rows]
+        for dbname, connectable in databases:
+            if connectable != "true":
+                blockers.append("it has privileges in database %s, which accepts no connections" % dbname)
+                continue
+            blockers += ["it owns %s in database %s" % (what, dbname)
+                         for what in self._in_database(dbname, _owned_by, oid)]
+        if blockers:
+            # Replication makes it own nothing: what it owns is someone's, and DROP OWNED would drop it.
+            raise OperationError(
+                "the replication role %s is not dropped, nothing was changed: %s" % (self.user, "; ".join(blockers)),
+                "give what it owns another owner (REASSIGN OWNED BY %s TO <role> in each database named, ALTER "
+                "DATABASE or ALTER TABLESPACE ... OWNER TO <role>) or drop it, then run again"
+                % pgwire.quote_ident(self.user), blockers=blockers)
+        name = pgwire.quote_ident(self.user)
+        for dbname, _connectable in databases:
+            self._act("DROP OWNED BY %s in database %s (its privileges: it owns nothing)" % (name, dbname),
+                      lambda dbname=dbname: self._in_database(dbname, _revoke_all, oid, name))
+
+        def drop():
+            src.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usesysid = $1::oid", [oid])
+            src.execute("DROP ROLE %s" % name)
+        self._act("DROP ROLE %s" % name, drop)
+
+    def _in_database(self, dbname, func, *args):
+        session = connect(self.source, dbname=dbname)
+        try:
+            return func(session, *args)
+        finally:
+            session.close()
+
+    def _remove_hba_lines(self):
+        hba_file = self.src().scalar("SHOW hba_file")
+        before = read_text(hba_file)
+        after = without_hba_lines(before, self.user)
+        if before is None or after == before:
+            return
+        _changed, diff = write_file(self.module, hba_file, after, owner=self.source.owner,
+                                    mode=stat.S_IMODE(os.stat(hba_file).st_mode))
+        self.result.setdefault("diff", []).append(diff)
+        self._act("remove the replication role's lines from %s and reload" % hba_file,
+                  lambda: self.src().execute("SELECT pg_reload_conf()"))
+
+    def _remove_passfile(self):
+        before = read_text(self.passfile)
+        after = without_passfile_lines(before, self.user)
+        if before is None or after == before:
+            return
+        if after:
+            self._act("remove the replication role's line from %s" % self.passfile, lambda: write_file(
+                self.module, self.passfile, after, owner=self.target.owner, mode=0o600))
+        else:
+            self._act("remove %s" % self.passfile, lambda: os.unlink(self.passfile))
 
     # -- waiting and status ----------------------------------------------------------
     def status(self):

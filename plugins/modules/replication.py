@@ -32,6 +32,10 @@ description:
     publication. V(paused) / V(started): disable / enable the subscription. V(synced): V(present), then waits until
     every table finished its initial copy and the target confirmed the source's WAL position taken when the wait began
     (or, with O(max_lag_bytes), until the lag is below it)."
+  - "V(role_absent): what replication set up for O(replication_user) goes, on the whole source server: the role (its
+    privileges revoked first with C(DROP OWNED) in every database where it has any), its lines in the source's
+    pg_hba.conf (then a reload) and its line in O(passfile) (the file too once empty). A role that owns anything, or is
+    a superuser, is refused before anything changes, naming what it owns. O(name) is not used."
 extends_documentation_fragment:
   - fleetdb.online_upgrade.engine
   - fleetdb.online_upgrade.instances.source
@@ -39,9 +43,9 @@ extends_documentation_fragment:
 options:
   dbname:
     description:
-      - The database replicated.
+      - The database replicated. Required but with O(state=role_absent), where it is the database of the first
+        session (default C(postgres)).
     type: str
-    required: true
   name:
     description:
       - Base name of the publication, slot and subscription.
@@ -78,7 +82,7 @@ options:
     description:
       - What to make of the replication.
     type: str
-    choices: [present, absent, paused, started, synced]
+    choices: [present, absent, paused, started, synced, role_absent]
     default: synced
   timeout:
     description:
@@ -106,7 +110,7 @@ options:
     type: bool
     default: true
 notes:
-  - Supports check mode; it reports the actions it would take.
+  - Supports check mode; it reports the actions it would take. Diff mode shows the changes to pg_hba.conf.
   - Sequences are not replicated; M(fleetdb.online_upgrade.switchover) copies them inside the window.
 author:
   - fleetdb contributors (@fleetdb)
@@ -128,6 +132,12 @@ EXAMPLES = r"""
     target: {data_dir: /var/lib/fleetdb/postgresql/18/main, bin_dir: /opt/fleetdb/postgresql/18/bin, port: 6432}
     dbname: app
     state: absent
+
+- name: After the upgrade, drop the replication role, its pg_hba.conf lines and passfile on the new server
+  fleetdb.online_upgrade.replication:
+    source: {data_dir: /var/lib/fleetdb/postgresql/18/main, bin_dir: /opt/fleetdb/postgresql/18/bin, port: 5432}
+    target: {data_dir: /var/lib/fleetdb/postgresql/18/main, bin_dir: /opt/fleetdb/postgresql/18/bin, port: 5432}
+    state: role_absent
 """
 
 RETURN = r"""
@@ -141,11 +151,11 @@ actions:
   type: list
 tables_total:
   description: Tables in the subscription.
-  returned: unless state=absent
+  returned: unless state=absent or state=role_absent
   type: int
 tables_ready:
   description: Tables whose initial copy is done (state r).
-  returned: unless state=absent
+  returned: unless state=absent or state=role_absent
   type: int
 tables_replica_identity_full:
   description: Tables set to REPLICA IDENTITY FULL by this run.
@@ -153,15 +163,15 @@ tables_replica_identity_full:
   type: list
 lag_bytes:
   description: Bytes of WAL the target has not confirmed yet.
-  returned: unless state=absent
+  returned: unless state=absent or state=role_absent
   type: int
 lag_seconds:
   description: Replay lag reported by the source's walsender.
-  returned: unless state=absent
+  returned: unless state=absent or state=role_absent
   type: float
 bytes_copying:
   description: Bytes processed so far by the table copies in progress on the target.
-  returned: unless state=absent
+  returned: unless state=absent or state=role_absent
   type: int
 elapsed:
   description: Seconds V(synced) waited.
@@ -191,20 +201,22 @@ def main():
             engine=dict(type="str", default="postgresql", choices=["postgresql"]),
             source=dict(type="dict", required=True, options=instance_suboptions()),
             target=dict(type="dict", required=True, options=instance_suboptions()),
-            dbname=dict(type="str", required=True),
+            dbname=dict(type="str"),
             name=dict(type="str", default="fleetdb_upgrade"),
             databases=dict(type="list", elements="str"),
             replication_user=dict(type="str", default="fleetdb_replicator"),
             replication_password=dict(type="str", no_log=True),
             passfile=dict(type="path"),
             tables_without_key=dict(type="str", default="fail", choices=["fail", "replica_identity_full"]),
-            state=dict(type="str", default="synced", choices=["present", "absent", "paused", "started", "synced"]),
+            state=dict(type="str", default="synced",
+                       choices=["present", "absent", "paused", "started", "synced", "role_absent"]),
             timeout=dict(type="int", default=3600),
             max_lag_bytes=dict(type="int"),
             compare=dict(type="bool", default=False),
             existing_slot=dict(type="bool", default=False),
             copy_data=dict(type="bool", default=True),
         ),
+        required_if=[("state", state, ["dbname"]) for state in ("present", "absent", "paused", "started", "synced")],
         supports_check_mode=True,
     )
     p = module.params
@@ -216,7 +228,7 @@ def main():
         max_lag_bytes=p["max_lag_bytes"], passfile=p["passfile"])
     try:
         result = replication.ensure(p["state"])
-        if p["compare"] and p["state"] != "absent" and not module.check_mode:
+        if p["compare"] and p["state"] not in ("absent", "role_absent") and not module.check_mode:
             result["comparison"] = replication.compare()
             result["comparison_equal"] = all(c["equal"] for c in result["comparison"])
     except OperationError as exc:
