@@ -403,7 +403,7 @@ class PostgresInstaller(Installer):
             result["msg"] = "would install the package %s" % package
             return result
         if family == "debian":
-            self._apt_install(package, major, update_cache)
+            result["dropped_cluster"] = self._apt_install(package, major, update_cache)
         else:
             self._dnf_install(package, update_cache)
         installed = self.probe(bin_dir)
@@ -432,10 +432,18 @@ class PostgresInstaller(Installer):
         had_cluster = os.path.isdir(cluster_conf)
         self._run_package_manager([apt, "install", "-y", "--no-install-recommends", package], env, package)
         if not had_cluster and os.path.isdir(cluster_conf):
-            self.module.warn("the Debian package created (and may have started) the cluster %s/main; set "
-                             "create_main_cluster = false in /etc/postgresql-common/createcluster.conf before "
-                             "installing to avoid it, or drop it with pg_dropcluster --stop %s main"
-                             % (major, major))
+            # postgresql-common's postinst made (and started) an empty N/main on the next free port: it is not
+            # the instance the upgrade creates, and it would hold the port the old server moves to.
+            rc, out, err = self.module.run_command(["pg_dropcluster", "--stop", major, "main"],
+                                                   environ_update=dict(C_LOCALE))
+            if rc != 0:
+                raise OperationError("the package created the cluster %s/main and dropping it failed: %s"
+                                     % (major, (err or out).strip()), "drop it: pg_dropcluster --stop %s main" % major)
+            self.module.warn("the package %s created the empty cluster %s/main; it was dropped (set "
+                             "create_main_cluster = false in /etc/postgresql-common/createcluster.conf to avoid it)"
+                             % (package, major))
+            return "%s/main" % major
+        return None
 
     def _dnf_install(self, package, update_cache):
         dnf = self.module.get_bin_path("dnf") or self.module.get_bin_path("yum", required=True)

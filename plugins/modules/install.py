@@ -136,6 +136,13 @@ package:
   returned: with O(method=package)
   type: str
   sample: postgresql-15
+dropped_cluster:
+  description:
+    - The cluster (C(<major>/main)) that Debian's package created and started by itself (create_main_cluster), dropped
+      again so that no stray server holds a port; null when there was none.
+  returned: with O(method=package) on Debian when the package was installed
+  type: str
+  sample: 18/main
 requested_version:
   description: The full version asked for, when the installed one differs from it.
   returned: when O(version) is a full version that differs from the installed one

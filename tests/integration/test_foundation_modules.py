@@ -129,6 +129,24 @@ def test_install_package_beside_the_archive(host, module, releases):
     assert not exists(host, "/etc/postgresql/15/main")   # no cluster of the package's own
 
 
+def test_install_package_drops_the_cluster_the_package_made(host, module, releases):
+    """Debian's postinst creates and starts an N/main cluster on the next free port when create_main_cluster is
+    true (its default on real hosts): the install leaves no such stray cluster behind."""
+    assert releases["pg15"]["major"] == "15"
+    sh(host, "DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq postgresql-15 >/dev/null 2>&1; "
+             "sed -i 's/^create_main_cluster.*/create_main_cluster = true/' /etc/postgresql-common/createcluster.conf")
+    try:
+        installed = module("install", version="15", method="package")
+        assert installed["changed"] and not installed.get("failed"), installed
+        assert installed["dropped_cluster"] == "15/main", installed
+        assert not exists(host, "/etc/postgresql/15/main") and not exists(host, "/var/lib/postgresql/15/main")
+        assert host.run("pgrep -f 'postgresql/15/main'").returncode != 0, "the package's cluster still runs"
+    finally:
+        sh(host, "sed -i 's/^create_main_cluster.*/create_main_cluster = false/' "
+                 "/etc/postgresql-common/createcluster.conf")
+    assert "15." in sh(host, PG15["bin_dir"] + "/postgres --version")
+
+
 def test_install_of_a_missing_archive_says_to_copy_it(host, module):
     result = module("install", version="16", archive="/var/cache/fleetdb/nope.tar.gz", prefix="/opt/missing")
     failed_with(result, "/var/cache/fleetdb/nope.tar.gz does not exist on the host", "copy it")
