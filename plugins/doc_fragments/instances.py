@@ -85,8 +85,8 @@ options:
   new:
     description:
       - The new instance, running on its temporary port for a cutover and configured for the production port.
+      - Required unless the module is told only to lift a fence (O(state=unfenced)).
     type: dict
-    required: true
 
     suboptions:
       data_dir:

@@ -282,6 +282,18 @@ class PostgresInstance(Instance):
                                  "fix the cause it names; nothing else was changed")
         return dict(created=True, data_checksums=self.data_checksums())
 
+    def remove(self):
+        """Stop the server and remove the instance as its layout has it (a Debian cluster with pg_dropcluster, a
+        unit file this collection installed, the data directory).  dict(changed, msg)."""
+        changed = self.stop("fast")["changed"] if self.postmaster() else False
+        changed = self.service.remove() or changed
+        if os.path.isdir(self.spec.data_dir):
+            if not self.module.check_mode:
+                shutil.rmtree(self.spec.data_dir)
+            changed = True
+        return dict(changed=changed, msg="removed the instance of %s" % self.spec.data_dir if changed
+                    else "there is no instance in %s" % self.spec.data_dir)
+
     def _check_existing(self, existing, binaries, data_checksums):
         if existing != binaries:
             raise OperationError(

@@ -44,7 +44,12 @@ def process_alive(pid):
         os.kill(pid, 0)
     except OSError as exc:
         return exc.errno == errno.EPERM
-    return ") Z " not in (read_text("/proc/%d/stat" % pid) or "")
+    try:
+        # A process that exits between the two calls makes this read fail with ESRCH: it is gone.
+        with open("/proc/%d/stat" % pid) as stat:
+            return ") Z " not in stat.read()
+    except OSError:
+        return False
 
 
 def postmaster(data_dir):

@@ -126,6 +126,14 @@ class ServiceManager:
         """Make the server start at boot or not; returns True when something changed."""
         return False
 
+    def remove(self):
+        """Forget the instance as a service (its unit, its cluster registration); True when something changed."""
+        return False
+
+    def settle_stopped(self):
+        """Clear what the manager says about a server the cutover stopped by a signal; True when it did."""
+        return False
+
     def _pg_ctl_start(self, port=None):
         options = []
         if self.spec.config_file:
@@ -153,9 +161,6 @@ class ServiceManager:
 
 class PgCtl(ServiceManager):
     kind = "pg_ctl"
-
-    def settle_stopped(self):
-        return False
 
 
 class SystemdUnit(ServiceManager):
@@ -197,6 +202,18 @@ class SystemdUnit(ServiceManager):
         if not self.module.check_mode:
             self._systemctl("reset-failed", self.unit)
         return True
+
+    def remove(self):
+        """Disable the unit and remove the unit file when this collection installed it."""
+        changed = self.set_enabled(False) if self.enabled() else False
+        path = os.path.join(UNIT_DIR, self.unit or "")
+        if self.unit and "fleetdb.online_upgrade" in (read_text(path) or ""):
+            if not self.module.check_mode:
+                os.unlink(path)
+                if systemd_running():
+                    self._systemctl("daemon-reload")
+            changed = True
+        return changed
 
     def install_unit(self, group=None):
         """Write the unit file of an instance this collection created; returns (changed, diff)."""
@@ -256,6 +273,18 @@ class DebianCluster(SystemdUnit):
         if systemd_running():
             return super(DebianCluster, self).wait_started(timeout)
         return None
+
+    def remove(self):
+        """pg_dropcluster: the cluster's configuration in /etc/postgresql and its data directory."""
+        if not os.path.isdir(os.path.dirname(self.start_conf)):
+            return False
+        if not self.module.check_mode:
+            rc, out, err = self.module.run_command(["pg_dropcluster", "--stop", self.version, self.cluster],
+                                                   environ_update={"LC_ALL": "C"})
+            if rc != 0:
+                raise OperationError("pg_dropcluster %s %s failed: %s" % (self.version, self.cluster, (err or out).strip()),
+                                     "see pg_lsclusters; drop it by hand")
+        return True
 
     def start_mode(self):
         text = read_text(self.start_conf) or "auto"

@@ -41,7 +41,8 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engine impo
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_cutover_logic import (
     ROLLBACK_TABLES_SQL, SCHEMA_FINGERPRINT_SQL, SEQUENCES_SQL, XID_SQL, drain_is_clean, proof_problems,
     schema_differences)
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_cutover_state import FenceGuardian, StateFile
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_cutover_state import (
+    BEFORE_STOP, FenceGuardian, StateFile)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_fence import (
     blockers_fix, blockers_message, fence_block, fence_blockers, is_fenced, retired_block, without_fence)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_instance import PostgresInstance
@@ -111,6 +112,20 @@ class PostgresSwitchover(Switchover):
         finally:
             self._close_sessions()
         return self.report
+
+    def unfence(self):
+        """Only lift the fence an interrupted cutover left on the running old server (the module died before the
+        stop and its guardian could not lift it, or the host rebooted), without connecting: the fence would
+        reject the connection.  Nothing else changes; a re-run of the cutover starts over."""
+        hba_file = self.state.data.get("old_hba_file") or os.path.join(self.old.data_dir, "pg_hba.conf")
+        interrupted = self.state.phase in BEFORE_STOP + ("stop", "rescuing", "rescue_failed")
+        if not interrupted or pg_process.postmaster(self.old.data_dir) is None or not is_fenced(read_text(hba_file)):
+            return dict(changed=False, msg="no fence of an interrupted cutover on a running old server")
+        self._hba_file = hba_file
+        if not self.module.check_mode:
+            self._lift_fence()
+        return dict(changed=True, msg="lifted the fence the cutover interrupted at phase %s left in %s"
+                    % (self.state.phase, hba_file))
 
     def _phase(self, name):
         """Record the phase (a re-run reads it), then time it."""
@@ -324,8 +339,8 @@ class PostgresSwitchover(Switchover):
                 for db in self.databases:
                     self._detach(db)
             self._close_sessions()
-            self._guardian.disarm()
             with self._phase("stop"):
+                self._guardian.disarm()  # here, not before the phase: a module killed at the phase is guarded
                 signalled = True
                 self._stop_both()
             with self._phase("proof"):

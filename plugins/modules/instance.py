@@ -78,6 +78,13 @@ options:
       - When the server runs, the new rules are checked with C(pg_hba_file_rules) before the reload; rules with
         errors are not kept.
     type: str
+  state:
+    description:
+      - C(absent) stops the server and removes the instance the way its layout has it - C(pg_dropcluster) for a
+        Debian cluster (configuration and data), the unit file this collection installed, the data directory.
+    type: str
+    default: present
+    choices: [present, absent]
   inherit_from:
     description:
       - An instance (running or not) whose client authentication files (C(pg_hba.conf) and C(pg_ident.conf),
@@ -242,10 +249,17 @@ def main():
         encoding=dict(type="str", default="UTF8"),
         hba_content=dict(type="str"),
         inherit_from=dict(type="dict", options=instance_suboptions()),
+        state=dict(type="str", default="present", choices=["present", "absent"]),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     p = module.params
     instance = get_engine(p["engine"]).instance(module, spec_from(p))
+    if p["state"] == "absent":
+        try:
+            removed = instance.remove()
+        except OperationError as exc:
+            module.fail_json(**exc.as_result())
+        module.exit_json(data_dir=p["data_dir"], **removed)
     if module.check_mode and not os.path.isfile(os.path.join(p["bin_dir"], "postgres")):
         # A check run of a playbook that would install the release first: say what would happen.
         module.exit_json(changed=True, created=True, data_dir=p["data_dir"], major=None, port=p["port"],

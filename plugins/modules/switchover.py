@@ -46,6 +46,15 @@ extends_documentation_fragment:
   - fleetdb.online_upgrade.instances.old
   - fleetdb.online_upgrade.instances.new
 options:
+  state:
+    description:
+      - C(switched) runs the cutover.
+      - C(unfenced) only lifts the fence that an interrupted cutover left on the running old server (the module
+        died before stopping it, or the host rebooted), from the file the state file names, without connecting;
+        O(new) is not needed.
+    type: str
+    default: switched
+    choices: [switched, unfenced]
   databases:
     description:
       - Databases that are replicated, each with a subscription named O(subscription) on the new server.
@@ -178,7 +187,8 @@ def main():
         argument_spec=dict(
             engine=dict(type="str", default="postgresql", choices=["postgresql"]),
             old=dict(type="dict", required=True, options=instance_suboptions()),
-            new=dict(type="dict", required=True, options=instance_suboptions()),
+            new=dict(type="dict", options=instance_suboptions()),
+            state=dict(type="str", default="switched", choices=["switched", "unfenced"]),
             databases=dict(type="list", elements="str", required=True),
             subscription=dict(type="str", default="fleetdb_upgrade"),
             replication_user=dict(type="str", default="fleetdb_replicator"),
@@ -190,10 +200,17 @@ def main():
             state_file=dict(type="path", default="/var/lib/fleetdb/online_upgrade/switchover.json"),
             rollback_slot=dict(type="bool", default=True),
         ),
+        required_if=[("state", "switched", ["new"])],
         supports_check_mode=True,
     )
     p = module.params
-    old, new = spec_from(p["old"]), spec_from(p["new"])
+    old = spec_from(p["old"])
+    if p["state"] == "unfenced":
+        unfencing = get_engine(p["engine"]).switchover(
+            module, old, old, p["databases"], production_port=old.port, temporary_port=None,
+            old_port_after=p["old_port_after"], state_file=p["state_file"])
+        module.exit_json(**unfencing.unfence())
+    new = spec_from(p["new"])
     if old.port == new.port:
         module.fail_json(msg="old.port and new.port are both %d: the new server must run on a temporary port "
                              "until the cutover. Fix: start it with fleetdb.online_upgrade.server port=<free port>"
