@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# Build the test-host image from scratch: debootstrap Debian 12 -> docker import -> Dockerfile.
-# Both images are tagged by a hash of their recipe, so a second run only checks the tags.
-# Prints the test-host image name (also tagged fleetdb-test/pghost:latest).
+# Build the test-host images from scratch: debootstrap Debian 12 -> docker import -> Dockerfile,
+# then the systemd test host on top of the test host (tests/images/pghost-systemd/Dockerfile).
+# Every image is tagged by a hash of its recipe (and of the image it is built on), so a second
+# run only checks the tags. Prints the test-host image names (also tagged
+# fleetdb-test/pghost:latest and fleetdb-test/pghost-systemd:latest).
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
 MIRROR="${FLEETDB_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 recipe_base="$(printf 'bookworm minbase %s v1' "$MIRROR" | sha256sum | cut -c1-12)"
 base="fleetdb-test/debian12-base:$recipe_base"
 pghost="fleetdb-test/pghost:$(printf '%s %s' "$recipe_base" "$(hash_of "$FLEETDB_ROOT/tests/images/pghost/Dockerfile")" | sha256sum | cut -c1-12)"
+systemd="fleetdb-test/pghost-systemd:$(printf '%s %s' "$pghost" "$(hash_of "$FLEETDB_ROOT/tests/images/pghost-systemd/Dockerfile")" | sha256sum | cut -c1-12)"
 
 if ! docker image inspect "$base" >/dev/null 2>&1; then
   log "building $base with debootstrap (about a minute)"
@@ -26,4 +29,12 @@ if ! docker image inspect "$pghost" >/dev/null 2>&1; then
     "$FLEETDB_ROOT/tests/images/pghost" >/dev/null
 fi
 docker tag "$pghost" fleetdb-test/pghost:latest
+
+if ! docker image inspect "$systemd" >/dev/null 2>&1; then
+  log "building $systemd (systemd and Debian's postgresql-15 installed, about 30 s)"
+  docker build --quiet --network host --build-arg PGHOST="$pghost" -t "$systemd" \
+    "$FLEETDB_ROOT/tests/images/pghost-systemd" >/dev/null
+fi
+docker tag "$systemd" fleetdb-test/pghost-systemd:latest
 echo "$pghost"
+echo "$systemd"
