@@ -1,0 +1,132 @@
+"""After the upgrade of Debian's 15/main: 18/main serves 5432 through postgresql@18-main, no write
+lost, Debian's tools agree (pg_lsclusters, start.conf, the generator), a reboot keeps it so, a
+--check run changes nothing; then the rollback brings 15/main back on 5432 with every write of
+both loads, and a second reboot keeps that. The tests run in this order, on one host."""
+import os
+
+import systemd_host as sh
+
+CONTAINER = "fleetdb-debian"
+PORT = 25201   # the published 5432, where the application connects
+LOAD_DIR = os.path.join(sh.EPHEMERAL, "load")
+ROLLBACK_LOAD_DIR = os.path.join(sh.EPHEMERAL, "load-rollback")
+SNAPSHOT_ROOTS = ["/etc/postgresql", "/var/lib/postgresql", "/var/lib/fleetdb", "/etc/systemd/system"]
+UNITS = ["postgresql.service", "postgresql@15-main.service", "postgresql@18-main.service"]
+
+
+def clusters(host):
+    """pg_lsclusters -h -s: {"15/main": dict(port, status, start, data_dir)}; status is online or down."""
+    out = host.run("pg_lsclusters -h -s")
+    assert out.rc == 0, out.stderr
+    found = {}
+    for line in out.stdout.splitlines():
+        fields = line.split()
+        status, _sep, start = fields[3].partition(",")
+        found["%s/%s" % (fields[0], fields[1])] = dict(
+            port=int(fields[2]), status=status, start=start, data_dir=fields[5])
+    return found
+
+
+def start_conf(host, version):
+    """The words of /etc/postgresql/N/main/start.conf, comments left out: ["auto"], ["manual"], ["disabled"]."""
+    text = host.file("/etc/postgresql/%s/main/start.conf" % version).content_string
+    return " ".join(line.split("#", 1)[0] for line in text.splitlines()).split()
+
+
+def assert_serves(host, version, other):
+    """``version``/main serves 5432 through its own postgresql@ unit; ``other``/main is down on another port."""
+    listed = clusters(host)
+    assert listed.get("%s/main" % version, {}).get("status") == "online", listed
+    assert listed["%s/main" % version]["port"] == 5432, listed
+    assert listed.get("%s/main" % other, {}).get("status") == "down", listed
+    assert listed["%s/main" % other]["port"] != 5432, listed
+    server = sh.serving(host)
+    assert server and server["version"].startswith(version), server
+    assert server["unit"] == "postgresql@%s-main.service" % version, (
+        "the server on 5432 must run under systemd's postgresql@%s-main (not a pg_ctl started beside it): %s"
+        % (version, server))
+    assert server["data_dir"] == "/var/lib/postgresql/%s/main" % version, server
+    active, enabled, enabled_rc = sh.unit_state(host, "postgresql@%s-main" % version)
+    assert active == "active" and enabled_rc == 0, (active, enabled)
+    active, enabled, enabled_rc = sh.unit_state(host, "postgresql@%s-main" % other)
+    # Debian enables postgresql@N-main through its generator (start.conf auto -> enabled-runtime);
+    # a cluster set to manual is "disabled" once systemd re-ran the generator (daemon-reload).
+    assert active == "inactive" and enabled_rc != 0, (
+        "postgresql@%s-main must be stopped and not started at boot nor by postgresql.service: %s / %s"
+        % (other, active, enabled))
+    assert not host.file("/var/lib/postgresql/%s/main/postmaster.pid" % other).exists
+
+
+def test_every_acknowledged_write_is_on_18():
+    report = sh.stop_and_verify(PORT, LOAD_DIR)[LOAD_DIR]
+    assert report["acknowledged"] > 100, report
+    assert report["lost"] == 0 and report["duplicated"] == 0 and report["out_of_order_ids"] == 0, report
+    assert report["ok"] and report["server_version"].startswith("18"), report
+
+
+def test_18_main_serves_5432_through_systemd_and_15_main_is_down(host):
+    assert_serves(host, "18", "15")
+
+
+def test_start_conf_keeps_15_main_from_starting_and_18_main_starts_at_boot(host):
+    assert start_conf(host, "15") == ["manual"]
+    assert start_conf(host, "18") == ["auto"]
+    wants = host.run("ls /run/systemd/generator/postgresql.service.wants").stdout.split()
+    assert wants == ["postgresql@18-main.service"], "the generator's links (daemon-reload done?): %s" % wants
+
+
+def test_postgresql_service_restarts_18_main_only(host):
+    # What Debian's package scripts and administrators restart: the umbrella unit, whose wants the
+    # generator made from start.conf.
+    restarted = host.run("systemctl restart postgresql")
+    assert restarted.rc == 0, restarted.stderr
+    assert sh.wait_app_login(PORT).startswith("18")
+    assert_serves(host, "18", "15")
+
+
+def test_after_a_reboot_18_serves_and_15_stays_down(host):
+    state, seconds = sh.reboot(CONTAINER)
+    assert state == "running", sh.failed_units(host)
+    assert seconds < 60, seconds
+    # The application logs in from outside with its password: no fence is left in 18's pg_hba.conf.
+    assert sh.wait_app_login(PORT).startswith("18")
+    inside = host.run("PGPASSWORD=%s psql -h 127.0.0.1 -p 5432 -U app -d app -XAtc 'SHOW server_version'"
+                      % sh.APP_PASSWORD)
+    assert inside.rc == 0 and inside.stdout.startswith("18"), inside.stderr
+    assert_serves(host, "18", "15")
+    host.run("sleep 3")
+    assert clusters(host)["15/main"]["status"] == "down"
+
+
+def test_a_check_run_changes_nothing(host):
+    before = sh.snapshot(host, SNAPSHOT_ROOTS, UNITS)
+    assert before["serving"], "nothing serves 5432"
+    rc, out, recap = sh.playbook("upgrade.yml", "--check")
+    after = sh.snapshot(host, SNAPSHOT_ROOTS, UNITS)
+    assert rc == 0, out[-4000:]
+    assert sh.differences(before, after) == []
+    assert recap[CONTAINER]["changed"] == 0, "a --check run after the upgrade predicts changes: %s" % recap
+
+
+def test_rollback_brings_15_main_back_on_5432_with_every_write(host):
+    sh.start_load(PORT, ROLLBACK_LOAD_DIR, first_writer=11)
+    rc, out, _recap = sh.playbook("rollback.yml")
+    if rc != 0:
+        sh.proof(PORT, "stop", "--log-dir", ROLLBACK_LOAD_DIR)
+    assert rc == 0, out[-4000:]
+    host.run("sleep 2")   # the writers write to 15 for a while
+    reports = sh.stop_and_verify(PORT, ROLLBACK_LOAD_DIR, LOAD_DIR)
+    for report in reports.values():
+        assert report["lost"] == 0 and report["duplicated"] == 0 and report["out_of_order_ids"] == 0, report
+        assert report["ok"] and report["server_version"].startswith("15"), report
+    assert reports[ROLLBACK_LOAD_DIR]["acknowledged"] > 100, reports
+    assert_serves(host, "15", "18")
+    assert start_conf(host, "15") == ["auto"]
+    assert start_conf(host, "18") == ["manual"]
+
+
+def test_after_a_reboot_15_serves_and_18_stays_down(host):
+    state, _seconds = sh.reboot(CONTAINER)
+    assert state == "running", sh.failed_units(host)
+    assert sh.wait_app_login(PORT).startswith("15")
+    assert_serves(host, "15", "18")
