@@ -207,7 +207,8 @@ def main():
     old = spec_from(p["old"])
     if p["state"] == "unfenced":
         unfencing = get_engine(p["engine"]).switchover(
-            module, old, old, p["databases"], production_port=old.port, temporary_port=None,
+            module, old, old, p["databases"], subscription=p["subscription"], replication_user=p["replication_user"],
+            production_port=old.port, temporary_port=None,
             old_port_after=p["old_port_after"], state_file=p["state_file"])
         module.exit_json(**unfencing.unfence())
     new = spec_from(p["new"])
