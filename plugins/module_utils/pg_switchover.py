@@ -57,6 +57,7 @@ SCHEMAS_NOT_COMPARED = ("pg_catalog", "information_schema", "pg_toast", MARKER_S
 APPLICATION_NAME = "fleetdb.online_upgrade switchover"
 FENCE_PROBE_USER = "fleetdb_fence_probe"
 
+
 class NewServerNeverReady(OperationError):
     """The new server exited before it ever accepted clients: it took no writes."""
 
