@@ -11,14 +11,15 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import pg_p
 
 SCHEMA_FINGERPRINT_SQL = """
 SELECT n.nspname || '.' || c.relname AS relation,
-       c.relkind::text AS kind,
+       c.relkind::text || CASE c.relpersistence WHEN 'u' THEN ' unlogged' ELSE '' END
+       || coalesce(' partition ' || pg_get_expr(c.relpartbound, c.oid), '') AS kind,
        coalesce(string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
                            || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END,
                            ', ' ORDER BY a.attnum), '') AS columns
   FROM pg_class c
   JOIN pg_namespace n ON n.oid = c.relnamespace
   LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
- WHERE c.relkind IN ('r', 'p', 'S')
+ WHERE c.relkind IN ('r', 'p', 'S', 'm')
    AND n.nspname <> ALL ($1::text[])
    AND n.nspname NOT LIKE 'pg_temp%'
  GROUP BY 1, 2
@@ -30,10 +31,17 @@ SELECT format('%I.%I', schemaname, sequencename) FROM pg_sequences
  WHERE schemaname <> ALL ($1::text[]) ORDER BY 1
 """
 
-ROLLBACK_TABLES_SQL = """
+# The tables a publication of the server must hold: the permanent ones, partitions through their root.
+PUBLISHED_TABLES_SQL = """
 SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE c.relkind IN ('r', 'p') AND c.relpersistence = 'p' AND NOT c.relispartition
    AND n.nspname <> ALL ($1::text[]) AND n.nspname NOT LIKE 'pg_temp%' ORDER BY 1
+"""
+
+SUBSCRIBED_TABLES_SQL = """
+SELECT format('%I.%I', n.nspname, c.relname) FROM pg_subscription_rel r
+  JOIN pg_class c ON c.oid = r.srrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE r.srsubid = (SELECT oid FROM pg_subscription WHERE subname = $1) ORDER BY 1
 """
 
 # The next transaction id (what no transaction has yet), and how many transactions hold one now.
@@ -52,8 +60,14 @@ def schema_differences(old_rows, new_rows):
         elif name not in old:
             problems.append("%s exists only on the new server" % name)
         elif old[name] != new[name]:
-            problems.append("%s differs: old (%s) new (%s)" % (name, old[name][1], new[name][1]))
+            problems.append("%s differs: old (%s: %s) new (%s: %s)" % (name, old[name][0], old[name][1],
+                                                                       new[name][0], new[name][1]))
     return problems
+
+
+def unreplicated_tables(old_tables, subscribed):
+    """Tables of the old server that the subscription does not carry (their rows would be lost)."""
+    return sorted(set(old_tables) - set(subscribed))
 
 
 def drain_is_clean(before, marker_xids, after, in_progress):

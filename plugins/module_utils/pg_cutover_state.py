@@ -27,7 +27,7 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_fence im
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_process import reload
 
 # The phases of the window, in order, as the state file names them.
-WINDOW_PHASES = ("fence", "drain", "sequences", "roles", "verify", "detach", "stop", "proof", "start")
+WINDOW_PHASES = ("fence", "drain", "schema", "sequences", "roles", "verify", "detach", "stop", "proof", "start")
 BEFORE_STOP = WINDOW_PHASES[:WINDOW_PHASES.index("stop")]
 FAILPOINT_FILE = "failpoint"
 

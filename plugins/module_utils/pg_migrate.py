@@ -160,6 +160,14 @@ def select_entries(by_section, sections, present, replident_indexes=()):
     return wanted
 
 
+def database_properties(sql):
+    """What ``pg_restore -C`` says of the database besides CREATE and OWNER: its settings (ALTER DATABASE ... SET,
+    ALTER ROLE ... IN DATABASE ... SET), comment and privileges."""
+    return [m.group(0) for m in re.finditer(
+        r"^(ALTER DATABASE \S+ SET |ALTER ROLE \S+ IN DATABASE \S+ SET |COMMENT ON DATABASE |"
+        r"(GRANT|REVOKE) .* ON DATABASE ).*;$", sql, re.M)]
+
+
 def split_objects(objects):
     """pg_dump arguments: 'schema.table' -> -t, 'schema' (no dot) -> -n."""
     argv = []
@@ -256,7 +264,10 @@ class PostgresMigrator(Migrator):
         part = path + ".part"
         argv = [self._tool("pg_dump"), "-Fc", "-f", part] + self._conn_args(dbname) + split_objects(objects)
         if schema_only:
-            argv.append("--schema-only")
+            # Every section but the table data: the definitions, and the REFRESH of each populated materialized
+            # view (post-data), which pg_restore runs in dependency order once the tables hold their rows.
+            # Large objects are data too (preflight refuses them for a replication upgrade).
+            argv.extend(["--section=pre-data", "--section=post-data", "--no-blobs"])
         try:
             self._run(argv, "pg_dump of database %s" % dbname)
             os.rename(part, path)
@@ -304,6 +315,7 @@ class PostgresMigrator(Migrator):
             result.update(changed=True, database_created=True, msg="database %s would be created and restored" % dbname)
             return result
         if "pre-data" in sections:
+            self._check_extensions(path)
             result["roles_created"] = self._restore_globals(path + ".globals.sql")
             result["changed"] |= bool(result["roles_created"])
         if not self._database_exists(dbname):
@@ -327,6 +339,25 @@ class PostgresMigrator(Migrator):
         finally:
             session.close()
         return result
+
+    def _check_extensions(self, path):
+        """Every extension of the dump must be installable on this server: checked before anything is restored."""
+        wanted = sorted(set(e.tag for e in parse_toc(self.toc(path, "pre-data")) if e.kind == "EXTENSION"))
+        if not wanted:
+            return
+        session = connect(self.spec, dbname="postgres")
+        try:
+            available = set(r[0] for r in session.query("SELECT name FROM pg_available_extensions").rows)
+            version = session.scalar("SHOW server_version")
+        finally:
+            session.close()
+        missing = [name for name in wanted if name not in available]
+        if missing:
+            raise OperationError(
+                "extensions of %s are not available for PostgreSQL %s here: %s (nothing was restored)"
+                % (path, version, ", ".join(missing)),
+                "install them for the new release (Debian: apt install postgresql-%s-<extension>; or the "
+                "extension's own packages), then run again" % version.split(".")[0], missing_extensions=missing)
 
     def _database_exists(self, dbname):
         session = connect(self.spec, dbname="postgres")
@@ -352,6 +383,11 @@ class PostgresMigrator(Migrator):
             if owner and session.scalar("SELECT 1 FROM pg_roles WHERE quote_ident(rolname) = $1",
                                         [owner.group(1)]) is not None:
                 session.execute("ALTER DATABASE %s OWNER TO %s" % (pgwire.quote_ident(dbname), owner.group(1)))
+            for statement in database_properties(sql):
+                try:
+                    session.execute(statement)
+                except pgwire.PgError as exc:
+                    self.module.warn("database property not restored: %s: %s" % (statement[:120], exc))
         finally:
             session.close()
 

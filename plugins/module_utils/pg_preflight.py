@@ -13,7 +13,8 @@ import re
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import (
     OperationError, parse_version, port_holder, read_text)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_fence import fence_blockers
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_process import postmaster, postmaster_pid
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_process import (
+    postmaster, postmaster_pid, system_identifier)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_session import connect
 
 # Settings that describe where and how this instance runs, not what the new one should inherit.
@@ -23,6 +24,11 @@ NOT_INHERITED = frozenset([
     "lc_messages", "lc_monetary", "lc_numeric", "lc_time", "default_text_search_config", "log_timezone",
     "TimeZone", "dynamic_shared_memory_type", "data_sync_retry",
 ])
+
+UNLOGGED_TABLES_SQL = """
+SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('r', 'p') AND c.relpersistence = 'u' ORDER BY 1
+"""
 
 TABLES_WITHOUT_KEY_SQL = """
 SELECT format('%I.%I', n.nspname, c.relname) AS table_name
@@ -58,7 +64,7 @@ class Findings:
 class PostgresPreflight:
     def __init__(self, module, old, new_version, new_data_dir, databases, method, temporary_port,
                  old_port_after, tables_without_key="fail", replication_password_set=True,
-                 min_free_disk_ratio=1.2, max_transaction_age=300):
+                 min_free_disk_ratio=1.2, max_transaction_age=300, unlogged_tables="fail"):
         self.module = module
         self.old = old
         self.new_version_text = "" if new_version is None else str(new_version)
@@ -72,6 +78,7 @@ class PostgresPreflight:
         self.replication_password_set = replication_password_set
         self.min_free_disk_ratio = min_free_disk_ratio
         self.max_transaction_age = max_transaction_age
+        self.unlogged_tables = unlogged_tables
         self.findings = Findings()
         self.facts = {}
 
@@ -99,7 +106,7 @@ class PostgresPreflight:
             session.close()
         if self.method == "replication":
             for db in self.databases:
-                self._tables_without_key(db)
+                self._what_replication_carries(db)
         return self._result()
 
     def _result(self):
@@ -227,15 +234,27 @@ class PostgresPreflight:
                 "standbys", "a physical standby streams from the old server (%s from %s): it cannot follow the "
                 "upgrade (the new server is another system)" % (name or "unnamed", addr),
                 "detach it before the upgrade and rebuild it from the new server afterwards (pg_basebackup)")
-        for slot, plugin, database in session.query(
-                "SELECT slot_name, coalesce(plugin, ''), coalesce(database, '') FROM pg_replication_slots "
-                " WHERE slot_name NOT LIKE 'fleetdb%' ORDER BY 1").rows:
+        for slot, plugin, database in self._foreign_slots(session):
             self.findings.problem(
                 "replication_slots", "the replication slot %s (%s%s) belongs to another consumer: it does not move "
                 "to the new server, and its consumer would miss every change after the cutover"
                 % (slot, plugin or "physical", ", database " + database if database else ""),
                 "drop it (SELECT pg_drop_replication_slot('%s')) once its consumer can start again from the new "
                 "server, or upgrade with that consumer's own procedure" % slot)
+
+    def _ours(self, slot_name):
+        """The upgrade's own slots: fleetdb_*, and the table-sync slots (pg_<subscription>_sync_<table>_<system
+        id>) that the new server's subscriptions left when it stopped in the middle of the copy."""
+        if slot_name.startswith("fleetdb"):
+            return True
+        sync = re.match(r"^pg_\d+_sync_\d+_(\d+)$", slot_name)
+        return bool(sync) and self.new_data_dir is not None and \
+            int(sync.group(1)) == system_identifier(self.new_data_dir)
+
+    def _foreign_slots(self, session):
+        return [row for row in session.query(
+            "SELECT slot_name, coalesce(plugin, ''), coalesce(database, '') FROM pg_replication_slots ORDER BY 1").rows
+            if not self._ours(row[0])]
 
     def _ha_managers(self):
         """A cluster manager would restart the server the cutover stops, or fail over to a standby."""
@@ -264,10 +283,9 @@ class PostgresPreflight:
                 "set wal_level = logical on the old server and restart it once in a maintenance slot "
                 "(fleetdb.online_upgrade.instance settings + server state=restarted); it is the only restart "
                 "clients will see")
-        used_slots = int(session.scalar("SELECT count(*) FROM pg_replication_slots "
-                                        "WHERE slot_name NOT LIKE 'fleetdb%'"))
-        senders = int(session.scalar("SELECT count(*) FROM pg_stat_replication WHERE application_name NOT LIKE "
-                                     "'fleetdb%'"))
+        used_slots = len(self._foreign_slots(session))
+        senders = len([name for name, in session.query("SELECT application_name FROM pg_stat_replication").rows
+                       if not self._ours(name)])
         needed = len(self.databases)
         if int(settings.get("max_replication_slots", 0)) < used_slots + needed:
             self.findings.problem(
@@ -280,12 +298,17 @@ class PostgresPreflight:
                 % (settings.get("max_wal_senders"), senders, needed),
                 "raise max_wal_senders to at least %d on the old server (needs a restart)" % (senders + needed))
 
-    def _tables_without_key(self, db):
+    def _what_replication_carries(self, db):
+        """Tables it cannot publish, and data it does not carry: each named, with the ways out."""
         session = connect(self.old, dbname=db, timeout=5)
         try:
-            tables = [r[0] for r in session.query(TABLES_WITHOUT_KEY_SQL).rows]
+            self._tables_without_key(db, [r[0] for r in session.query(TABLES_WITHOUT_KEY_SQL).rows])
+            self._unlogged_tables(db, [r[0] for r in session.query(UNLOGGED_TABLES_SQL).rows])
+            self._large_objects(db, int(session.scalar("SELECT count(*) FROM pg_largeobject_metadata")))
         finally:
             session.close()
+
+    def _tables_without_key(self, db, tables):
         if not tables:
             return
         if self.tables_without_key == "replica_identity_full":
@@ -298,6 +321,31 @@ class PostgresPreflight:
             "UPDATE and DELETE fail on the old server" % (db, ", ".join(tables)),
             "add a primary key to each, or opt in with online_upgrade_tables_without_key=replica_identity_full "
             "(every column is sent for updates and deletes), or use online_upgrade_method=dump_restore")
+
+    def _unlogged_tables(self, db, tables):
+        if not tables:
+            return
+        if self.unlogged_tables == "empty":
+            self.findings.warning("unlogged_tables", "database %s: %s will be empty on the new server (unlogged "
+                                  "tables are not replicated; online_upgrade_unlogged_tables=empty)"
+                                  % (db, ", ".join(tables)))
+            return
+        self.findings.problem(
+            "unlogged_tables",
+            "database %s has unlogged tables, which logical replication does not carry: %s; their rows would be "
+            "missing on the new server" % (db, ", ".join(tables)),
+            "make them logged for the upgrade (ALTER TABLE ... SET LOGGED; SET UNLOGGED again afterwards), or opt in "
+            "with online_upgrade_unlogged_tables=empty if they may start empty (caches, staging), or use "
+            "online_upgrade_method=dump_restore")
+
+    def _large_objects(self, db, count):
+        if count:
+            self.findings.problem(
+                "large_objects",
+                "database %s holds %d large objects (pg_largeobject), which logical replication does not carry: "
+                "they would be missing on the new server" % (db, count),
+                "upgrade this host with online_upgrade_method=dump_restore (it copies them), or move them into "
+                "bytea columns of a table with a primary key first")
 
     def _inheritable_settings(self, session):
         rows = session.query("SELECT name, setting, unit FROM pg_settings WHERE source = 'configuration file'").rows

@@ -15,6 +15,7 @@ __metaclass__ = type
 import errno
 import os
 import signal
+import struct
 import subprocess
 import time
 
@@ -63,6 +64,17 @@ def postmaster(data_dir):
 def postmaster_pid(data_dir):
     info = postmaster(data_dir)
     return info["pid"] if info else None
+
+
+def server_log(data_dir):
+    """The file the postmaster of ``data_dir`` writes its log to (its stderr: ``pg_ctl -l``, ``pg_ctlcluster``),
+    or None (not running, or logging to the journal or a collector)."""
+    pid = postmaster_pid(data_dir)
+    try:
+        path = os.readlink("/proc/%d/fd/2" % pid) if pid else None
+    except OSError:
+        return None
+    return path if path and path.startswith("/") and os.path.isfile(path) else None
 
 
 def signal_postmaster(data_dir, signum):
@@ -128,6 +140,17 @@ def controldata(specs):
             raise ControlDataError("%s failed (rc %d): %s" % (" ".join(argv), proc.returncode, (err or out).strip()))
         results.append(parse_controldata(out))
     return results
+
+
+def system_identifier(data_dir):
+    """The database system identifier of a data directory (the first field of global/pg_control), or None.
+    It names the server in its subscriptions' table-sync slots on the publisher."""
+    try:
+        with open(os.path.join(data_dir, "global", "pg_control"), "rb") as control:
+            head = control.read(8)
+    except (IOError, OSError):
+        return None
+    return struct.unpack("=Q", head)[0] if len(head) == 8 else None
 
 
 def controldata_xid(values):

@@ -6,8 +6,11 @@
 Names: publication and slot on the source and subscription on the target are all
 ``subscription_name(name, dbname, databases)`` (the switchover module uses the same function).
 The publication lists the tables explicitly (not FOR ALL TABLES) so that a table created
-later without a key never makes UPDATE or DELETE fail on the source.
-The replication role gets LOGIN REPLICATION, CONNECT, USAGE and SELECT only.  Its
+later without a key never makes UPDATE or DELETE fail on the source.  It publishes
+partitions as their root table (publish_via_partition_root): one copy of each partitioned
+table, read with the SELECT granted on its root, routed to the target's own partitions.
+The replication role gets LOGIN REPLICATION BYPASSRLS (row-level security would filter the copy), CONNECT,
+USAGE and SELECT only.  Its
 password goes to the server as a SCRAM verifier computed here and, for the target's
 walreceiver, into a passfile only the target's owner reads; the subscription's conninfo
 names the passfile, never the password.
@@ -31,11 +34,15 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common impo
     OperationError, read_text, user_ids, write_file)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engine import Replication
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_fence import hba_quote
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_process import server_log
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_session import connect, execute_unlogged
 
 HBA_BEGIN = "# BEGIN fleetdb.online_upgrade replication"
 HBA_END = "# END fleetdb.online_upgrade replication"
 SYNC_WORKERS = 2  # max_sync_workers_per_subscription's default: slots and senders of the initial copy
+# Failed copy or apply attempts (the workers retry every wal_retrieve_retry_interval, 5 s by default) after which
+# the wait gives up: an error that repeats does not heal by itself.
+ERRORS_THAT_DO_NOT_HEAL = 3
 
 TABLES_SQL = """
 SELECT n.nspname AS schema, c.relname AS name, c.relreplident::text AS identity,
@@ -183,6 +190,24 @@ def hash_sql(table):
             "FROM (SELECT md5(t::text) AS h FROM %s AS t) AS rows" % table)
 
 
+def log_errors(path, offset, limit=3):
+    """The last ``limit`` distinct ERROR messages written to the server log ``path`` after ``offset``."""
+    if not path:
+        return []
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(offset)
+            text = handle.read(4 * 1024 * 1024).decode("utf-8", "replace")
+    except (IOError, OSError):
+        return []
+    found = []
+    for line in text.splitlines():
+        match = re.search(r"\b(ERROR|FATAL):\s+(.*)$", line)
+        if match and match.group(2) not in found:
+            found.append(match.group(2).strip())
+    return found[-limit:]
+
+
 def capacity_problems(settings, used, needed):
     """[message] for every setting whose free capacity is below ``needed``.  settings/used/needed: name -> int."""
     problems = []
@@ -277,8 +302,11 @@ class PostgresReplication(Replication):
                 self.enable(state == "started")
             else:
                 self.present()
-                if state == "synced" and not self.module.check_mode:
-                    self.wait_synced()
+                if state == "synced":
+                    if self.subscription() is not None:
+                        self.enable(True)  # a wait that gave up on errors disabled it
+                    if not self.module.check_mode:
+                        self.wait_synced()
             if state not in ("absent", "role_absent"):
                 self.result.update(self.status())
             self.result["state"] = state
@@ -384,17 +412,19 @@ class PostgresReplication(Replication):
             raise OperationError("replication_password is required to set up replication",
                                  "pass replication_password (it is never logged or returned)")
         src = self.src()
-        row = src.rows("SELECT rolpassword AS password, rolreplication AS replication, rolcanlogin AS login "
-                       "FROM pg_authid WHERE rolname = $1", [self.user])
+        row = src.rows("SELECT rolpassword AS password, rolreplication AS replication, rolcanlogin AS login, "
+                       "rolbypassrls AS bypassrls FROM pg_authid WHERE rolname = $1", [self.user])
         role = pgwire.quote_ident(self.user)
+        # BYPASSRLS: without it the copy of a table with row-level security would quietly take only the rows
+        # its policies show the replication role.
         if not row:
-            self._act("CREATE ROLE %s LOGIN REPLICATION PASSWORD <scram verifier>" % role, lambda: execute_unlogged(
-                src, "CREATE ROLE %s LOGIN REPLICATION PASSWORD %s" % (role, pgwire.quote_literal(
-                    scram_verifier(self.password)))))
+            self._act("CREATE ROLE %s LOGIN REPLICATION BYPASSRLS PASSWORD <scram verifier>" % role,
+                      lambda: execute_unlogged(src, "CREATE ROLE %s LOGIN REPLICATION BYPASSRLS PASSWORD %s" % (
+                          role, pgwire.quote_literal(scram_verifier(self.password)))))
         else:
-            if row[0]["replication"] != "t" or row[0]["login"] != "t":
-                self._act("ALTER ROLE %s LOGIN REPLICATION" % role,
-                          lambda: src.execute("ALTER ROLE %s LOGIN REPLICATION" % role))
+            if "f" in (row[0]["replication"], row[0]["login"], row[0]["bypassrls"]):
+                self._act("ALTER ROLE %s LOGIN REPLICATION BYPASSRLS" % role,
+                          lambda: src.execute("ALTER ROLE %s LOGIN REPLICATION BYPASSRLS" % role))
             if not verifier_matches(row[0]["password"], self.password):
                 self._act("ALTER ROLE %s PASSWORD <scram verifier>" % role, lambda: execute_unlogged(
                     src, "ALTER ROLE %s PASSWORD %s" % (role, pgwire.quote_literal(scram_verifier(self.password)))))
@@ -466,7 +496,8 @@ class PostgresReplication(Replication):
         pub = pgwire.quote_ident(self.name)
         if src.scalar("SELECT 1 FROM pg_publication WHERE pubname = $1", [self.name]) is None:
             listed = ", ".join(qualified(s, t) for s, t in tables)
-            sql = "CREATE PUBLICATION %s FOR TABLE %s" % (pub, listed) if tables else "CREATE PUBLICATION %s" % pub
+            sql = "CREATE PUBLICATION %s%s WITH (publish_via_partition_root = true)" % (
+                pub, " FOR TABLE " + listed if tables else "")
             self._act("CREATE PUBLICATION %s (%d tables)" % (pub, len(tables)), lambda: src.execute(sql))
         else:
             self._ensure_tables_published(tables, refresh=False)
@@ -691,7 +722,12 @@ class PostgresReplication(Replication):
         goal = self.src().scalar("SELECT pg_current_wal_lsn()::text")
         last_report = began
         self.result["progress"] = []
+        errors_before = self._error_counts()
+        log = server_log(self.target.data_dir)
+        log_offset = os.path.getsize(log) if log else 0
         while True:
+            if sum(self._error_counts()) - sum(errors_before) >= ERRORS_THAT_DO_NOT_HEAL:
+                self._give_up_on_errors(log, log_offset)
             status = self.status()
             elapsed = round(time.monotonic() - began, 1)
             ready = status["tables_ready"] == status["tables_total"]
@@ -721,15 +757,35 @@ class PostgresReplication(Replication):
                     **status)
             time.sleep(0.2)
 
+    def _error_counts(self):
+        """(apply errors, copy errors) the subscription's workers have had since the target's statistics began."""
+        rows = self.tgt().query("SELECT apply_error_count, sync_error_count FROM pg_stat_subscription_stats "
+                                "WHERE subname = $1", [self.name]).rows
+        return (int(rows[0][0]), int(rows[0][1])) if rows else (0, 0)
+
+    def _give_up_on_errors(self, log, log_offset):
+        """Stop the workers (they would retry forever, each attempt a walsender and a slot on the source) and say
+        why, quoting the target's log.  A run after the cause is fixed enables the subscription again."""
+        status = self.status()
+        self.enable(False)
+        quoted = log_errors(log, log_offset)
+        raise OperationError(
+            "replication %s keeps failing (%d of %d tables ready, still copying: %s): %s"
+            % (self.name, status["tables_ready"], status["tables_total"],
+               ", ".join(status["tables_copying"][:10]) or "none",
+               " | ".join(quoted) if quoted else "the errors are in the target's server log"),
+            "fix the cause named (a grant on the source, rows already on the target, a missing table there), then "
+            "run again: the subscription was disabled so that it stops retrying, and the run enables it and goes "
+            "on where the copy stopped", errors_in_log=quoted, **status)
+
     def _worker_errors(self):
         try:
-            row = self.tgt().query("SELECT apply_error_count, sync_error_count FROM pg_stat_subscription_stats "
-                                   "WHERE subname = $1", [self.name]).rows
+            counts = self._error_counts()
         except pgwire.PgError:
             return ""
-        if row and (int(row[0][0]) or int(row[0][1])):
+        if any(counts):
             return "; the target logged %s apply and %s copy errors (see its server log: duplicate keys mean " \
-                   "the target tables were not empty)" % row[0]
+                   "the target tables were not empty)" % counts
         return ""
 
     def compare(self, tables=None):

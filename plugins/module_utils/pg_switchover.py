@@ -13,6 +13,7 @@ The client-visible window:
   drain       a marker row per database on the old server, then wait until the new server has applied
               each (logical replication applies in commit order); then one check that no other
               transaction id was used meanwhile, else terminate and drain again;
+  schema      the schema check again (a catalog read), and every table of the old server replicated;
   sequences   copy last_value/is_called of every sequence;
   roles       password hashes changed since the migrate (never logged);
   verify      compare row counts of the replicated tables (optional);
@@ -39,8 +40,8 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common impo
     OperationError, PhaseTimer, read_text, write_file)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engine import Switchover
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_cutover_logic import (
-    ROLLBACK_TABLES_SQL, SCHEMA_FINGERPRINT_SQL, SEQUENCES_SQL, XID_SQL, drain_is_clean, proof_problems,
-    schema_differences)
+    PUBLISHED_TABLES_SQL, SCHEMA_FINGERPRINT_SQL, SEQUENCES_SQL, SUBSCRIBED_TABLES_SQL, XID_SQL, drain_is_clean,
+    proof_problems, schema_differences, unreplicated_tables)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_cutover_state import (
     BEFORE_STOP, FenceGuardian, StateFile)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_fence import (
@@ -157,6 +158,7 @@ class PostgresSwitchover(Switchover):
             self._resume_replication(db, new)
             self._check_subscription(db, new)
             self._check_schema(db, old, new)
+            self._check_replicated(db, old, new)
             self._ensure_marker(db, old, new)
             self.report["databases"][db]["sequences"] = [r[0] for r in old.query(
                 SEQUENCES_SQL, [list(SCHEMAS_NOT_COMPARED)]).rows]
@@ -272,6 +274,17 @@ class PostgresSwitchover(Switchover):
                 "apply the same DDL on the new server (or revert it on the old one), then run again",
                 schema_differences=problems)
 
+    def _check_replicated(self, db, old, new):
+        missing = unreplicated_tables([r[0] for r in old.query(PUBLISHED_TABLES_SQL, [list(SCHEMAS_NOT_COMPARED)]).rows],
+                                      [r[0] for r in new.query(SUBSCRIBED_TABLES_SQL, [self._sub(db)]).rows])
+        if missing:
+            raise OperationError(
+                "tables of database %s on the old server are not replicated to the new one (created or detached "
+                "from their partitioned table after the replication was set up): %s" % (db, ", ".join(missing)),
+                "create them on the new server as they are on the old one, then run the replication step again "
+                "(fleetdb.online_upgrade.replication state=synced adds them to the publication and copies them)",
+                unreplicated_tables=missing)
+
     def _ensure_marker(self, db, old, new):
         """A one-row-per-cutover table replicated like user tables: its row proves the drain."""
         ddl = ("CREATE SCHEMA IF NOT EXISTS %s; CREATE TABLE IF NOT EXISTS %s "
@@ -311,7 +324,7 @@ class PostgresSwitchover(Switchover):
         if new.scalar("SELECT 1 FROM pg_publication WHERE pubname = $1", [name]) is None:
             # The tables the old server has too: not FOR ALL TABLES, which would take in the Record of Upgrades
             # (only on the new server) and make the old server's subscription fail.
-            tables = [r[0] for r in new.query(ROLLBACK_TABLES_SQL, [list(SCHEMAS_NOT_COMPARED)]).rows]
+            tables = [r[0] for r in new.query(PUBLISHED_TABLES_SQL, [list(SCHEMAS_NOT_COMPARED)]).rows]
             new.execute("CREATE PUBLICATION %s%s" % (pgwire.quote_ident(name),
                                                      " FOR TABLE " + ", ".join(tables) if tables else ""))
 
@@ -327,6 +340,11 @@ class PostgresSwitchover(Switchover):
                 self._fence()
             with self._phase("drain"):
                 self._drain()
+            with self._phase("schema"):
+                # Again, now that no session can change it: a catalog read, whatever the size of the data.
+                for db in self.databases:
+                    self._check_schema(db, self._old(db), self._new(db))
+                    self._check_replicated(db, self._old(db), self._new(db))
             with self._phase("sequences"):
                 for db in self.databases:
                     self._copy_sequences(db)

@@ -61,6 +61,12 @@ options:
       - File recording what was found.
     type: path
     default: /var/lib/fleetdb/online_upgrade/discovery.json
+  record:
+    description:
+      - Write what was found to O(state_file). The role reads first with V(false), and records only once the
+        upgrade begins (its install step), so that a host refused by preflight is left exactly as it was.
+    type: bool
+    default: true
 notes:
   - Supports check mode (it reads only; the record is not written).
 extends_documentation_fragment:
@@ -122,6 +128,7 @@ def main():
             new_version=dict(type="str", required=True),
             prefix=dict(type="path"),
             state_file=dict(type="path", default="/var/lib/fleetdb/online_upgrade/discovery.json"),
+            record=dict(type="bool", default=True),
         ),
         supports_check_mode=True,
     )
@@ -144,7 +151,7 @@ def main():
                          old=old)
     new = engine.plan_new(old, p["new_version"].split(".")[0], p["prefix"])
     changed = False
-    if not module.check_mode:
+    if p["record"] and not module.check_mode:
         if not os.path.isdir(os.path.dirname(p["state_file"])):
             os.makedirs(os.path.dirname(p["state_file"]), 0o755)
         old.pop("pid", None)

@@ -62,7 +62,9 @@ options:
     elements: str
   schema_only:
     description:
-      - For V(create), save definitions without rows.
+      - For V(create), save definitions without rows (C(pg_dump --section=pre-data --section=post-data
+        --no-blobs)). Populated materialized views are refreshed when the post-data section is restored, so they
+        hold rows on the new server as after a C(REFRESH MATERIALIZED VIEW) there; large objects are left out.
     type: bool
     default: false
   globals:

@@ -64,6 +64,13 @@ options:
     type: str
     choices: [fail, replica_identity_full]
     default: fail
+  unlogged_tables:
+    description:
+      - C(fail) reports unlogged tables as a problem (logical replication does not carry their rows);
+        C(empty) reports them as a warning (they exist on the new server, empty).
+    type: str
+    choices: [fail, empty]
+    default: fail
   replication_password_set:
     description:
       - Whether the caller has a password for the replication role (the password itself is not needed here).
@@ -159,6 +166,7 @@ def main():
             temporary_port=dict(type="int", required=True),
             old_port_after=dict(type="int", required=True),
             tables_without_key=dict(type="str", choices=["fail", "replica_identity_full"], default="fail"),
+            unlogged_tables=dict(type="str", choices=["fail", "empty"], default="fail"),
             replication_password_set=dict(type="bool", default=True, no_log=False),
             min_free_disk_ratio=dict(type="float", default=1.2),
             max_transaction_age=dict(type="int", default=300),
@@ -172,7 +180,7 @@ def main():
         databases=p["databases"], method=p["method"], temporary_port=p["temporary_port"],
         old_port_after=p["old_port_after"], tables_without_key=p["tables_without_key"],
         replication_password_set=p["replication_password_set"], min_free_disk_ratio=p["min_free_disk_ratio"],
-        max_transaction_age=p["max_transaction_age"])
+        max_transaction_age=p["max_transaction_age"], unlogged_tables=p["unlogged_tables"])
     try:
         result = preflight.run()
     except OperationError as exc:

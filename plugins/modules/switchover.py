@@ -146,7 +146,7 @@ window_seconds:
   type: float
   sample: 0.31
 phases:
-  description: Seconds per phase (prepare, fence, drain, sequences, roles, verify, detach, stop, proof, start,
+  description: Seconds per phase (prepare, fence, drain, schema, sequences, roles, verify, detach, stop, proof, start,
     cleanup).
   returned: always
   type: dict

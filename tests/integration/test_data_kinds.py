@@ -1,0 +1,223 @@
+"""Every kind of data comes across, or preflight says why (docs/procedure.md, "What happens to each kind of
+object"). One PostgreSQL 16 host, driven by playbooks/upgrade.yml like test_upgrade_flows.py:
+
+  app and inventory   tests/integration/full_schema.sql: partitions two levels deep with a default partition,
+                      identity, generated columns, a free sequence, text/uuid/composite keys, REPLICA IDENTITY
+                      FULL and USING INDEX, materialized views, row-level security, unlogged tables, a large
+                      object, extensions, a user publication, grants, default privileges, an event trigger;
+                      inventory has its own owner and settings
+  pagila              pagila v3.1.0 as published (../shared/data/pagila), when present
+
+  1. preflight refuses the large objects and unlogged tables, naming each, and changes nothing;
+  2. fixed (large objects removed, one table SET LOGGED, the other opted in to start empty), an extension
+     missing in 18 stops the run before anything is restored; once installed, the re-run finishes;
+  3. afterwards: every write acknowledged (the proof's writers and a writer into the partitioned table) is on
+     18, every other table has the same rows (count and hash) on both servers, the materialized views hold the
+     same rows, and pg_dump --schema-only of old and new differ only by what the docs list.
+"""
+import difflib
+import os
+import re
+
+import pytest
+
+from test_upgrade_flows import OLD_DATA, PG16, PG18, Flow, wait_for
+
+PORT = int(os.environ.get("DATAKINDS_PORT", "25081"))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PAGILA = os.path.join(os.path.dirname(ROOT), "shared", "data", "pagila")
+FULL_SCHEMA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "full_schema.sql")
+DATABASES = ["app", "inventory", "pagila"]
+WRITTEN = {"app": {"public.events", "public.proof_log", "feat.measurements"}}   # compared through their writers
+ACK_LOG = "/root/measurements.ack"
+# A throwaway extension PostgreSQL 16 has and 18 lacks until the test installs it.
+DEMO_EXTENSION = {"fleetdb_demo.control": "default_version = '1.0'\nrelocatable = true\n",
+                  "fleetdb_demo--1.0.sql": "CREATE FUNCTION fleetdb_demo() RETURNS int LANGUAGE sql AS 'SELECT 1';\n"}
+
+TABLES_SQL = """SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('r', 'p', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+   AND n.nspname NOT LIKE 'fleetdb%' AND n.nspname NOT LIKE 'pg_toast%' ORDER BY 1"""
+PARTITION_WRITER = r"""
+i=1000000
+while [ ! -e /root/stop-measurements ]; do
+  if runuser -u postgres -- %(bin)s/psql -h /var/run/postgresql -p 5432 -d app -XAtq -c \
+       "INSERT INTO feat.measurements VALUES ($i, DATE '2024-12-01' + ($i %% 800), 1)" >/dev/null 2>&1; then
+    echo $i >> %(ack)s
+    i=$((i + 1))
+  fi
+  sleep 0.02
+done
+"""
+
+
+class DataKindsFlow(Flow):
+    def __init__(self, tmp_path):
+        super().__init__(tmp_path, PORT)
+        with open(self.inventory) as handle:
+            text = handle.read()
+        databases = DATABASES if os.path.isdir(PAGILA) else DATABASES[:2]
+        with open(self.inventory, "w") as handle:
+            handle.write(text.replace('online_upgrade_databases=["app"]',
+                                      "online_upgrade_databases=%s" % str(databases).replace("'", '"')))
+        self.databases = databases
+
+    def sql16(self, sql, dbname="postgres"):
+        return self.psql(sql, bin_dir=PG16, dbname=dbname)
+
+    def load_file(self, path, dbname):
+        self.host.copy_in(path, "/tmp/load.sql")
+        self.sh("chmod 644 /tmp/load.sql && runuser -u postgres -- %s/psql -h /var/run/postgresql -d %s -XAq "
+                "-v ON_ERROR_STOP=1 -f /tmp/load.sql > /dev/null" % (PG16, dbname))
+
+    def prepare(self):
+        self.prepare_16()   # app with the proof's tables and four writers
+        self.sql16("CREATE ROLE reporting NOLOGIN; CREATE ROLE stock LOGIN PASSWORD 'stock-pw'")
+        self.sql16("CREATE DATABASE inventory OWNER stock")
+        self.sql16("ALTER DATABASE inventory SET work_mem = '8MB'")
+        self.sql16("ALTER ROLE app IN DATABASE inventory SET statement_timeout = '31s'")
+        for db in ("app", "inventory"):
+            self.load_file(FULL_SCHEMA, db)
+        if "pagila" in self.databases:
+            self.sql16("CREATE DATABASE pagila")
+            for name in ("pagila-schema.sql", "pagila-data.sql"):
+                self.load_file(os.path.join(PAGILA, name), "pagila")
+        script = str(self.tmp / "partition-writer.sh")
+        with open(script, "w") as handle:
+            handle.write(PARTITION_WRITER % dict(bin=PG16, ack=ACK_LOG))
+        self.host.copy_in(script, "/root/partition-writer.sh")
+        self.sh("rm -f /root/stop-measurements %s; nohup bash /root/partition-writer.sh > /dev/null 2>&1 &" % ACK_LOG)
+        wait_for("the partition writer", lambda: self.host.run("test -s %s" % ACK_LOG).returncode == 0, timeout=30)
+
+    def tables(self, dbname, port, bin_dir):
+        return self.psql(TABLES_SQL, port=port, bin_dir=bin_dir, dbname=dbname).split()
+
+    def contents(self, dbname, table, port, bin_dir):
+        """Row count and a hash of the rows (order-independent), as one string."""
+        return self.psql("SELECT count(*) || ' ' || coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), '-') "
+                         "FROM %s t" % table, port=port, bin_dir=bin_dir, dbname=dbname)
+
+    def schema_dump(self, dbname, port):
+        """pg_dump --schema-only by 18's pg_dump, without comments, SET lines and the upgrade's own objects."""
+        text = self.sh("runuser -u postgres -- %s/pg_dump -h /var/run/postgresql -p %d -d %s --schema-only "
+                       "--exclude-schema='fleetdb*'" % (PG18, port, dbname))
+        kept = []
+        for line in text.splitlines():
+            if not line.strip() or line.startswith("--") or line.startswith("SET ") or line.startswith("\\") \
+                    or re.search(r"\bfleetdb_(upgrade|rollback)", line) or line.startswith("SELECT pg_catalog."):
+                continue
+            kept.append(line)
+        return kept
+
+
+@pytest.fixture(scope="module")
+def kinds(tmp_path_factory):
+    made = DataKindsFlow(tmp_path_factory.mktemp("kinds"))
+    made.prepare()
+    yield made
+    made.host.run("touch /root/stop-measurements")
+    if os.environ.get("DATAKINDS_KEEP"):
+        print("kept", made.host.name)
+        made.host = type(made.host)("--keep--")
+    made.close()
+
+
+def test_pagila_is_there_or_the_test_says_why():
+    if not os.path.isdir(PAGILA):
+        pytest.skip("pagila is not in %s (../shared/data/pagila): the upgrade runs without it" % PAGILA)
+
+
+def test_preflight_refuses_large_objects_and_unlogged_tables_and_changes_nothing(kinds):
+    rc, out = kinds.playbook("upgrade.yml")
+    assert rc != 0, out[-3000:]
+    assert "the host is not ready for the upgrade (nothing was changed)" in out, out[-4000:]
+    for db in ("app", "inventory"):
+        assert "database %s holds 1 large objects" % db in out, out[-4000:]
+        assert re.search(r"database %s has unlogged tables, which logical replication does not carry: "
+                         r"feat\.cache, feat\.staging" % db, out), out[-4000:]
+    for fix in ("online_upgrade_method=dump_restore", "ALTER TABLE ... SET LOGGED", "online_upgrade_unlogged_tables=empty"):
+        assert fix in out, fix
+    assert kinds.host.run("test -e /opt/fleetdb/postgresql/18 || test -e /var/lib/fleetdb/online_upgrade").returncode != 0
+    assert kinds.sql16("SELECT count(*) FROM pg_replication_slots") == "0"
+    assert kinds.sql16("SELECT count(*) FROM pg_publication", dbname="app") == "1"   # user_pub only
+
+
+def test_an_extension_missing_in_18_stops_before_anything_is_restored_then_the_rerun_finishes(kinds):
+    for db in ("app", "inventory"):
+        kinds.sql16("SELECT lo_unlink(oid) FROM pg_largeobject_metadata", dbname=db)
+        kinds.sql16("ALTER TABLE feat.staging SET LOGGED", dbname=db)
+    for name, text in DEMO_EXTENSION.items():
+        path = str(kinds.tmp / name)
+        with open(path, "w") as handle:
+            handle.write(text)
+        kinds.host.copy_in(path, "/opt/fleetdb/postgresql/16/share/extension/" + name)
+    kinds.sql16("CREATE EXTENSION fleetdb_demo", dbname="app")
+    rc, out = kinds.playbook("upgrade.yml", "-e", "online_upgrade_unlogged_tables=empty")
+    assert rc != 0, out[-3000:]
+    assert re.search(r"extensions of \S+app\.schema\.dump are not available for PostgreSQL 18\S* here: fleetdb_demo "
+                     r"\(nothing was restored\)", out), out[-4000:]
+    assert kinds.sql16("SHOW server_version").startswith("16")
+    assert kinds.psql("SELECT count(*) FROM pg_database WHERE datname = 'app'", port=15432) == "0"
+    for name in DEMO_EXTENSION:
+        kinds.sh("cp /opt/fleetdb/postgresql/16/share/extension/%s /opt/fleetdb/postgresql/18/share/extension/" % name)
+    kinds.ok("upgrade.yml", "-e", "online_upgrade_unlogged_tables=empty")
+    assert kinds.psql("SHOW server_version").startswith("18")
+
+
+def test_every_acknowledged_write_is_on_18(kinds):
+    kinds.sh("touch /root/stop-measurements")
+    kinds.stop_and_verify()
+    wait_for("the partition writer to stop", lambda: kinds.host.run("pgrep -f partition-writer.sh").returncode != 0,
+             timeout=30)
+    acknowledged = set(int(i) for i in kinds.sh("cat %s" % ACK_LOG).split())
+    present = set(int(i) for i in kinds.psql("SELECT id FROM feat.measurements WHERE id >= 1000000").split())
+    assert len(acknowledged) > 50, len(acknowledged)
+    assert acknowledged - present == set(), sorted(acknowledged - present)[:20]
+
+
+@pytest.fixture(scope="module")
+def old_running(kinds):
+    """The stopped 16, started on its after-the-cutover port for the comparisons, stopped again afterwards."""
+    start = "runuser -u postgres -- %s/pg_ctl -D %s -w -l /tmp/old-compare.log %s" % (PG16, OLD_DATA, "%s")
+    kinds.sh(start % "start")
+    yield 5433
+    kinds.sh(start % "stop -m fast")
+
+
+@pytest.mark.parametrize("dbname", DATABASES)
+def test_every_table_has_the_same_rows_on_both_servers(kinds, old_running, dbname):
+    if dbname not in kinds.databases:
+        pytest.skip("pagila is not in %s" % PAGILA)
+    old_tables = kinds.tables(dbname, old_running, PG16)
+    assert old_tables == kinds.tables(dbname, 5432, PG18)
+    compared = 0
+    for table in old_tables:
+        if table in WRITTEN.get(dbname, ()) or table.startswith("feat.measurements"):
+            continue
+        new = kinds.contents(dbname, table, 5432, PG18) if table != "feat.never_filled" else None
+        if table == "feat.cache":
+            assert new.startswith("0 "), "the unlogged table opted in to start empty: %s" % new
+            continue
+        if table == "feat.never_filled":
+            assert kinds.psql("SELECT relispopulated FROM pg_class WHERE oid = 'feat.never_filled'::regclass",
+                              dbname=dbname) == "f"
+            continue
+        assert new == kinds.contents(dbname, table, old_running, PG16), "%s.%s" % (dbname, table)
+        compared += 1
+    assert compared >= (15 if dbname != "pagila" else 20), compared
+
+
+def test_the_schemas_differ_only_by_what_the_docs_list(kinds, old_running):
+    for dbname in kinds.databases:
+        old, new = kinds.schema_dump(dbname, old_running), kinds.schema_dump(dbname, 5432)
+        diff = list(difflib.unified_diff(old, new, "16 (%s)" % dbname, "18 (%s)" % dbname, lineterm="", n=1))
+        assert not diff, "\n".join(diff[:80])
+
+
+def test_settings_and_owners_of_the_second_database_came_across(kinds):
+    assert kinds.psql("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'inventory'") == "stock"
+    settings = kinds.psql("SELECT coalesce(r.rolname, '-') || ' ' || array_to_string(s.setconfig, ',') "
+                          "FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase "
+                          "LEFT JOIN pg_roles r ON r.oid = s.setrole WHERE d.datname = 'inventory' ORDER BY 1")
+    assert settings.splitlines() == ["- work_mem=8MB", "app statement_timeout=31s"], settings
+    assert kinds.psql("SELECT relpersistence FROM pg_class WHERE oid = 'feat.cache'::regclass", dbname="app") == "u"

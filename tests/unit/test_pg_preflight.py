@@ -1,0 +1,37 @@
+"""Which replication slots on the old server are the upgrade's own: its fleetdb_* slots, and the table-sync
+slots its new server's subscriptions leave when that server stops in the middle of the copy."""
+import os
+import struct
+
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_preflight import PostgresPreflight
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_process import system_identifier
+
+SYSTEM_ID = 7714407194255615608
+
+
+def preflight(new_data_dir):
+    return PostgresPreflight(None, None, "18", new_data_dir, [], "replication", 15432, 5433)
+
+
+def new_data_dir(tmp_path):
+    os.makedirs(str(tmp_path / "global"))
+    (tmp_path / "global" / "pg_control").write_bytes(struct.pack("=Q", SYSTEM_ID) + b"\0" * 8184)
+    return str(tmp_path)
+
+
+def test_system_identifier_is_read_from_pg_control(tmp_path):
+    assert system_identifier(new_data_dir(tmp_path)) == SYSTEM_ID
+    assert system_identifier(str(tmp_path / "missing")) is None
+
+
+def test_the_new_servers_table_sync_slots_are_ours(tmp_path):
+    check = preflight(new_data_dir(tmp_path))
+    assert check._ours("fleetdb_upgrade_app")
+    assert check._ours("pg_16513_sync_16398_%d" % SYSTEM_ID)
+
+
+def test_another_subscribers_slots_are_not(tmp_path):
+    check = preflight(new_data_dir(tmp_path))
+    assert not check._ours("pg_16513_sync_16398_%d" % (SYSTEM_ID + 1))
+    assert not check._ours("debezium")
+    assert not preflight(str(tmp_path / "missing"))._ours("pg_16513_sync_16398_%d" % SYSTEM_ID)
