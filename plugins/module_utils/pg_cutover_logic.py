@@ -26,6 +26,34 @@ SELECT n.nspname || '.' || c.relname AS relation,
  ORDER BY 1
 """
 
+# Indexes, constraints (not the NOT NULL ones PostgreSQL 18 records as constraints: the columns say those),
+# triggers and policies, as the servers print them.
+OBJECTS_FINGERPRINT_SQL = """
+SELECT 'index ' || n.nspname || '.' || c.relname, 'index', pg_get_indexdef(i.indexrelid)
+  FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname <> ALL ($1::text[]) AND n.nspname NOT LIKE 'pg_temp%'
+UNION ALL
+SELECT 'constraint ' || n.nspname || '.' || r.relname || ' ' || k.conname, 'constraint', pg_get_constraintdef(k.oid)
+  FROM pg_constraint k JOIN pg_class r ON r.oid = k.conrelid JOIN pg_namespace n ON n.oid = r.relnamespace
+ WHERE k.contype <> 'n' AND n.nspname <> ALL ($1::text[]) AND n.nspname NOT LIKE 'pg_temp%'
+UNION ALL
+SELECT 'trigger ' || n.nspname || '.' || r.relname || ' ' || t.tgname, 'trigger',
+       pg_get_triggerdef(t.oid) || ' (enabled ' || t.tgenabled::text || ')'
+  FROM pg_trigger t JOIN pg_class r ON r.oid = t.tgrelid JOIN pg_namespace n ON n.oid = r.relnamespace
+ WHERE NOT t.tgisinternal AND n.nspname <> ALL ($1::text[]) AND n.nspname NOT LIKE 'pg_temp%'
+UNION ALL
+SELECT 'policy ' || schemaname || '.' || tablename || ' ' || policyname, 'policy',
+       permissive || ' ' || cmd || ' ' || array_to_string(roles, ',') || ' USING ' || coalesce(qual, '')
+       || ' CHECK ' || coalesce(with_check, '')
+  FROM pg_policies WHERE schemaname <> ALL ($1::text[])
+UNION ALL
+SELECT 'row security ' || n.nspname || '.' || c.relname, 'row security',
+       c.relrowsecurity::text || ' forced ' || c.relforcerowsecurity::text
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE (c.relrowsecurity OR c.relforcerowsecurity) AND n.nspname <> ALL ($1::text[])
+ ORDER BY 1
+"""
+
 SEQUENCES_SQL = """
 SELECT format('%I.%I', schemaname, sequencename) FROM pg_sequences
  WHERE schemaname <> ALL ($1::text[]) ORDER BY 1

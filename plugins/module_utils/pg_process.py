@@ -19,7 +19,8 @@ import struct
 import subprocess
 import time
 
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import read_text, release_environment
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import (
+    effective_user, read_text, release_environment)
 
 # Line 8 of postmaster.pid (PostgreSQL 10 and later).
 STATUS_READY = "ready"
@@ -66,12 +67,16 @@ def postmaster_pid(data_dir):
     return info["pid"] if info else None
 
 
-def server_log(data_dir):
+def server_log(data_dir, owner):
     """The file the postmaster of ``data_dir`` writes its log to (its stderr: ``pg_ctl -l``, ``pg_ctlcluster``),
-    or None (not running, or logging to the journal or a collector)."""
+    or None (not running, or logging to the journal or a collector).  Read as its ``owner``: root without
+    CAP_SYS_PTRACE (a container) may not look at another user's file descriptors."""
     pid = postmaster_pid(data_dir)
+    if pid is None:
+        return None
     try:
-        path = os.readlink("/proc/%d/fd/2" % pid) if pid else None
+        with effective_user(owner):
+            path = os.readlink("/proc/%d/fd/2" % pid)
     except OSError:
         return None
     return path if path and path.startswith("/") and os.path.isfile(path) else None

@@ -723,7 +723,7 @@ class PostgresReplication(Replication):
         last_report = began
         self.result["progress"] = []
         errors_before = self._error_counts()
-        log = server_log(self.target.data_dir)
+        log = server_log(self.target.data_dir, self.target.owner)
         log_offset = os.path.getsize(log) if log else 0
         while True:
             if sum(self._error_counts()) - sum(errors_before) >= ERRORS_THAT_DO_NOT_HEAL:

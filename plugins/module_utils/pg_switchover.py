@@ -40,8 +40,8 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common impo
     OperationError, PhaseTimer, read_text, write_file)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engine import Switchover
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_cutover_logic import (
-    PUBLISHED_TABLES_SQL, SCHEMA_FINGERPRINT_SQL, SEQUENCES_SQL, SUBSCRIBED_TABLES_SQL, XID_SQL, drain_is_clean,
-    proof_problems, schema_differences, unreplicated_tables)
+    OBJECTS_FINGERPRINT_SQL, PUBLISHED_TABLES_SQL, SCHEMA_FINGERPRINT_SQL, SEQUENCES_SQL, SUBSCRIBED_TABLES_SQL,
+    XID_SQL, drain_is_clean, proof_problems, schema_differences, unreplicated_tables)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_cutover_state import (
     BEFORE_STOP, FenceGuardian, StateFile)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_fence import (
@@ -265,8 +265,9 @@ class PostgresSwitchover(Switchover):
 
     def _check_schema(self, db, old, new):
         params = [list(SCHEMAS_NOT_COMPARED)]
-        problems = schema_differences(old.query(SCHEMA_FINGERPRINT_SQL, params).rows,
-                                      new.query(SCHEMA_FINGERPRINT_SQL, params).rows)
+        problems = []
+        for sql in (SCHEMA_FINGERPRINT_SQL, OBJECTS_FINGERPRINT_SQL):
+            problems += schema_differences(old.query(sql, params).rows, new.query(sql, params).rows)
         if problems:
             raise OperationError(
                 "the schemas of database %s differ between the old and the new server (DDL is not replicated): %s"

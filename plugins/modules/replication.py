@@ -22,8 +22,9 @@ description:
     the source and C(max_logical_replication_workers), C(max_worker_processes) and replication origins on the target,
     and says what to set (with M(fleetdb.online_upgrade.instance)) and that a restart is needed."
   - "O(replication_user) gets LOGIN REPLICATION BYPASSRLS (row-level security would filter the copy), CONNECT on
-    the database, USAGE on the schemas and SELECT on the published tables; never superuser. Its password is sent as a SCRAM verifier. The source's pg_hba.conf gets
-    scram-sha-256 lines for it (local socket, 127.0.0.1, ::1) in front of the other rules when missing, then reloads."
+    the database, USAGE on the schemas and SELECT on the published tables; never superuser. Its password is sent
+    as a SCRAM verifier. The source's pg_hba.conf gets scram-sha-256 lines for it (local socket, 127.0.0.1, ::1)
+    in front of the other rules when missing, then reloads."
   - "The password is written into a passfile (mode 0600, owned by the target's owner) and the subscription's conninfo
     names that file: it never shows in C(pg_subscription), in results or in logs."
   - "V(present): publication, slot and subscription with the initial copy. A failure while creating them removes them

@@ -551,10 +551,10 @@ def test_a_reconnect_storm_on_a_new_server_with_few_connections_loses_nothing(ba
         print("\n".join(background_job.flow.notes))
 
 
-# == 4: the module killed at every phase (in the background from the module's start: 7 playbook runs) ============
+# == 4: the module killed at every phase (in the background from the module's start: 8 playbook runs) ============
 
-KILL_PHASES = ("fence", "drain", "sequences", "detach", "stop", "start")
-BEFORE_STOP = ("fence", "drain", "sequences", "detach")
+KILL_PHASES = ("fence", "drain", "schema", "sequences", "detach", "stop", "start")
+BEFORE_STOP = ("fence", "drain", "schema", "sequences", "detach")
 
 
 def make_kills_host(tmp_path):

@@ -5,6 +5,7 @@ writers run during the initial copy; restore [pre-data, keys] into 18, sync, pos
 compare; absent leaves no slot; the Record of Upgrades counts one set per file.
 """
 import hashlib
+import time
 
 import pytest
 
@@ -153,3 +154,32 @@ def test_two_upgrades_leave_two_record_sets(pghost, servers, shop, module):
     assert second["record_set"] == 2 and second["database_created"], second
     assert psql(pghost, "18", "hist", "SELECT count(*) FROM pg_tables WHERE schemaname = 'fleetdb_upgrade_record' "
                                       "AND tablename LIKE '%_upgrade'") == "2"
+
+
+def test_a_copy_error_that_cannot_heal_fails_the_wait_quoting_it_and_a_rerun_goes_on(pghost, servers, module):
+    """Rows already on the target: every copy attempt of that table fails.  The wait gives up after a few
+    attempts (not at its timeout), quotes the target's log, and disables the subscription; once the rows are
+    gone, the same call finishes the copy; state=absent leaves no slot."""
+    psql(pghost, "16", "postgres", "CREATE DATABASE broken")
+    psql(pghost, "16", "broken", "CREATE TABLE t (id int PRIMARY KEY, v text); CREATE TABLE u (id int PRIMARY KEY); "
+         "INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 100) g; INSERT INTO u VALUES (1)")
+    dump = WORK + "/broken.schema.dump"
+    assert module("migrate", mode="create", dbname="broken", schema_only=True, path=dump,
+                  tool_bin_dir=servers["18"]["bin_dir"], **servers["16"])["changed"]
+    assert module("migrate", mode="restore", dbname="broken", path=dump, sections=["pre-data", "keys"],
+                  **servers["18"])["changed"]
+    psql(pghost, "18", "broken", "INSERT INTO t VALUES (7, 'already here')")
+    args = repl_args(servers, dbname="broken", timeout=300)
+    began = time.monotonic()
+    failed = module("replication", state="synced", **args)
+    assert failed.get("failed") and "keeps failing" in failed["msg"], failed.get("msg")
+    assert time.monotonic() - began < 150, "the wait went on towards its timeout (300 s)"
+    assert "duplicate key value violates unique constraint" in failed["msg"], failed["msg"]
+    assert failed["tables_copying"] == ["t"], failed
+    assert psql(pghost, "18", "broken", "SELECT subenabled FROM pg_subscription") == "f"
+    psql(pghost, "18", "broken", "DELETE FROM t")
+    synced = module("replication", state="synced", compare=True, **args)
+    assert not synced.get("failed"), (synced.get("msg"), synced.get("fix"))
+    assert synced["comparison_equal"], synced["comparison"]
+    assert module("replication", state="absent", **args)["changed"]
+    assert psql(pghost, "16", "broken", "SELECT count(*) FROM pg_replication_slots") == "0"

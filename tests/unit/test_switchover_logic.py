@@ -64,3 +64,9 @@ def test_schema_differences_name_each_drift():
 def test_subscription_names_are_unique_per_database_only_when_needed():
     assert sw.subscription_name("fleetdb_upgrade", "app", ["app"]) == "fleetdb_upgrade"
     assert sw.subscription_name("fleetdb_upgrade", "Sales-EU", ["app", "Sales-EU"]) == "fleetdb_upgrade_sales_eu"
+
+
+def test_tables_the_subscription_does_not_carry_are_named():
+    from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_cutover_logic import unreplicated_tables
+    assert unreplicated_tables(["app.a", "app.b", "feat.m_2027"], ["app.a", "app.b"]) == ["feat.m_2027"]
+    assert unreplicated_tables(["app.a"], ["app.a", "app.gone"]) == []
