@@ -332,6 +332,8 @@ class PostgresMigrator(Migrator):
                 result["changed"] = True
                 if not self.module.check_mode:
                     self._pg_restore(path, entries, dbname, jobs)
+            if "pre-data" in sections:
+                result["changed"] |= self._align_schema_owners(path, session)
             if record and "pre-data" in sections:
                 number, created = self._record(session, path, info, result["sha256"])
                 result.update(record_set=number, record_created=created)
@@ -422,6 +424,22 @@ class PostgresMigrator(Migrator):
         finally:
             session.close()
         return created
+
+    def _align_schema_owners(self, path, session):
+        """Schemas every new database already has (public) are not created by the restore, so their owner as the
+        dump recorded it (``postgres`` where the old database predates PostgreSQL 15) is set here."""
+        changed = False
+        for entry in parse_toc(self.toc(path, "pre-data")):
+            if entry.kind != "SCHEMA" or not entry.owner:
+                continue
+            row = session.query("SELECT pg_get_userbyid(nspowner), (SELECT 1 FROM pg_roles WHERE rolname = $2) "
+                                "FROM pg_namespace WHERE nspname = $1", [entry.tag, entry.owner]).rows
+            if row and row[0][0] != entry.owner and row[0][1] is not None:
+                changed = True
+                if not self.module.check_mode:
+                    session.execute("ALTER SCHEMA %s OWNER TO %s" % (pgwire.quote_ident(entry.tag),
+                                                                     pgwire.quote_ident(entry.owner)))
+        return changed
 
     def _entries_to_restore(self, path, sections, session):
         by_section = dict((s, parse_toc(self.toc(path, s))) for s in ("pre-data", "data", "post-data"))

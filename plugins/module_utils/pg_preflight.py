@@ -167,22 +167,39 @@ class PostgresPreflight:
             "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY 1").rows]
 
     def _disk(self, session):
+        """A second copy of the data fits: the default tablespace's share on the new data directory's file system,
+        each other tablespace's on its own (the new server's files go beside the old ones, in PG_<version>_*)."""
         size = int(session.scalar("SELECT sum(pg_database_size(datname))::bigint FROM pg_database"))
+        spaces = [(name, location, int(used)) for name, location, used in session.query(
+            "SELECT spcname, pg_tablespace_location(oid), pg_tablespace_size(oid) FROM pg_tablespace "
+            "WHERE spcname NOT IN ('pg_default', 'pg_global') ORDER BY 1").rows]
         probe = self.new_data_dir
         while probe and not os.path.exists(probe):
             probe = os.path.dirname(probe)
-        stat = os.statvfs(probe or "/")
-        free = stat.f_bavail * stat.f_frsize
-        self.facts.update(old_size_bytes=size, free_bytes=free)
-        already = os.path.exists(os.path.join(self.new_data_dir, "PG_VERSION"))
-        needed = int(size * self.min_free_disk_ratio)
-        if not already and free < needed:
-            self.findings.problem(
-                "disk", "%s has %d bytes free (%s); a second copy of the old databases (%d bytes, %s) "
-                "with min_free_disk_ratio %g needs %d bytes (%s)"
-                % (probe, free, _human(free), size, _human(size), self.min_free_disk_ratio, needed, _human(needed)),
-                "free %d bytes there, or set online_upgrade_new_data_dir to a larger file system, or lower "
-                "online_upgrade_min_free_disk_ratio (default 1.2) if the copy needs less" % (needed - free))
+        places = [("the new data directory", probe or "/", size - sum(used for _n, _l, used in spaces))]
+        places += [("tablespace %s" % name, location, used) for name, location, used in spaces]
+        by_device = {}
+        for what, path, used in places:
+            entry = by_device.setdefault(os.stat(path).st_dev, dict(path=path, what=[], used=0))
+            entry["what"].append(what)
+            entry["used"] += used
+        stat = os.statvfs(places[0][1])
+        self.facts.update(old_size_bytes=size, free_bytes=stat.f_bavail * stat.f_frsize,
+                          tablespaces=[dict(name=n, location=loc, size_bytes=u) for n, loc, u in spaces])
+        if os.path.exists(os.path.join(self.new_data_dir, "PG_VERSION")):
+            return  # the copy is (being) made: its space is taken already
+        for entry in by_device.values():
+            stat = os.statvfs(entry["path"])
+            free = stat.f_bavail * stat.f_frsize
+            needed = int(entry["used"] * self.min_free_disk_ratio)
+            if free < needed:
+                self.findings.problem(
+                    "disk", "%s has %d bytes free (%s); a second copy of what %s holds (%d bytes, %s) "
+                    "with min_free_disk_ratio %g needs %d bytes (%s)"
+                    % (entry["path"], free, _human(free), " and ".join(entry["what"]), entry["used"],
+                       _human(entry["used"]), self.min_free_disk_ratio, needed, _human(needed)),
+                    "free %d bytes there, or set online_upgrade_new_data_dir to a larger file system, or lower "
+                    "online_upgrade_min_free_disk_ratio (default 1.2) if the copy needs less" % (needed - free))
 
     def _ports(self):
         ports = dict(production=self.old.port, temporary=self.temporary_port, old_after=self.old_port_after)

@@ -76,7 +76,7 @@ def server_log(data_dir, owner):
         return None
     try:
         with effective_user(owner):
-            path = os.readlink("/proc/%d/fd/2" % pid)
+            path = os.readlink("/proc/%s/fd/2" % pid)
     except OSError:
         return None
     return path if path and path.startswith("/") and os.path.isfile(path) else None

@@ -16,10 +16,12 @@ description:
     schema and data or O(schema_only). Roles go beside it into C(<path>.globals.sql) (C(pg_dumpall --globals-only),
     without passwords unless O(role_passwords)). The dump tool comes from O(tool_bin_dir), the newer release,
     and must not be older than the server."
-  - "V(restore) (ttMigrate -r): restores O(path) into the instance, which may run a newer major version. Roles first
-    (existing ones are left alone), the database is created as the dump recorded it when missing, then the
-    O(sections). Every object that already exists in the target is left out, so a restore can be re-run and
-    V(post-data) after V(keys) builds only the rest."
+  - "V(restore) (ttMigrate -r): restores O(path) into the instance, which may run a newer major version. An extension
+    of the dump that the instance cannot install stops it before anything is restored. Roles first (existing ones
+    are left alone), the database is created as the dump recorded it when missing (with its settings, comment and
+    privileges), the owner of schemas that exist already (C(public)) is set as recorded, then the O(sections).
+    Every object that already exists in the target is left out, so a restore can be re-run and V(post-data) after
+    V(keys) builds only the rest."
   - "V(keys) is a section of this module: primary key, unique and exclusion constraints and replica-identity indexes,
     which logical replication needs before the initial copy. Secondary indexes and foreign keys stay in V(post-data),
     restored once the copy is done."

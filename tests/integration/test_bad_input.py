@@ -264,6 +264,24 @@ def test_preflight_refuses_a_disk_too_small_naming_free_and_needed_bytes(pghost,
     assert snapshot(pghost) == before
 
 
+def test_preflight_counts_each_tablespace_where_it_lives(pghost, old, module):
+    sh(pghost, "mkdir -p /srv/ts_big && chown postgres /srv/ts_big")
+    psql = "runuser -u postgres -- %s/psql -h /var/run/postgresql -p %d -XAtq -d postgres -c " % (OLD["bin_dir"], OLD["port"])
+    sh(pghost, psql + "\"CREATE TABLESPACE ts_big LOCATION '/srv/ts_big'\"")
+    sh(pghost, psql + "'CREATE TABLE in_ts TABLESPACE ts_big AS SELECT g, repeat($$x$$, 200) FROM generate_series(1, 20000) g'")
+    try:
+        result = preflight(module, min_free_disk_ratio=1000000)
+        spaces = dict((t["name"], t) for t in result["tablespaces"])
+        assert spaces["ts_big"]["location"] == "/srv/ts_big" and spaces["ts_big"]["size_bytes"] > 4000000, spaces
+        found = problem(result, "disk")
+        # Same file system here: the message adds the tablespace to what the new data directory's holds.
+        assert "the new data directory and tablespace ts_big" in found["msg"], found
+        assert "needs %d bytes" % int(result["old_size_bytes"] * 1000000) in found["msg"], found
+    finally:
+        sh(pghost, psql + "'DROP TABLE in_ts'")
+        sh(pghost, psql + "'DROP TABLESPACE ts_big'")
+
+
 # -- the role: argument validation -----------------------------------------------------------------------------------
 
 def run_playbook(host, tmp_path, *extra_vars):
