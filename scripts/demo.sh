@@ -42,7 +42,9 @@ sleep 3
 
 log "ansible-playbook playbooks/upgrade.yml (log: $work/upgrade.log)"
 started=$(date +%s.%N)
-ansible-playbook -i "$work/inventory" -e "@$work/vars.yml" playbooks/upgrade.yml >"$work/upgrade.log" \
+# The progress of the copy and catch-up (the fleetdb.online_upgrade.progress callback) as it comes.
+ansible-playbook -i "$work/inventory" -e "@$work/vars.yml" -e online_upgrade_progress_interval=5 playbooks/upgrade.yml \
+  | tee "$work/upgrade.log" | { grep --line-buffered '^fleetdb progress' || true; } \
   || { tail -40 "$work/upgrade.log"; python3 tools/fleetdb_proof.py --port "$port" stop --log-dir "$work/load"; die "the upgrade failed"; }
 finished=$(date +%s.%N)
 sleep 3
@@ -58,7 +60,7 @@ work, before, started, finished = sys.argv[1], sys.argv[2], float(sys.argv[3]), 
 proof = json.load(open(os.path.join(work, "proof.json")))
 state = json.load(open(os.path.join(work, "switchover.json")))
 rows = open(os.path.join(work, "rows")).read().strip()
-order = ["fence", "drain", "sequences", "roles", "verify", "detach", "stop", "configure_old_port", "start"]
+order = ["fence", "drain", "schema", "sequences", "roles", "verify", "detach", "stop", "configure_old_port", "start"]
 timings = state.get("phases", {})
 phases = ", ".join("%s %.0f ms" % (k, timings[k] * 1000) for k in order if k in timings)
 print()

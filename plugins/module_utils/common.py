@@ -18,6 +18,16 @@ import tempfile
 import time
 
 
+def human_bytes(size):
+    """1234567 -> '1.2 MB' (binary units), for messages."""
+    value = float(size)
+    for unit in ("bytes", "kB", "MB", "GB", "TB", "PB"):
+        if abs(value) < 1024 or unit == "PB":
+            return "%d bytes" % size if unit == "bytes" else "%.1f %s" % (value, unit)
+        value /= 1024
+    return str(size)
+
+
 class OperationError(Exception):
     """A failure the operator can act on: ``msg`` says what happened, ``fix`` what to do."""
 

@@ -373,7 +373,30 @@ class PostgresInstance(Instance):
         elif current and "port" in current:
             desired["port"] = current["port"]
         desired["unix_socket_directories"] = self.spec.socket_dir
+        self._check_preload_libraries(desired.get("shared_preload_libraries"))
         return desired, skipped
+
+    def _check_preload_libraries(self, value):
+        """Each library of shared_preload_libraries must be in this release: without it the server cannot start."""
+        names = [n.strip().strip('"') for n in (value or "").strip("'").split(",") if n.strip().strip('"')]
+        if not names or not os.path.isfile(self._bin("pg_config")):
+            return
+        rc, out, _err = self.module.run_command([self._bin("pg_config"), "--pkglibdir"])
+        if rc != 0:
+            return
+        libdir = out.strip()
+        missing = []
+        for name in names:
+            path = name.replace("$libdir", libdir) if "/" in name else os.path.join(libdir, name)
+            if not any(os.path.isfile(path + suffix) for suffix in ("", ".so")):
+                missing.append(name)
+        if missing:
+            raise OperationError(
+                "shared_preload_libraries names libraries that PostgreSQL %s in %s lacks: %s (the server could not "
+                "start); nothing was changed" % (self.binaries_version(), libdir, ", ".join(missing)),
+                "install them for this release (Debian: the postgresql-%s-<extension> package), or remove them from "
+                "shared_preload_libraries on the old server first" % self.binaries_version().split(".")[0],
+                missing_libraries=missing)
 
     def read_hba(self):
         return read_text(self.hba_path())

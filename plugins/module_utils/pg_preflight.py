@@ -11,7 +11,7 @@ import os
 import re
 
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import (
-    OperationError, parse_version, port_holder, read_text)
+    OperationError, human_bytes, parse_version, port_holder, read_text)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_fence import fence_blockers
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_process import (
     postmaster, postmaster_pid, system_identifier)
@@ -196,8 +196,8 @@ class PostgresPreflight:
                 self.findings.problem(
                     "disk", "%s has %d bytes free (%s); a second copy of what %s holds (%d bytes, %s) "
                     "with min_free_disk_ratio %g needs %d bytes (%s)"
-                    % (entry["path"], free, _human(free), " and ".join(entry["what"]), entry["used"],
-                       _human(entry["used"]), self.min_free_disk_ratio, needed, _human(needed)),
+                    % (entry["path"], free, human_bytes(free), " and ".join(entry["what"]), entry["used"],
+                       human_bytes(entry["used"]), self.min_free_disk_ratio, needed, human_bytes(needed)),
                     "free %d bytes there, or set online_upgrade_new_data_dir to a larger file system, or lower "
                     "online_upgrade_min_free_disk_ratio (default 1.2) if the copy needs less" % (needed - free))
 
@@ -381,15 +381,6 @@ def _with_unit(setting, unit):
     if unit == "8kB":
         return "%dkB" % (int(setting) * 8)
     return setting + unit
-
-
-def _human(size):
-    """1234567 -> '1.2 MB' (binary units), for messages."""
-    value = float(size)
-    for unit in ("bytes", "kB", "MB", "GB", "TB", "PB"):
-        if value < 1024 or unit == "PB":
-            return "%d bytes" % size if unit == "bytes" else "%.1f %s" % (value, unit)
-        value /= 1024
 
 
 def _postmaster_port(data_dir):

@@ -31,7 +31,7 @@ import time
 
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import pgwire
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import (
-    OperationError, read_text, user_ids, write_file)
+    OperationError, human_bytes, read_text, user_ids, write_file)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engine import Replication
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_fence import hba_quote
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_process import server_log
@@ -248,7 +248,7 @@ def _revoke_all(session, oid, role):
 class PostgresReplication(Replication):
     def __init__(self, module, source, target, dbname, name="fleetdb_upgrade", databases=None,
                  replication_user="fleetdb_replicator", replication_password=None, tables_without_key="fail",
-                 copy_data=True, existing_slot=False, timeout=3600, max_lag_bytes=None, passfile=None):
+                 copy_data=True, existing_slot=False, timeout=3600, max_lag_bytes=None, passfile=None, poll=0):
         self.module = module
         self.source = source
         self.target = target
@@ -261,6 +261,7 @@ class PostgresReplication(Replication):
         self.existing_slot = existing_slot
         self.timeout = timeout
         self.max_lag_bytes = max_lag_bytes
+        self.poll = poll
         self.passfile = passfile or os.path.join(os.path.dirname(os.path.abspath(target.data_dir)),
                                                  "fleetdb_replication.pgpass")
         self.result = dict(changed=False, name=self.name, dbname=dbname, actions=[])
@@ -718,13 +719,16 @@ class PostgresReplication(Replication):
         return result
 
     def wait_synced(self):
+        """Until every table is copied and the target has what the source had when the wait began; with ``poll``,
+        at most that long (``synced`` says which), so that a loop of calls can show the progress."""
         began = time.monotonic()
         goal = self.src().scalar("SELECT pg_current_wal_lsn()::text")
         last_report = began
-        self.result["progress"] = []
+        self.result.update(progress=[], synced=False)
         errors_before = self._error_counts()
         log = server_log(self.target.data_dir, self.target.owner)
         log_offset = os.path.getsize(log) if log else 0
+        copied_before = self._bytes_copied()
         while True:
             if sum(self._error_counts()) - sum(errors_before) >= ERRORS_THAT_DO_NOT_HEAL:
                 self._give_up_on_errors(log, log_offset)
@@ -738,7 +742,8 @@ class PostgresReplication(Replication):
                 within = self.max_lag_bytes is not None and status["lag_bytes"] is not None \
                     and status["lag_bytes"] <= self.max_lag_bytes
                 if confirmed == "true" or within:
-                    self.result.update(elapsed=elapsed, synced_lsn=goal)
+                    self.result.update(elapsed=elapsed, synced_lsn=goal, synced=True)
+                    self._report(status, copied_before, elapsed)
                     return
             if time.monotonic() - last_report >= 10:
                 last_report = time.monotonic()
@@ -746,6 +751,12 @@ class PostgresReplication(Replication):
                             bytes_copying=status["bytes_copying"], lag_bytes=status["lag_bytes"])
                 self.result["progress"].append(line)
                 self.module.log("fleetdb replication %s: %s" % (self.name, line))
+            if self.poll and elapsed >= self.poll:
+                self.result["elapsed"] = elapsed
+                self._report(status, copied_before, elapsed)
+                self.result["msg"] = ("replication %s is not in sync yet: %s; the copy goes on, a run with "
+                                      "state=synced keeps waiting" % (self.name, self.result["progress_line"]))
+                return
             if elapsed > self.timeout:
                 errors = self._worker_errors()
                 raise OperationError(
@@ -756,6 +767,41 @@ class PostgresReplication(Replication):
                     "run state=synced again to keep waiting (the copy goes on), or read the target's server log",
                     **status)
             time.sleep(0.2)
+
+    def _bytes_copied(self):
+        """Bytes the subscribed tables take on the target (heap and TOAST, partitions included): grows with the
+        copy, whether or not it has committed."""
+        sub = self.subscription()
+        if sub is None:
+            return 0
+        return int(self.tgt().scalar(
+            "SELECT coalesce(sum(pg_table_size(t.relid)), 0)::bigint FROM pg_subscription_rel r, "
+            "LATERAL pg_partition_tree(r.srrelid) t WHERE r.srsubid = $1::oid AND t.isleaf", [sub["oid"]]))
+
+    def _bytes_to_copy(self):
+        return int(self.src().scalar(
+            "SELECT coalesce(sum(pg_table_size(t.relid)), 0)::bigint FROM pg_publication_tables p, "
+            "LATERAL pg_partition_tree(format('%I.%I', p.schemaname, p.tablename)::regclass) t "
+            "WHERE p.pubname = $1 AND t.isleaf", [self.name]))
+
+    def _report(self, status, copied_before, elapsed):
+        """Where the copy stands, for the operator: tables, bytes, rate, time left, lag (``progress_line``)."""
+        total, done = self._bytes_to_copy(), self._bytes_copied()
+        rate = (done - copied_before) / elapsed if elapsed > 0 else 0.0
+        left = max(total - done, 0)
+        eta = int(left / rate) if rate > 0 and status["tables_ready"] < status["tables_total"] else None
+        self.result.update(bytes_total=total, bytes_copied=min(done, total), rate_bytes_per_second=int(rate),
+                           eta_seconds=eta)
+        parts = ["%s: %s%d of %d tables copied" % (self.dbname, "in sync, " if self.result["synced"] else "",
+                                                    status["tables_ready"], status["tables_total"]),
+                 "%s of %s" % (human_bytes(min(done, total)), human_bytes(total))]
+        if rate > 0:
+            parts.append("%s/s" % human_bytes(rate))
+        if eta is not None:
+            parts.append("about %d s left" % eta)
+        if status["lag_bytes"] is not None:
+            parts.append("lag %s" % human_bytes(status["lag_bytes"]))
+        self.result["progress_line"] = ", ".join(parts)
 
     def _error_counts(self):
         """(apply errors, copy errors) the subscription's workers have had since the target's statistics began."""

@@ -167,16 +167,18 @@ class PostgresSwitchover(Switchover):
         self._probe_users = dict((user, self._probe(user)) for user in self._fence_probe_users())
         if self.module.check_mode:
             return
-        for db in self.databases:
-            # Statistics for the new server's planner (an initial copy leaves none), and visibility maps
-            # on both sides so that the row counts inside the window can use index-only scans.
-            # ANALYZE on the old server too: an autovacuum ANALYZE inside the window would take a transaction
-            # id, which the proof counts as a write past the fence.
-            self._new(db).execute("VACUUM (ANALYZE)")
-            self._old(db).execute("VACUUM (ANALYZE)" if self.verify_row_counts else "ANALYZE")
-        # Shutdown writes a checkpoint; doing one now keeps the one in the window small.
-        self._old(first).execute("CHECKPOINT")
-        self._new(first).execute("CHECKPOINT")
+        with self.timer.phase("vacuum"):  # reported: on the production server, outside the window
+            for db in self.databases:
+                # Statistics for the new server's planner (an initial copy leaves none), and visibility maps
+                # on both sides so that the row counts inside the window can use index-only scans.
+                # ANALYZE on the old server too: an autovacuum ANALYZE inside the window would take a transaction
+                # id, which the proof counts as a write past the fence.
+                self._new(db).execute("VACUUM (ANALYZE)")
+                self._old(db).execute("VACUUM (ANALYZE)" if self.verify_row_counts else "ANALYZE")
+        with self.timer.phase("checkpoint"):
+            # Shutdown writes a checkpoint; doing one now keeps the one in the window small.
+            self._old(first).execute("CHECKPOINT")
+            self._new(first).execute("CHECKPOINT")
         # Configured now, used at the start in the window: the running server keeps its temporary port.
         PostgresInstance(self.module, self.new).set_port(self.production_port)
         # From here on nothing may hang the window: every statement and socket read has a limit.

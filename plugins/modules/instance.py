@@ -267,6 +267,8 @@ def main():
                          restart_required=False, pending_restart=[], reloaded=False,
                          msg="would create the instance with the binaries of %s once they are installed" % p["bin_dir"])
     try:
+        # Settings checked before anything is created: names this release knows, libraries it has.
+        instance.desired_settings(p["settings"], p["inherited_settings"])
         created = instance.create(data_checksums=p["data_checksums"], locale=p["locale"], encoding=p["encoding"])
         socket_dir_created = instance.ensure_socket_dir()
         hba, ident = p["hba_content"], None

@@ -90,6 +90,14 @@ options:
       - Seconds V(synced) waits. Past it the module fails; the copy goes on and a re-run keeps waiting.
     type: int
     default: 3600
+  poll:
+    description:
+      - With V(synced), return after at most this many seconds, in sync or not (RV(synced) says which), with the
+        progress in RV(progress_line). A task that loops (C(until)) on RV(synced) then shows the progress of a
+        long copy; the role does, and the callback C(fleetdb.online_upgrade.progress) prints it. V(0) waits up to
+        O(timeout).
+    type: int
+    default: 0
   max_lag_bytes:
     description:
       - With V(synced), also done once every table is copied and the target is at most this many bytes behind.
@@ -178,6 +186,32 @@ elapsed:
   description: Seconds V(synced) waited.
   returned: state=synced
   type: float
+synced:
+  description: Whether V(synced) was reached (false when O(poll) ended the wait first).
+  returned: state=synced
+  type: bool
+progress_line:
+  description: Where the copy stands, in one line - tables copied of total, bytes copied of total, rate, time left,
+    lag.
+  returned: state=synced
+  type: str
+  sample: "app: 14 of 31 tables copied, 1.2 GB of 3.4 GB, 57.6 MB/s, about 40 s left, lag 12.0 MB"
+bytes_total:
+  description: Bytes of the published tables on the source (heap and TOAST; indexes are built afterwards).
+  returned: state=synced
+  type: int
+bytes_copied:
+  description: Bytes the subscribed tables take on the target so far.
+  returned: state=synced
+  type: int
+rate_bytes_per_second:
+  description: Copy rate during this call.
+  returned: state=synced
+  type: int
+eta_seconds:
+  description: Estimated seconds until the copy is done, at that rate (null when it is done or not moving).
+  returned: state=synced
+  type: int
 progress:
   description: Samples taken every 10 s while waiting.
   returned: state=synced
@@ -212,6 +246,7 @@ def main():
             state=dict(type="str", default="synced",
                        choices=["present", "absent", "paused", "started", "synced", "role_absent"]),
             timeout=dict(type="int", default=3600),
+            poll=dict(type="int", default=0),
             max_lag_bytes=dict(type="int"),
             compare=dict(type="bool", default=False),
             existing_slot=dict(type="bool", default=False),
@@ -226,7 +261,7 @@ def main():
         databases=p["databases"], replication_user=p["replication_user"],
         replication_password=p["replication_password"], tables_without_key=p["tables_without_key"],
         copy_data=p["copy_data"], existing_slot=p["existing_slot"], timeout=p["timeout"],
-        max_lag_bytes=p["max_lag_bytes"], passfile=p["passfile"])
+        max_lag_bytes=p["max_lag_bytes"], passfile=p["passfile"], poll=p["poll"])
     try:
         result = replication.ensure(p["state"])
         if p["compare"] and p["state"] not in ("absent", "role_absent") and not module.check_mode:

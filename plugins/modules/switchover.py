@@ -146,8 +146,9 @@ window_seconds:
   type: float
   sample: 0.31
 phases:
-  description: Seconds per phase (prepare, fence, drain, schema, sequences, roles, verify, detach, stop, proof, start,
-    cleanup).
+  description: Seconds per phase - before the window C(prepare) (which includes C(vacuum) and C(checkpoint) on both
+    servers, also reported alone), then C(fence), C(drain), C(schema), C(sequences), C(roles), C(verify), C(detach),
+    C(stop), C(proof), C(start), and C(cleanup) after it.
   returned: always
   type: dict
   sample: {"fence": 0.012, "drain": 0.004, "stop": 0.09, "start": 0.16}

@@ -161,8 +161,13 @@ def test_an_extension_missing_in_18_stops_before_anything_is_restored_then_the_r
     assert kinds.psql("SELECT count(*) FROM pg_database WHERE datname = 'app'", port=15432, dbname="postgres") == "0"
     for name in DEMO_EXTENSION:
         kinds.sh("cp /opt/fleetdb/postgresql/16/share/extension/%s /opt/fleetdb/postgresql/18/share/extension/" % name)
-    kinds.ok("upgrade.yml", "-e", "online_upgrade_unlogged_tables=empty")
+    out = kinds.ok("upgrade.yml", "-e", "online_upgrade_unlogged_tables=empty", "-e", "online_upgrade_progress_interval=1")
     assert kinds.psql("SHOW server_version").startswith("18")
+    # The progress callback (the project's ansible.cfg enables it) printed where each copy stood, and its end.
+    lines = re.findall(r"^fleetdb progress \[%s\]: (.*)$" % re.escape(kinds.host.name), out, re.M)
+    for db in kinds.databases:
+        assert any(re.match(r"%s: in sync, (\d+) of \1 tables copied, [\d.]+ \w+ of [\d.]+ \w+" % db, line)
+                   for line in lines), (db, lines)
 
 
 def test_every_acknowledged_write_is_on_18(kinds):

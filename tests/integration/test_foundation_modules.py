@@ -218,6 +218,16 @@ def test_instance_refuses_an_unknown_setting_and_a_bad_value(host, module, insta
     assert snapshot(host, PG15["data_dir"]) == before
 
 
+def test_instance_refuses_preload_libraries_the_release_lacks_before_creating_anything(host, module, releases):
+    data_dir = "/var/lib/fleetdb/postgresql/16/preload"
+    result = module("instance", data_dir=data_dir, bin_dir=PG16["bin_dir"], port=5498,
+                    inherited_settings=dict(shared_preload_libraries="pg_stat_statements, timescaledb"))
+    failed_with(result, "shared_preload_libraries names libraries that PostgreSQL 16", "lacks: timescaledb",
+                "nothing was changed")
+    assert result["missing_libraries"] == ["timescaledb"]
+    assert not exists(host, data_dir)
+
+
 # -- port ---------------------------------------------------------------------------------------------
 
 def test_port_changes_the_configured_port_only(host, module, instances):
