@@ -35,8 +35,8 @@ class CallbackModule(CallbackBase):
     def _progress(self, result, ended):
         line = result._result.get("progress_line")
         if line:
-            self._display.display("fleetdb progress [%s]: %s%s" % (result._host.get_name(), line,
-                                                                  "" if ended else " ..."))
+            suffix = "" if ended else " ..."
+            self._display.display("fleetdb progress [%s]: %s%s" % (result._host.get_name(), line, suffix))
 
     def v2_runner_retry(self, result):
         self._progress(result, ended=False)

@@ -395,7 +395,7 @@ class PostgresInstance(Instance):
                 "shared_preload_libraries names libraries that PostgreSQL %s in %s lacks: %s (the server could not "
                 "start); nothing was changed" % (self.binaries_version(), libdir, ", ".join(missing)),
                 "install them for this release (Debian: the postgresql-%s-<extension> package), or remove them from "
-                "shared_preload_libraries on the old server first" % self.binaries_version().split(".")[0],
+                "shared_preload_libraries on the old server first" % self.binaries_version().split(".", 1)[0],
                 missing_libraries=missing)
 
     def read_hba(self):

@@ -792,8 +792,8 @@ class PostgresReplication(Replication):
         eta = int(left / rate) if rate > 0 and status["tables_ready"] < status["tables_total"] else None
         self.result.update(bytes_total=total, bytes_copied=min(done, total), rate_bytes_per_second=int(rate),
                            eta_seconds=eta)
-        parts = ["%s: %s%d of %d tables copied" % (self.dbname, "in sync, " if self.result["synced"] else "",
-                                                    status["tables_ready"], status["tables_total"]),
+        in_sync = "in sync, " if self.result["synced"] else ""
+        parts = ["%s: %s%d of %d tables copied" % (self.dbname, in_sync, status["tables_ready"], status["tables_total"]),
                  "%s of %s" % (human_bytes(min(done, total)), human_bytes(total))]
         if rate > 0:
             parts.append("%s/s" % human_bytes(rate))
