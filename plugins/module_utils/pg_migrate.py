@@ -66,7 +66,9 @@ UNION ALL SELECT 'fn', n.nspname, p.proname || '(' || oidvectortypes(p.proargtyp
 UNION ALL SELECT 'type', n.nspname, t.typname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
 UNION ALL SELECT 'schema', '-', nspname FROM pg_namespace
 UNION ALL SELECT 'pub', '-', pubname FROM pg_publication
-UNION ALL SELECT 'pubrel', schemaname, pubname || ' ' || tablename FROM pg_publication_tables
+UNION ALL SELECT 'pubrel', n.nspname, p.pubname || ' ' || c.relname FROM pg_publication_rel pr
+  JOIN pg_publication p ON p.oid = pr.prpubid JOIN pg_class c ON c.oid = pr.prrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace
 UNION ALL SELECT 'sub', '-', subname FROM pg_subscription WHERE subdbid = (SELECT oid FROM pg_database
  WHERE datname = current_database())
 """

@@ -518,8 +518,12 @@ class PostgresReplication(Replication):
         if tables is None:
             tables = [(t["schema"], t["name"]) for t in src.rows(TABLES_SQL)
                       if not tables_without_key([t])]
+        # The members themselves (pg_publication_tables shows the leaf partitions of a root published without
+        # publish_via_partition_root, and the root would look missing).
         published = set(tuple(r) for r in src.query(
-            "SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = $1", [self.name]).rows)
+            "SELECT n.nspname, c.relname FROM pg_publication_rel pr JOIN pg_class c ON c.oid = pr.prrelid "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE pr.prpubid = (SELECT oid FROM pg_publication WHERE pubname = $1)", [self.name]).rows)
         missing = [st for st in tables if st not in published
                    and self.tgt().scalar("SELECT to_regclass($1)::text", [qualified(*st)]) is not None]
         for schema, table in missing:

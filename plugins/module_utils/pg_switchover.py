@@ -328,8 +328,8 @@ class PostgresSwitchover(Switchover):
             # The tables the old server has too: not FOR ALL TABLES, which would take in the Record of Upgrades
             # (only on the new server) and make the old server's subscription fail.
             tables = [r[0] for r in new.query(PUBLISHED_TABLES_SQL, [list(SCHEMAS_NOT_COMPARED)]).rows]
-            new.execute("CREATE PUBLICATION %s%s" % (pgwire.quote_ident(name),
-                                                     " FOR TABLE " + ", ".join(tables) if tables else ""))
+            new.execute("CREATE PUBLICATION %s%s WITH (publish_via_partition_root = true)"
+                        % (pgwire.quote_ident(name), " FOR TABLE " + ", ".join(tables) if tables else ""))
 
     # -- the window ---------------------------------------------------------
     def _cutover(self):
