@@ -31,7 +31,7 @@ molecule: setup
 
 ## test: everything, ending with pytest's summary
 test: setup
-	$(PYTEST) -n 2 --dist loadfile -p no:cacheprovider -q tests/unit tests/quality tests/integration tests/molecule
+	$(PYTEST) -n 2 --dist loadfile -p no:cacheprovider -q --durations=20 tests/unit tests/quality tests/integration tests/molecule
 
 ## demo: a PostgreSQL 16 host with live writers, upgraded to 18 on the same port
 demo: setup
