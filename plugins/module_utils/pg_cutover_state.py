@@ -5,9 +5,10 @@
 
 The state file records the phase reached (and what a re-run needs: the slots,
 the drain point), so that a re-run after an interruption continues.  The
-guardian is a child process that lifts the fence if the module dies (SIGKILL,
-OOM killer) before it told the old server to stop, so that clients are not
-locked out until someone re-runs.  A failpoint file stops the module at a
+guardians are child processes that lift the fence if the module dies (SIGKILL,
+OOM killer) before it told the old server to stop, and RESUME a paused
+PgBouncer whenever it dies, so that clients are not locked out until someone
+re-runs.  A failpoint file stops the module at a
 phase, for the tests that kill it there.
 """
 
@@ -27,7 +28,8 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_fence im
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_process import reload
 
 # The phases of the window, in order, as the state file names them.
-WINDOW_PHASES = ("fence", "drain", "schema", "sequences", "roles", "verify", "detach", "stop", "proof", "start")
+WINDOW_PHASES = ("pause", "fence", "drain", "schema", "sequences", "roles", "verify", "detach", "stop", "proof",
+                 "start", "resume")
 BEFORE_STOP = WINDOW_PHASES[:WINDOW_PHASES.index("stop")]
 FAILPOINT_FILE = "failpoint"
 
@@ -69,13 +71,11 @@ class StateFile:
                        owner=None, mode=0o644)
 
 
-class FenceGuardian:
-    """A child process that lifts the fence from ``hba_file`` and reloads the old server when this process
-    dies before ``disarm()`` (which the cutover calls just before it stops the old server)."""
+class Guardian:
+    """A child process that runs ``action`` when this process dies before ``disarm()``."""
 
-    def __init__(self, hba_file, data_dir):
-        self.hba_file = hba_file
-        self.data_dir = data_dir
+    def __init__(self, action):
+        self.action = action
         self.pid = None
         self._fd = None
 
@@ -95,7 +95,7 @@ class FenceGuardian:
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
                 signal.signal(signal.SIGHUP, signal.SIG_IGN)
                 if os.read(read_end, 1) == b"":
-                    self._lift()
+                    self.action()
             finally:
                 os._exit(0)  # pylint: disable=protected-access
         os.close(read_end)
@@ -112,6 +112,16 @@ class FenceGuardian:
             os.waitpid(self.pid, os.WNOHANG)
         except OSError:
             pass
+
+
+class FenceGuardian(Guardian):
+    """Lifts the fence from ``hba_file`` and reloads the old server when the module dies before ``disarm()``
+    (which the cutover calls just before it stops the old server)."""
+
+    def __init__(self, hba_file, data_dir):
+        super(FenceGuardian, self).__init__(self._lift)
+        self.hba_file = hba_file
+        self.data_dir = data_dir
 
     def _lift(self):
         text = read_text(self.hba_file)

@@ -64,7 +64,7 @@ class Findings:
 class PostgresPreflight:
     def __init__(self, module, old, new_version, new_data_dir, databases, method, temporary_port,
                  old_port_after, tables_without_key="fail", replication_password_set=True,
-                 min_free_disk_ratio=1.2, max_transaction_age=300, unlogged_tables="fail"):
+                 min_free_disk_ratio=1.2, max_transaction_age=300, unlogged_tables="fail", pooler=None):
         self.module = module
         self.old = old
         self.new_version_text = "" if new_version is None else str(new_version)
@@ -79,6 +79,7 @@ class PostgresPreflight:
         self.min_free_disk_ratio = min_free_disk_ratio
         self.max_transaction_age = max_transaction_age
         self.unlogged_tables = unlogged_tables
+        self.pooler = pooler  # pgbouncer.PgBouncer or None
         self.findings = Findings()
         self.facts = {}
 
@@ -107,6 +108,7 @@ class PostgresPreflight:
         if self.method == "replication":
             for db in self.databases:
                 self._what_replication_carries(db)
+            self._pooler()
         return self._result()
 
     def _result(self):
@@ -116,6 +118,17 @@ class PostgresPreflight:
         return result
 
     # -- the checks -------------------------------------------------------------
+    def _pooler(self):
+        """PgBouncer's admin console answers, its pool mode lets PAUSE finish, its client limits outlast the pause."""
+        if self.pooler is None:
+            return
+        problems = self.pooler.problems(self.old.port, self.databases)
+        for msg, fix in problems:
+            self.findings.problem("pooler", msg, fix)
+        if not problems:
+            self.facts["pooler"] = dict(version=self.pooler.version(), databases=[
+                row["name"] for row in self.pooler.entries(self.old.port, self.databases)])
+
     def _old_server_reachable(self):
         if not os.path.isfile(os.path.join(self.old.bin_dir, "postgres")):
             self.findings.problem("old_binaries", "no postgres binary in %s" % self.old.bin_dir,

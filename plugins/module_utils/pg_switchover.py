@@ -43,7 +43,7 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_cutover_
     OBJECTS_FINGERPRINT_SQL, PUBLISHED_TABLES_SQL, SCHEMA_FINGERPRINT_SQL, SEQUENCES_SQL, SUBSCRIBED_TABLES_SQL,
     XID_SQL, drain_is_clean, proof_problems, schema_differences, unreplicated_tables)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_cutover_state import (
-    BEFORE_STOP, FenceGuardian, StateFile)
+    BEFORE_STOP, FenceGuardian, Guardian, StateFile)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_fence import (
     blockers_fix, blockers_message, fence_block, fence_blockers, is_fenced, retired_block, without_fence)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_instance import PostgresInstance
@@ -69,7 +69,7 @@ class PostgresSwitchover(Switchover):
     def __init__(self, module, old, new, databases, subscription, replication_user,
                  production_port, temporary_port, old_port_after, drain_timeout=60,
                  start_timeout=60, verify_row_counts=True, state_file=None, max_lag_bytes=64 * 1024 * 1024,
-                 rollback_slot=True):
+                 rollback_slot=True, pooler=None):
         self.module = module
         self.old = old
         self.new = new
@@ -84,6 +84,10 @@ class PostgresSwitchover(Switchover):
         self.verify_row_counts = verify_row_counts
         self.max_lag_bytes = max_lag_bytes
         self.rollback_slot = rollback_slot
+        self.pooler = pooler  # a PgBouncer in front of the old server (pgbouncer.PgBouncer), or None
+        self._pooler_names = []
+        self._paused = []
+        self._pooler_guardian = None
         self.state = StateFile(module, state_file)
         self.timer = PhaseTimer()
         self.report = dict(databases=dict((db, {}) for db in self.databases), phases=self.timer.timings)
@@ -97,6 +101,7 @@ class PostgresSwitchover(Switchover):
     # -- entry point ------------------------------------------------------------
     def run(self):
         try:
+            self._resume_stale_pause()
             if self._already_switched():
                 self.report.update(changed=False, msg="the new server already serves the production port %d"
                                    % self.production_port, window_seconds=0.0)
@@ -120,14 +125,22 @@ class PostgresSwitchover(Switchover):
         stop and its guardian could not lift it, or the host rebooted), without connecting: the fence would
         reject the connection.  Nothing else changes; a re-run of the cutover starts over."""
         hba_file = self.state.data.get("old_hba_file") or os.path.join(self.old.data_dir, "pg_hba.conf")
+        resumed = []
+        if self.state.data.get("pooler_paused") and self.pooler is not None:
+            resumed = self.state.data["pooler_paused"]
+            if not self.module.check_mode:
+                self._resume_stale_pause()
         interrupted = self.state.phase in BEFORE_STOP + ("stop", "rescuing", "rescue_failed")
         if not interrupted or pg_process.postmaster(self.old.data_dir) is None or not is_fenced(read_text(hba_file)):
+            if resumed:
+                return dict(changed=True, msg="resumed PgBouncer's %s, paused by an interrupted cutover"
+                            % ", ".join(resumed))
             return dict(changed=False, msg="no fence of an interrupted cutover on a running old server")
         self._hba_file = hba_file
         if not self.module.check_mode:
             self._lift_fence()
-        return dict(changed=True, msg="lifted the fence the cutover interrupted at phase %s left in %s"
-                    % (self.state.phase, hba_file))
+        return dict(changed=True, msg="lifted the fence the cutover interrupted at phase %s left in %s%s"
+                    % (self.state.phase, hba_file, "; resumed PgBouncer's %s" % ", ".join(resumed) if resumed else ""))
 
     def _phase(self, name):
         """Record the phase (a re-run reads it), then time it."""
@@ -150,6 +163,7 @@ class PostgresSwitchover(Switchover):
         self.state.data.update(old_hba_file=self._hba_file, new_hba_file=self._new_hba_file, databases=self.databases,
                                production_port=self.production_port)
         self._lift_stale_fence()
+        self._check_pooler()
         self._check_login_roles()
         self._check_fence_blockers()
         for db in self.databases:
@@ -335,6 +349,15 @@ class PostgresSwitchover(Switchover):
     def _cutover(self):
         window = self.timer.mark()
         self.state.data.pop("error", None)
+        try:
+            if self._pooler_names:
+                with self._phase("pause"):
+                    self._pause()
+            self._window(window)
+        finally:
+            self._resume_pooler()
+
+    def _window(self, window):
         self._guardian = FenceGuardian(self._hba_file, self.old.data_dir)
         self._guardian.start()
         signalled = False
@@ -595,6 +618,9 @@ class PostgresSwitchover(Switchover):
         except Exception as exc:
             self.state.set("new_not_ready", error=str(exc))
             raise
+        if self._paused:
+            with self._phase("resume"):
+                self._resume_pooler()
         self.report["window_seconds"] = self.timer.since(window) if window else None
         self.state.set("switched", window_seconds=self.report["window_seconds"], phases=dict(self.timer.timings))
         with self.timer.phase("cleanup"):
@@ -710,6 +736,48 @@ class PostgresSwitchover(Switchover):
                 if slot and os.path.isdir(path):
                     shutil.rmtree(path)
             _fsync_dir(os.path.join(self.old.data_dir, "pg_replslot"))
+
+    # -- the pooler -----------------------------------------------------------
+    def _check_pooler(self):
+        if self.pooler is None:
+            return
+        problems = self.pooler.problems(self.production_port, self.databases)
+        if problems:
+            raise OperationError("PgBouncer cannot hold clients through the cutover: %s"
+                                 % "; ".join(problem for problem, _fix in problems),
+                                 "; ".join(fix for _problem, fix in problems if fix) + " (nothing was changed)")
+        self._pooler_names = [row["name"] for row in self.pooler.entries(self.production_port, self.databases)]
+        self.report["pooler"] = dict(version=self.pooler.version(), databases=self._pooler_names)
+
+    def _pause(self):
+        """PAUSE PgBouncer's databases: from here clients wait in PgBouncer instead of seeing errors.  A guardian
+        RESUMEs them if this process dies, whatever the phase."""
+        pooler, names = self.pooler, list(self._pooler_names)
+        self._pooler_guardian = Guardian(lambda: pooler.resume(names))
+        self._pooler_guardian.start()
+        self._paused = names
+        self.state.set("pause", pooler_paused=names)
+        self.report["pooler"]["pause_seconds"] = round(self.pooler.pause(names), 4)
+
+    def _resume_pooler(self):
+        if not self._paused:
+            return
+        names, self._paused = self._paused, []
+        try:
+            self.pooler.resume(names)
+        finally:
+            self.state.data.pop("pooler_paused", None)
+            self.state.save()
+            self._pooler_guardian.disarm()
+
+    def _resume_stale_pause(self):
+        """A run that died with PgBouncer paused (its guardian too: a reboot) left clients waiting: let them go."""
+        names = self.state.data.get("pooler_paused")
+        if names and self.pooler is not None and not self.module.check_mode:
+            self.pooler.resume(names)
+            self.state.data.pop("pooler_paused", None)
+            self.state.save()
+            self.report["stale_pause_resumed"] = names
 
     # -- failure paths ------------------------------------------------------
     def _abort(self, exc):

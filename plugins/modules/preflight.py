@@ -19,11 +19,14 @@ description:
     hold a second copy. Settings: C(wal_level=logical), enough replication slots and WAL senders (each
     with the restart it needs). Tables without a primary key or replica identity. Transactions open
     for long. The port plan: production, temporary and old-after ports distinct, and not held by a
-    foreign process."
+    foreign process. With O(pooler): PgBouncer's admin console answers, the pool mode of each database it
+    pauses lets PAUSE finish (transaction or statement pooling), and its C(query_wait_timeout) and
+    C(query_timeout) outlast the pause."
   - Read-only; runs the same in check mode.
 extends_documentation_fragment:
   - fleetdb.online_upgrade.engine
   - fleetdb.online_upgrade.instances.old
+  - fleetdb.online_upgrade.pooler
 options:
   new_version:
     description:
@@ -141,6 +144,10 @@ free_bytes:
   description: Free space on the file system of the new data directory.
   returned: when the old server answered
   type: int
+pooler:
+  description: With O(pooler), PgBouncer's version and the databases the cutover would pause.
+  returned: when a pooler was given and its checks passed
+  type: dict
 old_settings:
   description: Settings of the old server's configuration files that the new instance inherits.
   returned: when the old server answered
@@ -152,6 +159,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.args import instance_suboptions, spec_from
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import OperationError
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engines import get_engine
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pgbouncer import from_params, pooler_options
 
 
 def main():
@@ -171,6 +179,7 @@ def main():
             min_free_disk_ratio=dict(type="float", default=1.2),
             max_transaction_age=dict(type="int", default=300),
             fail_on_problems=dict(type="bool", default=True),
+            pooler=dict(type="dict", options=pooler_options()),
         ),
         supports_check_mode=True,
     )
@@ -180,7 +189,8 @@ def main():
         databases=p["databases"], method=p["method"], temporary_port=p["temporary_port"],
         old_port_after=p["old_port_after"], tables_without_key=p["tables_without_key"],
         replication_password_set=p["replication_password_set"], min_free_disk_ratio=p["min_free_disk_ratio"],
-        max_transaction_age=p["max_transaction_age"], unlogged_tables=p["unlogged_tables"])
+        max_transaction_age=p["max_transaction_age"], unlogged_tables=p["unlogged_tables"],
+        pooler=from_params(p["pooler"]))
     try:
         result = preflight.run()
     except OperationError as exc:

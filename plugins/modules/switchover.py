@@ -45,13 +45,14 @@ extends_documentation_fragment:
   - fleetdb.online_upgrade.engine
   - fleetdb.online_upgrade.instances.old
   - fleetdb.online_upgrade.instances.new
+  - fleetdb.online_upgrade.pooler
 options:
   state:
     description:
       - C(switched) runs the cutover.
       - C(unfenced) only lifts the fence that an interrupted cutover left on the running old server (the module
         died before stopping it, or the host rebooted), from the file the state file names, without connecting;
-        O(new) is not needed.
+        O(new) is not needed. With O(pooler), it also RESUMEs the databases such a cutover left paused.
     type: str
     default: switched
     choices: [switched, unfenced]
@@ -141,14 +142,15 @@ EXAMPLES = r"""
 
 RETURN = r"""
 window_seconds:
-  description: Time from raising the fence to the new server accepting connections on the production port.
+  description: Time from raising the fence (with O(pooler), from the PAUSE) to the new server accepting connections
+    on the production port (with O(pooler), to the RESUME).
   returned: when the cutover ran
   type: float
   sample: 0.31
 phases:
   description: Seconds per phase - before the window C(prepare) (which includes C(vacuum) and C(checkpoint) on both
-    servers, also reported alone), then C(fence), C(drain), C(schema), C(sequences), C(roles), C(verify), C(detach),
-    C(stop), C(proof), C(start), and C(cleanup) after it.
+    servers, also reported alone), then C(pause) (with O(pooler)), C(fence), C(drain), C(schema), C(sequences),
+    C(roles), C(verify), C(detach), C(stop), C(proof), C(start), C(resume) (with O(pooler)), and C(cleanup) after it.
   returned: always
   type: dict
   sample: {"fence": 0.012, "drain": 0.004, "stop": 0.09, "start": 0.16}
@@ -156,6 +158,11 @@ databases:
   description: Per database, the sequences copied, tables verified and rows counted.
   returned: always
   type: dict
+pooler:
+  description: With O(pooler), PgBouncer's version, the databases paused, and how long the PAUSE took.
+  returned: when a pooler was given and the checks ran
+  type: dict
+  sample: {"version": "PgBouncer 1.18.0", "databases": ["app"], "pause_seconds": 0.004}
 resumed:
   description: True when this run continued a cutover interrupted after the old server stopped.
   returned: when it applies
@@ -181,6 +188,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.args import instance_suboptions, spec_from
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import OperationError
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engines import get_engine
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pgbouncer import from_params, pooler_options
 
 
 def main():
@@ -200,6 +208,7 @@ def main():
             max_lag_bytes=dict(type="int", default=64 * 1024 * 1024),
             state_file=dict(type="path", default="/var/lib/fleetdb/online_upgrade/switchover.json"),
             rollback_slot=dict(type="bool", default=True),
+            pooler=dict(type="dict", options=pooler_options()),
         ),
         required_if=[("state", "switched", ["new"])],
         supports_check_mode=True,
@@ -210,7 +219,7 @@ def main():
         unfencing = get_engine(p["engine"]).switchover(
             module, old, old, p["databases"], subscription=p["subscription"], replication_user=p["replication_user"],
             production_port=old.port, temporary_port=None,
-            old_port_after=p["old_port_after"], state_file=p["state_file"])
+            old_port_after=p["old_port_after"], state_file=p["state_file"], pooler=from_params(p["pooler"]))
         module.exit_json(**unfencing.unfence())
     new = spec_from(p["new"])
     if old.port == new.port:
@@ -225,7 +234,7 @@ def main():
         production_port=old.port, temporary_port=new.port, old_port_after=p["old_port_after"],
         drain_timeout=p["drain_timeout"], start_timeout=p["start_timeout"],
         verify_row_counts=p["verify_row_counts"], state_file=p["state_file"], max_lag_bytes=p["max_lag_bytes"],
-        rollback_slot=p["rollback_slot"])
+        rollback_slot=p["rollback_slot"], pooler=from_params(p["pooler"]))
     try:
         result = switchover.run()
     except Exception as exc:  # pylint: disable=broad-except  # the report says what state the servers are in

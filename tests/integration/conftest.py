@@ -43,6 +43,11 @@ class Host:
         assert proc.returncode == 0, "%s: %s" % (sql, proc.stderr)
         return proc.stdout.strip()
 
+    def write_file(self, path, text):
+        proc = subprocess.run(["docker", "exec", "-i", self.name, "bash", "-c", "cat > %s" % path], input=text,
+                              capture_output=True, text=True, timeout=60, check=False)
+        assert proc.returncode == 0, "writing %s: %s" % (path, proc.stderr)
+
     def copy_in(self, src, dest):
         subprocess.run(["docker", "cp", src, "%s:%s" % (self.name, dest)], check=True, capture_output=True)
 

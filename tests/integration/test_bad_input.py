@@ -282,6 +282,64 @@ def test_preflight_counts_each_tablespace_where_it_lives(pghost, old, module):
         sh(pghost, psql + "'DROP TABLESPACE ts_big'")
 
 
+PGBOUNCER_INI = """[databases]
+postgres = host=127.0.0.1 port=5432 dbname=postgres
+elsewhere = host=127.0.0.1 port=6543 dbname=postgres
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = 6432
+unix_socket_dir =
+auth_type = scram-sha-256
+auth_file = /etc/pgbouncer/userlist.txt
+admin_users = fleetdb_admin
+pool_mode = %s
+query_wait_timeout = %d
+pidfile = /var/run/postgresql/pgbouncer.pid
+logfile = /var/log/postgresql/pgbouncer.log
+"""
+
+
+def test_preflight_names_what_keeps_pgbouncer_from_holding_clients(pghost, old, module):
+    """Debian's PgBouncer in front of the server: a wrong admin password (never echoed), session pooling and a
+    query_wait_timeout shorter than the pause are each named with the fix; corrected, preflight passes."""
+    def configure(mode, wait):
+        pghost.write_file("/etc/pgbouncer/pgbouncer.ini", PGBOUNCER_INI % (mode, wait))
+        sh(pghost, "kill -HUP $(cat /var/run/postgresql/pgbouncer.pid) 2>/dev/null || "
+                   "runuser -u postgres -- pgbouncer -d /etc/pgbouncer/pgbouncer.ini; sleep 0.3")
+
+    pghost.write_file("/etc/pgbouncer/userlist.txt", '"fleetdb_admin" "pgb-admin-pw-1"\n')
+    sh(pghost, "chown postgres /etc/pgbouncer/userlist.txt /etc/pgbouncer/pgbouncer.ini")
+    configure("session", 20)
+    pooler = dict(port=6432, admin_user="fleetdb_admin", admin_password="pgb-admin-pw-1", pause_timeout=5)
+    try:
+        before = snapshot(pghost)
+        wrong = preflight(module, pooler=dict(pooler, admin_password="wrong-pgb-pw"))
+        found = problem(wrong, "pooler")
+        assert "cannot reach the admin console of PgBouncer 127.0.0.1:6432" in found["msg"], found
+        assert "admin_users" in found["fix"] and "wrong-pgb-pw" not in str(wrong), wrong
+
+        result = preflight(module, pooler=pooler)
+        messages = [p["msg"] for p in result["problems"] if p["check"] == "pooler"]
+        assert len(messages) == 2, result["problems"]
+        assert "PgBouncer database postgres uses session pooling" in messages[0], messages
+        assert "query_wait_timeout is 20 s" in messages[1] and "pause_timeout 5 s" in messages[1], messages
+        assert "at least 36" in problem(result, "pooler")["fix"] or "at least 36" in result["msg"], result
+
+        configure("transaction", 120)
+        passed = preflight(module, pooler=pooler)
+        assert passed["ok"], passed["problems"]
+        # Only the entry that leads to this server's port is paused: "elsewhere" goes to another server.
+        assert passed["pooler"]["databases"] == ["postgres"], passed["pooler"]
+        assert passed["pooler"]["version"].startswith("PgBouncer 1."), passed["pooler"]
+
+        named = preflight(module, pooler=dict(pooler, databases=["postgres", "nosuch"]))
+        assert "has no database nosuch" in problem(named, "pooler")["msg"], named
+        assert snapshot(pghost) == before
+    finally:
+        sh(pghost, "kill $(cat /var/run/postgresql/pgbouncer.pid) 2>/dev/null; true")
+
+
 # -- the role: argument validation -----------------------------------------------------------------------------------
 
 def run_playbook(host, tmp_path, *extra_vars):

@@ -11,7 +11,7 @@ from test_systemd_scenarios import SYSTEMD_SCENARIOS
 
 SCENARIOS = sorted(name for name in (os.path.basename(os.path.dirname(p))
                                      for p in glob.glob(os.path.join(ROOT, "molecule", "*", "molecule.yml")))
-                   if name not in SYSTEMD_SCENARIOS)
+                   if name not in SYSTEMD_SCENARIOS + ("pgbouncer",))  # test_pgbouncer_scenario.py
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
