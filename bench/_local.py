@@ -168,3 +168,38 @@ def start_load(port, log_dir, writers=4):
     argv = [sys.executable, PROOF, "--host", "127.0.0.1", "--port", str(port), "--user", "app",
             "--password", APP_PASSWORD, "--dbname", "app", "load", "--writers", str(writers), "--log-dir", log_dir]
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+class PgBouncer:
+    """Debian's pgbouncer in front of ``port``: transaction pooling, the app database, an admin user."""
+    ADMIN_PASSWORD = "bench-pgbouncer-admin"
+
+    def __init__(self, work, listen_port, server_port):
+        self.dir = os.path.join(work, "pgbouncer")
+        self.port = listen_port
+        os.makedirs(self.dir)
+        chown(self.dir)
+        ini = os.path.join(self.dir, "pgbouncer.ini")
+        with open(ini, "w") as handle:
+            handle.write("[databases]\napp = host=127.0.0.1 port=%d dbname=app\n\n[pgbouncer]\n"
+                         "listen_addr = 127.0.0.1\nlisten_port = %d\nunix_socket_dir =\n"
+                         "auth_type = scram-sha-256\nauth_file = %s/userlist.txt\nadmin_users = fleetdb_admin\n"
+                         "pool_mode = transaction\ndefault_pool_size = 10\nmax_client_conn = 100\n"
+                         "logfile = %s/pgbouncer.log\npidfile = %s/pgbouncer.pid\n"
+                         % (server_port, listen_port, self.dir, self.dir, self.dir))
+        with open(os.path.join(self.dir, "userlist.txt"), "w") as handle:
+            handle.write('"app" "%s"\n"fleetdb_admin" "%s"\n' % (APP_PASSWORD, self.ADMIN_PASSWORD))
+        for name in os.listdir(self.dir):
+            chown(os.path.join(self.dir, name))
+        run([shutil.which("pgbouncer") or "/usr/sbin/pgbouncer", "-d", ini])
+
+    def pooler(self):
+        from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pgbouncer import PgBouncer as Pooler
+        return Pooler("127.0.0.1", self.port, "fleetdb_admin", self.ADMIN_PASSWORD)
+
+    def stop(self):
+        try:
+            with open(os.path.join(self.dir, "pgbouncer.pid")) as handle:
+                os.kill(int(handle.read()), 15)
+        except (OSError, ValueError):
+            pass

@@ -1,6 +1,7 @@
 """Client-visible write gap of three ways to upgrade PostgreSQL 16 -> 18, same data, same load, one run.
 
   online        this collection: schema by pg_dump/pg_restore, logical replication, PostgresSwitchover
+  pgbouncer     the same, the writers connected through PgBouncer (transaction pooling), paused at the cutover
   pg_upgrade    in place: stop 16, pg_upgrade --link -j 2, start 18 on the same port
   dump_restore  offline, the ttMigrate way: fence clients, pg_dump -Fd -j 2 | pg_restore -j 2, start 18
 
@@ -20,8 +21,9 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-METHODS = ("online", "pg_upgrade", "dump_restore")
-LABELS = dict(online="online (replication + switchover)", pg_upgrade="pg_upgrade --link", dump_restore="dump/restore")
+METHODS = ("online", "pgbouncer", "pg_upgrade", "dump_restore")
+LABELS = dict(online="online (replication + switchover)", pgbouncer="online through PgBouncer (paused)",
+              pg_upgrade="pg_upgrade --link", dump_restore="dump/restore")
 BYTES_PER_ROW = 230  # app.events row + its share of orders/order_lines, with indexes (measured on 16)
 
 
@@ -152,7 +154,8 @@ def upgrade_online(L, work, old, bin18, ports):
                                 "fleetdb_replicator", production_port=prod, temporary_port=temp,
                                 old_port_after=ports["old_after"], drain_timeout=30,
                                 verify_row_counts=ports["verify_row_counts"],
-                                state_file=os.path.join(work, "switchover.json")).run()
+                                state_file=os.path.join(work, "switchover.json"),
+                                pooler=ports.get("pgbouncer") and ports["pgbouncer"].pooler()).run()
     return new, dict(copy_s=round(copy_s, 1), window_s=report.get("window_seconds"),
                      phases=dict(report.get("phases") or {}))
 
@@ -216,14 +219,16 @@ def run_one(L, work, tmpl, bin18, scenario, method, ports, warmup):
     old.log = os.path.join(run_dir, "old.log")
     old.start()
     log_dir = os.path.join(run_dir, "load")
-    load = L.start_load(ports["prod"], log_dir)
+    pgbouncer = L.PgBouncer(run_dir, ports["pooler"], ports["prod"]) if method == "pgbouncer" else None
+    load = L.start_load(ports["pooler"] if pgbouncer else ports["prod"], log_dir)
     new = None
     result = dict(scenario=scenario["name"], method=method, size_mb=scenario["size_mb"], tables=scenario["tables"])
     try:
         time.sleep(warmup)
         began = time.monotonic()
-        upgrade = dict(online=upgrade_online, pg_upgrade=upgrade_pg_upgrade, dump_restore=upgrade_dump_restore)[method]
-        new, extra = upgrade(L, run_dir, old, bin18, ports)
+        upgrade = dict(online=upgrade_online, pgbouncer=upgrade_online, pg_upgrade=upgrade_pg_upgrade,
+                       dump_restore=upgrade_dump_restore)[method]
+        new, extra = upgrade(L, run_dir, old, bin18, dict(ports, pgbouncer=pgbouncer))
         result.update(extra, upgrade_s=round(time.monotonic() - began, 1))
         time.sleep(warmup)
     except Exception as exc:  # pylint: disable=broad-except
@@ -235,6 +240,8 @@ def run_one(L, work, tmpl, bin18, scenario, method, ports, warmup):
     finally:
         L.proof(ports["prod"], "stop", "--log-dir", log_dir, check=False)
         load.wait(timeout=60)
+        if pgbouncer:
+            pgbouncer.stop()
     verified = L.proof(ports["prod"], "verify", "--log-dir", log_dir, "--json", check=False)
     try:
         report = json.loads(verified.stdout)
@@ -266,7 +273,8 @@ def main(argv=None):
     parser.add_argument("--tables-size", type=int, default=100, help="MB of the 300-table scenario; 0 skips it")
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds of load before and after the upgrade")
-    parser.add_argument("--port", type=int, default=7170, help="production port; the next three are used too")
+    parser.add_argument("--port", type=int, default=7170,
+                        help="production port; the next three are used too (the last: PgBouncer)")
     parser.add_argument("--no-verify-row-counts", action="store_true",
                         help="switchover without its row-count comparison inside the window")
     parser.add_argument("--dist", default="/var/cache/fleetdb-online-upgrade/dist")
@@ -277,7 +285,7 @@ def main(argv=None):
     # imported here so that the report functions (unit-tested) do not need the collection
     import _local as L  # pylint: disable=import-outside-toplevel
 
-    ports = dict(prod=args.port, temp=args.port + 1, old_after=args.port + 2,
+    ports = dict(prod=args.port, temp=args.port + 1, old_after=args.port + 2, pooler=args.port + 3,
                  verify_row_counts=not args.no_verify_row_counts)
     methods = [m for m in args.methods.split(",") if m]
     work = L.make_work()

@@ -115,8 +115,8 @@ class PgBouncer:
                 found.append(("%r has no database %s" % (self, ", ".join(missing)),
                               "name databases from its [databases] section (SHOW DATABASES)"))
         elif not entries:
-            found.append(("no database of %r leads to %s on port %d" % (self, ", ".join(server_databases),
-                                                                          production_port),
+            found.append(("no database of %r leads to %s on port %d"
+                          % (self, ", ".join(server_databases), production_port),
                           "name its databases in the pooler option, or check its [databases] section"))
         for row in entries:
             mode = row.get("pool_mode") or config.get("pool_mode")
