@@ -37,10 +37,15 @@ test: setup
 demo: setup
 	bash scripts/demo.sh
 
-## bench: figures (initial copy rate, client-visible write gap) printed and drawn into docs/
+## bench: figures (initial copy rate, client-visible write gap, the wave plan of a 500-host fleet) printed and drawn into docs/
 bench: setup
 	$(VENV)/python bench/initial_copy.py
 	$(VENV)/python bench/gap.py
+	@if [ -f .cache/fleet/summary.json ]; then \
+	  echo "wave plan for 500 hosts from the ten-host run (tests/integration/test_fleet_runner.py):"; \
+	  $(VENV)/python tools/fleetdb_waves.py plan --summary .cache/fleet/summary.json --fleet 400x20GB,90x200GB,10x1TB \
+	    --copy-rate-from .cache/bench/initial_copy.json; \
+	else echo "no wave plan: run the ten-host test first (make test, or pytest tests/integration/test_fleet_runner.py)"; fi
 
 clean:
 	-docker ps -aq --filter label=fleetdb-test=1 | xargs -r docker rm -f

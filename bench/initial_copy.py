@@ -6,6 +6,7 @@ Uses the cached binary tarballs (no Docker): two throw-away instances in a temp 
 """
 import argparse
 import glob
+import json
 import os
 import shutil
 import subprocess
@@ -107,6 +108,13 @@ def main():
               % (copy_seconds, mb / copy_seconds))
         print("pg_dump -Fc | pg_restore:                                              %.1f s, %.1f MB/s"
               % (dump_seconds, mb / dump_seconds))
+        # tools/fleetdb_waves.py plans a fleet's copies at this rate (make bench)
+        out = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".cache", "bench",
+                           "initial_copy.json")
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        with open(out, "w") as handle:
+            json.dump(dict(mb=round(mb, 1), copy_seconds=round(copy_seconds, 2), dump_seconds=round(dump_seconds, 2),
+                           copy_bytes_per_s=int(mb * 1024 * 1024 / copy_seconds)), handle, indent=1, sort_keys=True)
     finally:
         for spec in specs:
             subprocess.run(as_owner([os.path.join(spec.bin_dir, "pg_ctl"), "-D", spec.data_dir, "-m", "immediate",

@@ -270,12 +270,12 @@ class PostgresReplication(Replication):
 
     # -- sessions ---------------------------------------------------------------
     def src(self):
-        if self._src is None:
+        if self._src is None or self._src.closed:  # closed: the server went away; a new session tells
             self._src = connect(self.source, dbname=self.dbname)
         return self._src
 
     def tgt(self):
-        if self._tgt is None:
+        if self._tgt is None or self._tgt.closed:
             self._tgt = connect(self.target, dbname=self.dbname)
         return self._tgt
 
@@ -362,6 +362,13 @@ class PostgresReplication(Replication):
         if src.scalar("SHOW wal_level") != "logical":
             problems.append("wal_level on the source is %s, logical is needed" % src.scalar("SHOW wal_level"))
         slot_exists = src.scalar("SELECT 1 FROM pg_replication_slots WHERE slot_name = $1", [self.name]) is not None
+        if slot_exists and not self.existing_slot and self._orphan_slot():
+            # CREATE SUBSCRIPTION makes the slot on the source before it commits on the target: a target that
+            # died in between (or a module killed there) leaves it behind, unused, holding WAL.
+            self._act("drop slot %s on the source (left by an interrupted CREATE SUBSCRIPTION)" % self.name,
+                      lambda: self._drop_slot(self.name))
+            self.result["orphan_slot_dropped"] = self.name
+            slot_exists = self.module.check_mode
         if slot_exists and not self.existing_slot:
             raise OperationError("the source already has a replication slot %s" % self.name,
                                  "drop it with state=absent, or set existing_slot: true to subscribe to it")
@@ -390,6 +397,12 @@ class PostgresReplication(Replication):
                                  "set these with fleetdb.online_upgrade.instance settings={...} on the server named, "
                                  "then restart it (fleetdb.online_upgrade.server state=restarted): they only take "
                                  "effect at server start. Nothing was changed", problems=problems)
+
+    def _orphan_slot(self):
+        """The upgrade's own slot with no subscription on the target: logical, pgoutput, this database, unused."""
+        return self.src().scalar(
+            "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND slot_type = 'logical' AND plugin = 'pgoutput' "
+            "AND database = current_database() AND NOT active", [self.name]) is not None and self.subscription() is None
 
     def _prepare_tables(self):
         tables = self.src().rows(TABLES_SQL)
@@ -573,7 +586,7 @@ class PostgresReplication(Replication):
         sub = None
         try:
             sub = self.subscription()
-        except OperationError as exc:
+        except (OperationError, pgwire.PgError) as exc:
             self.module.warn("target unreachable, no subscription dropped there: %s" % exc)
         slots = [self.name]
         if sub is not None:

@@ -158,6 +158,11 @@ actions:
   description: What was done (or would be, in check mode); statements without secrets.
   returned: always
   type: list
+orphan_slot_dropped:
+  description: The upgrade's own slot found on the source with no subscription on the target (a target that died,
+    or a module killed, inside CREATE SUBSCRIPTION), unused, and dropped before the subscription was created again.
+  returned: when it happened
+  type: str
 tables_total:
   description: Tables in the subscription.
   returned: unless state=absent or state=role_absent
