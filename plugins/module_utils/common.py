@@ -214,15 +214,18 @@ def group_name(gid):
 
 
 class PhaseTimer:
-    """Measures named phases; ``timings`` maps phase -> seconds (3 decimals)."""
+    """Measures named phases; ``timings`` maps phase -> seconds (3 decimals), ``order`` lists them as they began
+    (a result's dict loses its order on the way to the controller)."""
 
     def __init__(self):
         self.timings = {}
+        self.order = []
         self._start = time.monotonic()
 
     @contextlib.contextmanager
     def phase(self, name):
         began = time.monotonic()
+        self.order.append(name)
         try:
             yield
         finally:

@@ -28,7 +28,7 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_fence im
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_process import reload
 
 # The phases of the window, in order, as the state file names them.
-WINDOW_PHASES = ("pause", "fence", "drain", "schema", "sequences", "roles", "verify", "detach", "stop", "proof",
+WINDOW_PHASES = ("pause", "fence", "drain", "schema", "sequences", "roles", "detach", "stop", "proof",
                  "start", "resume")
 BEFORE_STOP = WINDOW_PHASES[:WINDOW_PHASES.index("stop")]
 FAILPOINT_FILE = "failpoint"

@@ -5,8 +5,9 @@
 
 Before the window (clients still write to the old server):
   checks (subscriptions synced, schemas alike, no prepared transaction or extension worker the fence
-  cannot stop), the sessions the window uses, a checkpoint on both servers so their shutdowns are short,
-  the drain marker table, the new server configured for the production port.
+  cannot stop), the sessions the window uses, the row counts of both servers compared at one point of
+  replication (pg_row_check: it grows with the data, so never in the window), a checkpoint on both servers so
+  their shutdowns are short, the drain marker table, the new server configured for the production port.
 The client-visible window:
   fence       pg_hba.conf rejects every login but the replication role's on the socket (validated, then
               reloaded; a probe login must be rejected), then client backends are terminated;
@@ -16,7 +17,6 @@ The client-visible window:
   schema      the schema check again (a catalog read), and every table of the old server replicated;
   sequences   copy last_value/is_called of every sequence;
   roles       password hashes changed since the migrate (never logged);
-  verify      compare row counts of the replicated tables (optional);
   detach      disable the subscriptions (their slots stay on the old server), create the rollback slot;
   stop        fast shutdown of both servers;
   proof       the old server's pg_control: cleanly shut down, next transaction id the one the drain saw;
@@ -32,7 +32,6 @@ __metaclass__ = type
 
 import os
 import shutil
-import threading
 import time
 
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import pg_process, pgwire
@@ -47,6 +46,7 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_cutover_
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_fence import (
     blockers_fix, blockers_message, fence_block, fence_blockers, is_fenced, retired_block, without_fence)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_instance import PostgresInstance
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_row_check import RowCountCheck
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_replication import (  # noqa: F401
     reattach_subscription, subscription_name)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_service import manager as service_manager
@@ -90,7 +90,8 @@ class PostgresSwitchover(Switchover):
         self._pooler_guardian = None
         self.state = StateFile(module, state_file)
         self.timer = PhaseTimer()
-        self.report = dict(databases=dict((db, {}) for db in self.databases), phases=self.timer.timings)
+        self.report = dict(databases=dict((db, {}) for db in self.databases), phases=self.timer.timings,
+                           phase_order=self.timer.order)
         self._old_sessions = {}
         self._new_sessions = {}
         self._hba_file = None
@@ -163,6 +164,7 @@ class PostgresSwitchover(Switchover):
         self.state.data.update(old_hba_file=self._hba_file, new_hba_file=self._new_hba_file, databases=self.databases,
                                production_port=self.production_port)
         self._lift_stale_fence()
+        self._resume_verified()
         self._check_pooler()
         self._check_login_roles()
         self._check_fence_blockers()
@@ -183,12 +185,17 @@ class PostgresSwitchover(Switchover):
             return
         with self.timer.phase("vacuum"):  # reported: on the production server, outside the window
             for db in self.databases:
-                # Statistics for the new server's planner (an initial copy leaves none), and visibility maps
-                # on both sides so that the row counts inside the window can use index-only scans.
-                # ANALYZE on the old server too: an autovacuum ANALYZE inside the window would take a transaction
-                # id, which the proof counts as a write past the fence.
+                # Statistics for the new server's planner (an initial copy leaves none), and its visibility
+                # map for the row counts' index-only scans.  ANALYZE on the old server too: an autovacuum ANALYZE
+                # inside the window would take a transaction id, which the proof counts as a write past the fence.
                 self._new(db).execute("VACUUM (ANALYZE)")
-                self._old(db).execute("VACUUM (ANALYZE)" if self.verify_row_counts else "ANALYZE")
+                self._old(db).execute("ANALYZE")
+        if self.verify_row_counts:
+            with self.timer.phase("verify"):  # before the window: counting grows with the data
+                for db in self.databases:
+                    self._compare_row_counts(db)
+                for db in self.databases:
+                    self._wait_caught_up(db)
         with self.timer.phase("checkpoint"):
             # Shutdown writes a checkpoint; doing one now keeps the one in the window small.
             self._old(first).execute("CHECKPOINT")
@@ -272,10 +279,8 @@ class PostgresSwitchover(Switchover):
             raise OperationError("%s of %s tables of database %s are still in their initial copy"
                                  % (sub["copying"], sub["tables"], db),
                                  "wait for fleetdb.online_upgrade.replication state=synced before the cutover")
-        lag = self._old(db).scalar(
-            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint "
-            "  FROM pg_replication_slots WHERE slot_name = $1", [sub["slot"]])
-        if lag is not None and int(lag) > self.max_lag_bytes:
+        lag = self._lag(db, sub["slot"])
+        if lag is not None and lag > self.max_lag_bytes:
             raise OperationError("the new server is %s bytes behind in database %s" % (lag, db),
                                  "wait for replication to catch up (state=synced) or raise max_lag_bytes")
 
@@ -376,10 +381,6 @@ class PostgresSwitchover(Switchover):
                     self._copy_sequences(db)
             with self._phase("roles"):
                 self._copy_role_passwords()
-            if self.verify_row_counts:
-                with self._phase("verify"):
-                    for db in self.databases:
-                        self._compare_row_counts(db)
             with self._phase("detach"):
                 for db in self.databases:
                     self._detach(db)
@@ -532,29 +533,45 @@ class PostgresSwitchover(Switchover):
         self.report["role_passwords_copied"] = len(changed)
 
     def _compare_row_counts(self, db):
-        tables = [r[0] for r in self._new(db).query(
-            "SELECT r.srrelid::regclass::text FROM pg_subscription_rel r JOIN pg_subscription s "
-            "  ON s.oid = r.srsubid WHERE s.subname = $1 AND r.srrelid <> to_regclass($2) ORDER BY 1",
-            [self._sub(db), MARKER_TABLE]).rows]  # the marker holds rows of earlier cutovers (a rollback's new side)
-        counts = {}
+        """Row counts of both servers at one point of replication (pg_row_check), while clients write."""
+        tables = [r[0] for r in self._new(db).query(SUBSCRIBED_TABLES_SQL, [self._sub(db)]).rows
+                  if r[0] != MARKER_TABLE]  # the marker holds earlier cutovers' rows (a rollback's new side)
+        self.state.data.setdefault("verifying", []).append(db)
+        self.state.save()
+        gap = connect(self.old, dbname=db, port=self.production_port, application_name=APPLICATION_NAME)
+        try:
+            checked = RowCountCheck(self._old(db), gap, self._new(db), self._sub(db),
+                                    self.report["databases"][db]["slot"], tables, timeout=self.drain_timeout).run()
+        finally:
+            gap.close()
+            self.state.data["verifying"].remove(db)
+            self.state.save()
+        self.report["databases"][db].update(checked)
 
-        def count(side, session):
-            sql = " UNION ALL ".join("SELECT %s, count(*) FROM %s" % (pgwire.quote_literal(t), t) for t in tables)
-            counts[side] = dict(session.execute(sql).rows) if tables else {}
+    def _resume_verified(self):
+        """A run that died while counting left the subscription disabled: enable it again."""
+        for db in list(self.state.data.get("verifying") or []):
+            if not self.module.check_mode:
+                self._new(db).execute("ALTER SUBSCRIPTION %s ENABLE" % pgwire.quote_ident(self._sub(db)))
+                self.state.data["verifying"].remove(db)
+                self.state.save()
 
-        worker = threading.Thread(target=count, args=("old", self._old(db)))
-        worker.start()
-        count("new", self._new(db))
-        worker.join()
-        if "old" not in counts:
-            raise OperationError("counting rows on the old server failed", "see the old server's log")
-        mismatched = ["%s (old %s, new %s)" % (t, counts["old"][t], counts["new"][t])
-                      for t in tables if counts["old"][t] != counts["new"][t]]
-        if mismatched:
-            raise OperationError("row counts differ after the drain in database %s: %s" % (db, ", ".join(mismatched)),
-                                 "do not switch: investigate replication conflicts in the new server's log")
-        self.report["databases"][db]["tables_verified"] = len(tables)
-        self.report["databases"][db]["rows"] = sum(int(v) for v in counts["new"].values())
+    def _lag(self, db, slot):
+        lag = self._old(db).scalar(
+            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint "
+            "  FROM pg_replication_slots WHERE slot_name = $1", [slot])
+        return None if lag is None else int(lag)
+
+    def _wait_caught_up(self, db):
+        """The counts paused replication: let the new server catch up before the fence."""
+        slot = self.report["databases"][db]["slot"]
+        deadline = time.monotonic() + max(60, 10 * self.drain_timeout)
+        while (self._lag(db, slot) or 0) > self.max_lag_bytes:
+            if time.monotonic() > deadline:
+                raise OperationError("the new server is %s bytes behind in database %s after the row counts"
+                                     % (self._lag(db, slot), db),
+                                     "wait for replication to catch up (state=synced), then run again")
+            time.sleep(0.1)
 
     def _detach(self, db):
         """Disable the subscription so the new server never connects to the port it is about to take.  Its slot

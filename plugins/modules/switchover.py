@@ -92,7 +92,11 @@ options:
     default: 60
   verify_row_counts:
     description:
-      - Compare row counts of every replicated table on both servers inside the window.
+      - Compare row counts of every replicated table on both servers before the window, while clients write. The new
+        server's subscription is paused, the old server is counted in a snapshot taken after that, and the
+        transactions between the two points are decoded from a temporary copy of the upgrade's slot, so the
+        comparison is exact. Its time grows with the data; the window's does not. A difference fails the module
+        before the fence. Skipped in check mode (it pauses the subscription for the count).
     type: bool
     default: true
   max_lag_bytes:
@@ -148,12 +152,19 @@ window_seconds:
   type: float
   sample: 0.31
 phases:
-  description: Seconds per phase - before the window C(prepare) (which includes C(vacuum) and C(checkpoint) on both
-    servers, also reported alone), then C(pause) (with O(pooler)), C(fence), C(drain), C(schema), C(sequences),
-    C(roles), C(verify), C(detach), C(stop), C(proof), C(start), C(resume) (with O(pooler)), and C(cleanup) after it.
+  description: Seconds per phase - before the window C(prepare) (which includes C(vacuum), C(verify) with
+    O(verify_row_counts), and C(checkpoint), also reported alone), then C(pause) (with O(pooler)), C(fence), C(drain),
+    C(schema), C(sequences), C(roles), C(detach), C(stop), C(proof), C(start), C(resume) (with O(pooler)), and
+    C(cleanup) after it.
   returned: always
   type: dict
   sample: {"fence": 0.012, "drain": 0.004, "stop": 0.09, "start": 0.16}
+phase_order:
+  description: The phases of RV(phases) in the order they ran.
+  returned: always
+  type: list
+  elements: str
+  sample: ["vacuum", "verify", "checkpoint", "prepare", "fence", "drain", "schema", "sequences", "roles", "detach"]
 databases:
   description: Per database, the sequences copied, tables verified and rows counted.
   returned: always

@@ -35,6 +35,8 @@ APP_PW = "app-Secr3t-91cd"
 OTHER_PW = "other-Secr3t-55be"
 SECRETS = (REPL_PW, APP_PW, OTHER_PW)
 DUMP = WORK + "/app.schema.dump"
+# The phases a cutover window may hold: catalog reads and fixed-size work only (docs/procedure.md).
+CONSTANT_TIME_PHASES = ("fence", "drain", "schema", "sequences", "roles", "detach", "stop", "proof", "start")
 PASSFILE = "/var/lib/fleetdb/postgresql/18/fleetdb_replication.pgpass"
 
 
@@ -231,6 +233,35 @@ def test_a_hung_statement_aborts_the_cutover_within_drain_timeout(pghost, server
     wait_until(lambda: psql(pghost, "18", "app", "SELECT count(*) FROM writes WHERE who = 'after-hang'") == "1")
 
 
+# -- a row the new server lacks ---------------------------------------------------------------------------------
+
+def test_a_row_missing_on_the_new_server_stops_the_switchover_before_the_fence(pghost, servers, replicated, module):
+    """The row counts are compared before the fence, at one point of replication, while a client writes: a row
+    deleted on 18 behind replication's back is found, and nothing else is reported (the writes in flight are
+    accounted for)."""
+    sh(pghost, "rm -f /tmp/stop-writers")
+    start_writer(pghost, "counted", "app", APP_PW)
+    try:
+        wait_until(lambda: count(pghost, "16", "counted") > 20)
+        removed = psql(pghost, "18", "app", "DELETE FROM writes WHERE id = (SELECT min(id) FROM writes) "
+                                            "RETURNING row_to_json(writes)").splitlines()[0]
+        refused = module("switchover", **switchover_args(servers))
+        assert refused.get("failed"), refused
+        assert "row counts differ" in refused["msg"] and "public.writes" in refused["msg"], refused["msg"]
+        assert refused["row_mismatches"] == [m for m in refused["row_mismatches"] if m.startswith("public.writes")]
+        assert "fence" not in refused["phases"] and "verify" in refused["phases"], refused["phases"]
+        assert "BEGIN fleetdb.online_upgrade fence" not in sh(pghost, "cat %s/pg_hba.conf"
+                                                              % servers["16"]["data_dir"])
+        assert psql(pghost, "18", "app", "SELECT subenabled FROM pg_subscription") == "t"
+        # Put back, the row counts agree again: the real switchover below runs them, writers going.
+        psql(pghost, "18", "app", "INSERT INTO writes SELECT * FROM json_populate_record(NULL::writes, '%s')"
+             % removed.replace('"', '\\"'))
+        before = count(pghost, "16", "counted")
+        wait_until(lambda: count(pghost, "18", "counted") > before)  # replication goes on
+    finally:
+        sh(pghost, "touch /tmp/stop-writers; sleep 1")
+
+
 # -- the fence ---------------------------------------------------------------------------------------------------
 
 def start_writer(host, name, user, password, first_sql=""):
@@ -263,6 +294,12 @@ def test_the_fence_cannot_be_bypassed_and_no_accepted_write_is_lost(pghost, serv
         switched = module("switchover", **switchover_args(servers))
         assert not switched.get("failed"), (switched.get("msg"), switched.get("aborted_because"))
         assert switched["changed"] and switched["window_seconds"] > 0, switched
+        # Nothing that grows with the data runs in the window: the row counts ran before the fence.
+        phases = switched["phase_order"]
+        window = phases[phases.index("fence"):phases.index("start") + 1]
+        assert phases.index("verify") < phases.index("fence"), phases
+        assert set(window) <= set(CONSTANT_TIME_PHASES), window
+        assert switched["databases"]["app"]["tables_verified"] >= 2, switched["databases"]
         # The writers reconnect to the same port and now write to 18.
         on18 = (count(pghost, "18", "other", port=5432), count(pghost, "18", "app-rw", port=5432))
         wait_until(lambda: count(pghost, "18", "other", port=5432) > on18[0] + 5

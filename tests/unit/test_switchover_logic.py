@@ -70,3 +70,38 @@ def test_tables_the_subscription_does_not_carry_are_named():
     from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_cutover_logic import unreplicated_tables
     assert unreplicated_tables(["app.a", "app.b", "feat.m_2027"], ["app.a", "app.b"]) == ["feat.m_2027"]
     assert unreplicated_tables(["app.a"], ["app.a", "app.gone"]) == []
+
+
+# -- row counts at one point of replication (pg_row_check) ------------------------------------------------------
+
+def test_visibility_in_a_snapshot_follows_xmin_xmax_and_the_in_progress_list():
+    from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_row_check import visible_in_snapshot
+    snapshot = "1000:1010:1003,1007"
+    assert visible_in_snapshot("999", snapshot)
+    assert visible_in_snapshot("1005", snapshot)
+    assert not visible_in_snapshot("1003", snapshot)      # in progress when the snapshot was taken
+    assert not visible_in_snapshot("1010", snapshot)      # began after it
+    # 64-bit ids: decoding gives 32 bits, the epoch is the one nearest the snapshot's
+    epoch = 1 << 32
+    assert visible_in_snapshot(str(epoch - 5), "%d:%d:" % (epoch - 10, epoch + 3))
+    assert not visible_in_snapshot("4", "%d:%d:" % (epoch - 10, epoch + 3))
+    assert visible_in_snapshot("2", "%d:%d:" % (epoch - 10, epoch + 3))
+
+
+def test_transactions_in_the_gap_move_the_expected_difference_both_ways():
+    from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import pg_row_check as rc
+    snapshot = "100:110:105"
+    changes = [
+        ("101", "true", "app.t", "3", "false"),    # applied on the new server, visible in the snapshot: counted both
+        ("105", "true", "app.t", "2", "false"),    # applied, not yet visible in the snapshot: new has 2 more
+        ("108", "false", "app.t", "-1", "false"),  # not applied, visible: a delete the new server lacks
+        ("120", "false", "app.u", "7", "false"),   # neither
+        ("109", "false", "other.x", "4", "false"),  # a table not compared
+    ]
+    differences, truncated = rc.expected_differences(changes, snapshot, ["app.t", "app.u"])
+    assert differences == {"app.t": 2 + 1, "app.u": 0} and truncated == []
+    assert rc.mismatches({"app.t": "10", "app.u": "5"}, {"app.t": "13", "app.u": "5"}, differences) == []
+    wrong = rc.mismatches({"app.t": "10", "app.u": "5"}, {"app.t": "12", "app.u": "5"}, differences)
+    assert wrong == ["app.t (old 10, new 12, +3 in flight)"]
+    _, truncated = rc.expected_differences([("105", "true", "app.u", "0", "true")], snapshot, ["app.u"])
+    assert truncated == ["app.u"]
