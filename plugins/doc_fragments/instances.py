@@ -142,6 +142,13 @@ options:
             type: str
 """
 
+    # The new instance as the physical copy takes it: created, stopped, its port the temporary one.
+    NEW_STOPPED = NEW.replace(
+        """      - The new instance, running on its temporary port for a cutover and configured for the production port.
+      - Required unless the module is told only to lift a fence (O(state=unfenced)).""",
+        """      - The new instance, created and stopped; its port is the temporary one it is started on afterwards.
+      - Required.""")
+
     SOURCE = r"""
 options:
   source:

@@ -149,6 +149,11 @@ class Engine:
     def replication(self, module, source, target, dbname, **options):
         raise NotImplementedError
 
+    def physical_copy(self, module, old, new, databases, **options):
+        """The initial copy made from the old server's files (an object whose run() returns where replication
+        starts): a base backup recovered to a replication point, then the new release's in-place upgrade."""
+        raise NotImplementedError
+
     def preflight(self, module, old, **options):
         """Every check before an upgrade (an object whose run() returns problems, warnings and facts)."""
         raise NotImplementedError

@@ -64,7 +64,8 @@ class Findings:
 class PostgresPreflight:
     def __init__(self, module, old, new_version, new_data_dir, databases, method, temporary_port,
                  old_port_after, tables_without_key="fail", replication_password_set=True,
-                 min_free_disk_ratio=1.2, max_transaction_age=300, unlogged_tables="fail", pooler=None):
+                 min_free_disk_ratio=1.2, max_transaction_age=300, unlogged_tables="fail", pooler=None,
+                 copy_method="logical"):
         self.module = module
         self.old = old
         self.new_version_text = "" if new_version is None else str(new_version)
@@ -80,6 +81,7 @@ class PostgresPreflight:
         self.max_transaction_age = max_transaction_age
         self.unlogged_tables = unlogged_tables
         self.pooler = pooler  # pgbouncer.PgBouncer or None
+        self.copy_method = copy_method
         self.findings = Findings()
         self.facts = {}
 
@@ -99,6 +101,8 @@ class PostgresPreflight:
                 self._replication_settings(session)
                 self._fence_blockers(session)
                 self._other_replication(session)
+                if self.copy_method == "physical":
+                    self._physical_copy(session)
                 if not self.replication_password_set:
                     f.problem("replication_password", "no password is set for the replication role",
                               "set online_upgrade_replication_password (from a vault)")
@@ -178,6 +182,18 @@ class PostgresPreflight:
     def _all_databases(self, session):
         return [r[0] for r in session.query(
             "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY 1").rows]
+
+    def _physical_copy(self, session):
+        """What fleetdb.online_upgrade.physical_copy cannot carry (its room is the disk check's second copy)."""
+        spaces = [r[0] for r in session.query(
+            "SELECT spcname FROM pg_tablespace WHERE spcname NOT IN ('pg_default', 'pg_global') ORDER BY 1").rows]
+        if spaces:
+            self.findings.problem("copy_method", "the physical copy does not carry tablespaces yet: %s"
+                                  % ", ".join(spaces), "use online_upgrade_copy_method: logical")
+        provider = session.scalar("SELECT datlocprovider::text FROM pg_database WHERE datname = 'template0'")
+        if provider != "c":
+            self.findings.problem("copy_method", "template0 uses the locale provider %s; the physical copy "
+                                  "handles libc only" % provider, "use online_upgrade_copy_method: logical")
 
     def _disk(self, session):
         """A second copy of the data fits: the default tablespace's share on the new data directory's file system,

@@ -91,6 +91,11 @@ def with_passfile_line(text, port, user, password):
     return "\n".join(lines + [passfile_line(port, user, password)]) + "\n"
 
 
+def default_passfile(target):
+    """Beside the target's data directory, owned by its owner: the subscription's conninfo names it."""
+    return os.path.join(os.path.dirname(os.path.abspath(target.data_dir)), "fleetdb_replication.pgpass")
+
+
 def subscription_name(base, dbname, databases):
     """One subscription (and slot: slot names are cluster-wide) per database."""
     if len(databases) == 1:
@@ -132,8 +137,14 @@ def hba_lines(user, dbname):
             "host    %s   %s   ::1/128   scram-sha-256" % (dbname, user)]
 
 
-def with_hba_lines(text, user, dbname):
-    """pg_hba.conf with our block (in front of every other rule) holding the lines for ``user`` and ``dbname``."""
+def physical_hba_line(user):
+    """The line a physical copy needs: ``user`` streams the cluster's WAL (pg_basebackup, the copy's standby)."""
+    return "local   replication   %s   scram-sha-256" % hba_quote(user)
+
+
+def with_hba_lines(text, user, dbname, physical=False):
+    """pg_hba.conf with our block (in front of every other rule) holding the lines for ``user`` and ``dbname``
+    (and, for a physical copy, the physical replication line)."""
     text = text or ""
     if HBA_BEGIN in text:
         head, rest = text.split(HBA_BEGIN, 1)
@@ -141,7 +152,8 @@ def with_hba_lines(text, user, dbname):
         existing = [line for line in block.strip("\n").splitlines() if line.strip()]
     else:
         head, tail, existing = "", "\n" + text if text else "\n", []
-    lines = existing + [line for line in hba_lines(user, dbname) if line not in existing]
+    wanted = hba_lines(user, dbname) + ([physical_hba_line(user)] if physical else [])
+    lines = existing + [line for line in wanted if line not in existing]
     return head + HBA_BEGIN + "\n" + "\n".join(lines) + "\n" + HBA_END + tail
 
 
@@ -154,7 +166,7 @@ def without_hba_lines(text, user):
 
     def ours(line):
         database = re.match(r'^\S+\s+"([^"]*)"\s', line)  # hba_lines quotes every name
-        return database is not None and line in hba_lines(user, database.group(1))
+        return (database is not None and line in hba_lines(user, database.group(1))) or line == physical_hba_line(user)
     kept = [line for line in block.strip("\n").splitlines() if line.strip() and not ours(line)]
     if kept:
         return head + HBA_BEGIN + "\n" + "\n".join(kept) + "\n" + HBA_END + tail
@@ -248,7 +260,8 @@ def _revoke_all(session, oid, role):
 class PostgresReplication(Replication):
     def __init__(self, module, source, target, dbname, name="fleetdb_upgrade", databases=None,
                  replication_user="fleetdb_replicator", replication_password=None, tables_without_key="fail",
-                 copy_data=True, existing_slot=False, timeout=3600, max_lag_bytes=None, passfile=None, poll=0):
+                 copy_data=True, existing_slot=False, timeout=3600, max_lag_bytes=None, passfile=None, poll=0,
+                 start_lsn=None):
         self.module = module
         self.source = source
         self.target = target
@@ -259,11 +272,11 @@ class PostgresReplication(Replication):
         self.tables_without_key = tables_without_key
         self.copy_data = copy_data
         self.existing_slot = existing_slot
+        self.start_lsn = start_lsn
         self.timeout = timeout
         self.max_lag_bytes = max_lag_bytes
         self.poll = poll
-        self.passfile = passfile or os.path.join(os.path.dirname(os.path.abspath(target.data_dir)),
-                                                 "fleetdb_replication.pgpass")
+        self.passfile = passfile or default_passfile(target)
         self.result = dict(changed=False, name=self.name, dbname=dbname, actions=[])
         self._src = None
         self._tgt = None
@@ -301,6 +314,8 @@ class PostgresReplication(Replication):
                 self.role_absent()
             elif state in ("paused", "started"):
                 self.enable(state == "started")
+            elif state == "published":
+                self.publish()
             else:
                 self.present()
                 if state == "synced":
@@ -308,7 +323,7 @@ class PostgresReplication(Replication):
                         self.enable(True)  # a wait that gave up on errors disabled it
                     if not self.module.check_mode:
                         self.wait_synced()
-            if state not in ("absent", "role_absent"):
+            if state not in ("absent", "role_absent", "published"):
                 self.result.update(self.status())
             self.result["state"] = state
             return self.result
@@ -355,6 +370,24 @@ class PostgresReplication(Replication):
             self.result["cleanup_after_failure"] = True
             self.absent(keep_source=self.existing_slot)
             raise
+
+    def publish(self):
+        """The replication role and the publication alone, on the source only: a physical copy comes next, and a
+        slot created after the publication can decode with it."""
+        tables = self._prepare_tables()
+        self._ensure_role(tables)
+        self._ensure_hba(physical=True)
+        self._ensure_passfile()
+        src = self.src()
+        if src.scalar("SELECT 1 FROM pg_publication WHERE pubname = $1", [self.name]) is None:
+            self._create_publication(tables)
+
+    def _create_publication(self, tables):
+        pub = pgwire.quote_ident(self.name)
+        listed = ", ".join(qualified(s, t) for s, t in tables)
+        sql = "CREATE PUBLICATION %s%s WITH (publish_via_partition_root = true)" % (
+            pub, " FOR TABLE " + listed if tables else "")
+        self._act("CREATE PUBLICATION %s (%d tables)" % (pub, len(tables)), lambda: self.src().execute(sql))
 
     def _preflight(self):
         src, tgt = self.src(), self.tgt()
@@ -464,10 +497,10 @@ class PostgresReplication(Replication):
                 sql = "GRANT SELECT ON %s TO %s" % (qualified(schema, table), role)
                 self._act(sql, lambda sql=sql: src.execute(sql))
 
-    def _ensure_hba(self):
+    def _ensure_hba(self, physical=False):
         hba_file = self.src().scalar("SHOW hba_file")
         before = read_text(hba_file) or ""
-        after = with_hba_lines(before, self.user, self.dbname)
+        after = with_hba_lines(before, self.user, self.dbname, physical=physical)
         if before == after:
             return
         changed, diff = write_file(self.module, hba_file, after, owner=self.source.owner, mode=0o600)
@@ -509,19 +542,23 @@ class PostgresReplication(Replication):
         src, tgt = self.src(), self.tgt()
         pub = pgwire.quote_ident(self.name)
         if src.scalar("SELECT 1 FROM pg_publication WHERE pubname = $1", [self.name]) is None:
-            listed = ", ".join(qualified(s, t) for s, t in tables)
-            sql = "CREATE PUBLICATION %s%s WITH (publish_via_partition_root = true)" % (
-                pub, " FOR TABLE " + listed if tables else "")
-            self._act("CREATE PUBLICATION %s (%d tables)" % (pub, len(tables)), lambda: src.execute(sql))
+            self._create_publication(tables)
         else:
             self._ensure_tables_published(tables, refresh=False)
         info = conninfo(self.source.socket_dir, self.source.port, self.dbname, self.user, self.passfile, self.name)
-        options = "copy_data = %s, create_slot = %s, slot_name = %s" % (
-            str(self.copy_data).lower(), str(not self.existing_slot).lower(), pgwire.quote_literal(self.name))
+        options = "copy_data = %s, create_slot = %s, slot_name = %s%s" % (
+            str(self.copy_data).lower(), str(not self.existing_slot).lower(), pgwire.quote_literal(self.name),
+            ", enabled = false" if self.start_lsn else "")
         self._act("CREATE SUBSCRIPTION %s CONNECTION <passfile %s> PUBLICATION %s WITH (%s)"
                   % (pub, self.passfile, pub, options),
                   lambda: tgt.execute("CREATE SUBSCRIPTION %s CONNECTION %s PUBLICATION %s WITH (%s)"
                                       % (pub, pgwire.quote_literal(info), pub, options)))
+        if self.start_lsn:
+            # Replication starts where a physical copy ends (its recovery point), not at the slot's own point.
+            self._act("advance the origin of %s to %s, then enable it" % (pub, self.start_lsn), lambda: (
+                tgt.query("SELECT pg_replication_origin_advance('pg_' || oid, $2::pg_lsn) FROM pg_subscription "
+                          "WHERE subname = $1", [self.name, self.start_lsn]),
+                tgt.execute("ALTER SUBSCRIPTION %s ENABLE" % pub)))
 
     def _ensure_tables_published(self, tables=None, refresh=True):
         """Tables created on the source since the publication (and that exist on the target) join it."""

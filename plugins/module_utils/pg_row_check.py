@@ -145,8 +145,8 @@ class RowCountCheck:
                               "ON p.oid = s.subid WHERE p.subname = $1 AND s.pid IS NOT NULL",
                               [self.subscription]) != "0":
             if time.monotonic() > deadline:
-                raise OperationError("the apply worker of %s did not stop within %d s" % (self.subscription,
-                                                                                        self.timeout),
+                raise OperationError("the apply worker of %s did not stop within %d s"
+                                     % (self.subscription, self.timeout),
                                      "check the new server's log, then run again")
             time.sleep(0.01)
         return self.new.scalar("SELECT coalesce(o.remote_lsn, '0/0')::text FROM pg_subscription p "

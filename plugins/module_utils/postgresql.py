@@ -11,6 +11,7 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engine impo
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_install import PostgresInstaller
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_instance import PostgresInstance
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_migrate import PostgresMigrator
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_physical_copy import PhysicalCopy
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_replication import PostgresReplication
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import pg_discover
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_preflight import PostgresPreflight
@@ -35,6 +36,9 @@ class PostgresEngine(Engine):
 
     def preflight(self, module, old, **options):
         return PostgresPreflight(module, old, **options)
+
+    def physical_copy(self, module, old, new, databases, **options):
+        return PhysicalCopy(module, old, new, databases, **options)
 
     def switchover(self, module, old, new, databases, **options):
         return PostgresSwitchover(module, old, new, databases, **options)

@@ -50,6 +50,14 @@ options:
     type: str
     choices: [replication, dump_restore]
     default: replication
+  copy_method:
+    description:
+      - With O(method=replication), how the initial copy is made. V(physical) also refuses what
+        M(fleetdb.online_upgrade.physical_copy) cannot carry - tablespaces, a template0 whose locale provider is not
+        libc.
+    type: str
+    choices: [logical, physical]
+    default: logical
   temporary_port:
     description:
       - Port the new server uses during the copy.
@@ -171,6 +179,7 @@ def main():
             new_data_dir=dict(type="path", required=True),
             databases=dict(type="list", elements="str", default=[]),
             method=dict(type="str", choices=["replication", "dump_restore"], default="replication"),
+            copy_method=dict(type="str", choices=["logical", "physical"], default="logical"),
             temporary_port=dict(type="int", required=True),
             old_port_after=dict(type="int", required=True),
             tables_without_key=dict(type="str", choices=["fail", "replica_identity_full"], default="fail"),
@@ -190,7 +199,7 @@ def main():
         old_port_after=p["old_port_after"], tables_without_key=p["tables_without_key"],
         replication_password_set=p["replication_password_set"], min_free_disk_ratio=p["min_free_disk_ratio"],
         max_transaction_age=p["max_transaction_age"], unlogged_tables=p["unlogged_tables"],
-        pooler=from_params(p["pooler"]))
+        pooler=from_params(p["pooler"]), copy_method=p["copy_method"])
     try:
         result = preflight.run()
     except OperationError as exc:

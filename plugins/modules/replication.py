@@ -37,6 +37,9 @@ description:
     privileges revoked first with C(DROP OWNED) in every database where it has any), its lines in the source's
     pg_hba.conf (then a reload) and its line in O(passfile) (the file too once empty). A role that owns anything, or is
     a superuser, is refused before anything changes, naming what it owns. O(name) is not used."
+  - "V(published): only the replication role, its pg_hba.conf lines (with one for physical replication on the
+    socket), the passfile and the publication, on the source (the target need not run): what
+    M(fleetdb.online_upgrade.physical_copy) needs before it creates its slots."
 extends_documentation_fragment:
   - fleetdb.online_upgrade.engine
   - fleetdb.online_upgrade.instances.source
@@ -83,7 +86,7 @@ options:
     description:
       - What to make of the replication.
     type: str
-    choices: [present, absent, paused, started, synced, role_absent]
+    choices: [present, absent, paused, started, synced, role_absent, published]
     default: synced
   timeout:
     description:
@@ -118,6 +121,12 @@ options:
       - Copy the tables' existing rows when the subscription starts.
     type: bool
     default: true
+  start_lsn:
+    description:
+      - With O(existing_slot) and O(copy_data=false), where replication starts - the recovery point of a physical
+        copy (RV(fleetdb.online_upgrade.physical_copy#module:start_lsn)). The subscription is created disabled, its
+        origin advanced to this LSN, then enabled, so that no transaction already in the copy is applied again.
+    type: str
 notes:
   - Supports check mode; it reports the actions it would take. Diff mode shows the changes to pg_hba.conf.
   - Sequences are not replicated; M(fleetdb.online_upgrade.switchover) copies them inside the window.
@@ -249,15 +258,17 @@ def main():
             passfile=dict(type="path"),
             tables_without_key=dict(type="str", default="fail", choices=["fail", "replica_identity_full"]),
             state=dict(type="str", default="synced",
-                       choices=["present", "absent", "paused", "started", "synced", "role_absent"]),
+                       choices=["present", "absent", "paused", "started", "synced", "role_absent", "published"]),
             timeout=dict(type="int", default=3600),
             poll=dict(type="int", default=0),
             max_lag_bytes=dict(type="int"),
             compare=dict(type="bool", default=False),
             existing_slot=dict(type="bool", default=False),
             copy_data=dict(type="bool", default=True),
+            start_lsn=dict(type="str"),
         ),
-        required_if=[("state", state, ["dbname"]) for state in ("present", "absent", "paused", "started", "synced")],
+        required_if=[("state", state, ["dbname"]) for state in ("present", "absent", "paused", "started", "synced",
+                                                                "published")],
         supports_check_mode=True,
     )
     p = module.params
@@ -266,7 +277,7 @@ def main():
         databases=p["databases"], replication_user=p["replication_user"],
         replication_password=p["replication_password"], tables_without_key=p["tables_without_key"],
         copy_data=p["copy_data"], existing_slot=p["existing_slot"], timeout=p["timeout"],
-        max_lag_bytes=p["max_lag_bytes"], passfile=p["passfile"], poll=p["poll"])
+        max_lag_bytes=p["max_lag_bytes"], passfile=p["passfile"], poll=p["poll"], start_lsn=p["start_lsn"])
     try:
         result = replication.ensure(p["state"])
         if p["compare"] and p["state"] not in ("absent", "role_absent") and not module.check_mode:
