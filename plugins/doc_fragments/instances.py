@@ -143,11 +143,67 @@ options:
 """
 
     # The new instance as the physical copy takes it: created, stopped, its port the temporary one.
-    NEW_STOPPED = NEW.replace(
-        """      - The new instance, running on its temporary port for a cutover and configured for the production port.
-      - Required unless the module is told only to lift a fence (O(state=unfenced)).""",
-        """      - The new instance, created and stopped; its port is the temporary one it is started on afterwards.
-      - Required.""")
+    NEW_STOPPED = r"""
+options:
+  new:
+    description:
+      - The new instance, created and stopped; its port is the temporary one it is started on afterwards.
+      - Required.
+    type: dict
+
+    suboptions:
+      data_dir:
+        description: Data directory of the instance.
+        type: path
+        required: true
+      bin_dir:
+        description: Directory of the instance's release binaries, as returned by M(fleetdb.online_upgrade.install).
+        type: path
+        required: true
+      owner:
+        description: Operating system user that owns the data directory and runs the server.
+        type: str
+        default: postgres
+      port:
+        description: Port the instance listens on now.
+        type: int
+        default: 5432
+      socket_dir:
+        description: Directory of the server's Unix-domain socket, used for local administrative connections.
+        type: path
+        default: /var/run/postgresql
+      login_user:
+        description: Database role for administrative connections. Defaults to O(new.owner), authenticated by peer.
+        type: str
+      login_password:
+        description: Password of O(new.login_user) when local connections need one. Never returned or logged.
+        type: str
+      dbname:
+        description: Database for administrative connections.
+        type: str
+        default: postgres
+      config_file:
+        description: The instance's postgresql.conf when it is not in the data directory (Debian keeps it in /etc/postgresql/<version>/<cluster>).
+        type: path
+      service:
+        description: Who runs the server and brings it back at boot (M(fleetdb.online_upgrade.discover) reports it).
+        type: dict
+        suboptions:
+          kind:
+            description: C(pg_ctl), C(systemd) or C(debian).
+            type: str
+            default: pg_ctl
+            choices: [pg_ctl, systemd, debian]
+          unit:
+            description: The systemd unit.
+            type: str
+          version:
+            description: The postgresql-common version directory (C(debian)).
+            type: str
+          cluster:
+            description: The postgresql-common cluster name (C(debian)).
+            type: str
+"""
 
     SOURCE = r"""
 options:
