@@ -39,7 +39,7 @@ demo: setup
 
 ## bench: figures (initial copy rate, client-visible write gap, the wave plan of a 500-host fleet) printed and drawn into docs/
 bench: setup
-	$(VENV)/python bench/initial_copy.py
+	$(VENV)/python bench/initial_copy.py --rows 10000000
 	$(VENV)/python bench/gap.py
 	@if [ -f .cache/fleet/summary.json ]; then \
 	  echo "wave plan for 500 hosts from the ten-host run (tests/integration/test_fleet_runner.py):"; \
