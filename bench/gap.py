@@ -136,6 +136,7 @@ def upgrade_online(L, work, old, bin18, ports):
     new = L.Cluster(work, bin18, "new", prod).initdb()  # configured for the production port
     new.start(port=temp)
     began = time.monotonic()
+    steps = dict(schema=time.time())  # wall-clock starts, to name the step a client's longest stall fell in
     dump = os.path.join(work, "migrate", "app.schema.dump")
     os.makedirs(os.path.dirname(dump))
     L.chown(os.path.dirname(dump))
@@ -146,8 +147,11 @@ def upgrade_online(L, work, old, bin18, ports):
     def synced():
         PostgresReplication(L.Module(), old.spec(), new.spec(temp), "app", replication_password="bench-repl",
                             timeout=3600).ensure("synced")
+    steps["copy"] = time.time()
     synced()
+    steps["indexes"] = time.time()
     PostgresMigrator(L.Module(), new.spec(temp)).restore(dump, sections=["post-data"], dbname="app", jobs=2)
+    steps["catch-up"] = time.time()
     synced()
     copy_s = time.monotonic() - began
     report = PostgresSwitchover(L.Module(), old.spec(), new.spec(temp), ["app"], "fleetdb_upgrade",
@@ -157,7 +161,8 @@ def upgrade_online(L, work, old, bin18, ports):
                                 state_file=os.path.join(work, "switchover.json"),
                                 pooler=ports.get("pgbouncer") and ports["pgbouncer"].pooler()).run()
     return new, dict(copy_s=round(copy_s, 1), window_s=report.get("window_seconds"),
-                     phases=dict(report.get("phases") or {}))
+                     phases=dict(report.get("phases") or {}),
+                     steps=dict(steps, **(report.get("phase_started") or {})))
 
 
 def upgrade_pg_upgrade(L, work, old, bin18, ports):
@@ -211,6 +216,14 @@ def upgrade_dump_restore(L, work, old, bin18, ports):
     return new, dict(copy_s=round(copy_s, 1), window_s=round(time.monotonic() - began, 3))
 
 
+def step_at(steps, at):
+    """The step (or cutover phase) that was running when a stall began: the last one started before it."""
+    if not steps or at is None:
+        return None
+    started = [(when, name) for name, when in steps.items() if name != "prepare" and when <= at]
+    return max(started)[1] if started else "before the upgrade"
+
+
 def run_one(L, work, tmpl, bin18, scenario, method, ports, warmup):
     run_dir = os.path.join(work, method)
     os.makedirs(run_dir)
@@ -247,7 +260,8 @@ def run_one(L, work, tmpl, bin18, scenario, method, ports, warmup):
         report = json.loads(verified.stdout)
         result.update(gap_s=report["longest_gap_s"], lost=report["lost"], acknowledged=report["acknowledged"],
                       failed_attempts=report["failed_attempts"], tps=report["tps"], duplicated=report["duplicated"],
-                      server_version=report["server_version"],
+                      server_version=report["server_version"], gap_during=step_at(result.get("steps"),
+                                                                                 report.get("longest_gap_at")),
                       ok=bool(report["ok"]) and "error" not in result and report["server_version"].startswith("18"))
     except (ValueError, KeyError):
         result.update(ok=False, verify_error=(verified.stderr or verified.stdout)[-500:])
@@ -302,8 +316,9 @@ def main(argv=None):
             for method in methods:
                 result = run_one(L, work, tmpl, bin18, scenario, method, ports, args.warmup)
                 results.append(result)
-                print("  %-12s gap %s s, lost %s, window %s, copy %s s%s" % (
-                    method, result.get("gap_s"), result.get("lost"), result.get("window_s"), result.get("copy_s"),
+                print("  %-12s gap %s s (during %s), lost %s, window %s, copy %s s%s" % (
+                    method, result.get("gap_s"), result.get("gap_during") or "-", result.get("lost"),
+                    result.get("window_s"), result.get("copy_s"),
                     "  phases %s" % result["phases"] if result.get("phases") else ""))
                 sys.stdout.flush()
             shutil.rmtree(tmpl.data, ignore_errors=True)

@@ -240,7 +240,8 @@ def analyse(writers, rows, last_seqs):
     for writer_id, seq_no, row_id in rows:
         on_server.setdefault(writer_id, {}).setdefault(seq_no, []).append(row_id)
     report = dict(writers=len(writers), acknowledged=0, lost=0, duplicated=0, out_of_order_ids=0,
-                  attempts=0, failed_attempts=0, longest_gap_s=0.0, longest_gap_writer=None, tps=0.0,
+                  attempts=0, failed_attempts=0, longest_gap_s=0.0, longest_gap_writer=None, longest_gap_at=None,
+                  tps=0.0,
                   last_seq_behind=0, lost_examples=[])
     first, last = None, None
     for writer_id, info in writers.items():
@@ -261,9 +262,10 @@ def analyse(writers, rows, last_seqs):
         report["out_of_order_ids"] += sum(1 for a, b in zip(ids, ids[1:]) if b <= a)
         if acked and last_seqs.get(writer_id, 0) < acked[-1][0]:
             report["last_seq_behind"] += 1
-        gap = longest_gap(acked)[0]
+        gap, at = longest_gap(acked)
         if gap > report["longest_gap_s"]:
             report["longest_gap_s"], report["longest_gap_writer"] = round(gap, 4), writer_id
+            report["longest_gap_at"] = at
         if acked:
             first = min(first, acked[0][1]) if first else acked[0][1]
             last = max(last, acked[-1][1]) if last else acked[-1][1]

@@ -215,17 +215,20 @@ def group_name(gid):
 
 class PhaseTimer:
     """Measures named phases; ``timings`` maps phase -> seconds (3 decimals), ``order`` lists them as they began
-    (a result's dict loses its order on the way to the controller)."""
+    (a result's dict loses its order on the way to the controller), ``started`` maps phase -> wall-clock start
+    (epoch seconds: to set a client's stall beside the phase it fell in)."""
 
     def __init__(self):
         self.timings = {}
         self.order = []
+        self.started = {}
         self._start = time.monotonic()
 
     @contextlib.contextmanager
     def phase(self, name):
         began = time.monotonic()
         self.order.append(name)
+        self.started[name] = round(time.time(), 3)
         try:
             yield
         finally:

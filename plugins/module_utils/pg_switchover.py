@@ -91,7 +91,7 @@ class PostgresSwitchover(Switchover):
         self.state = StateFile(module, state_file)
         self.timer = PhaseTimer()
         self.report = dict(databases=dict((db, {}) for db in self.databases), phases=self.timer.timings,
-                           phase_order=self.timer.order)
+                           phase_order=self.timer.order, phase_started=self.timer.started)
         self._old_sessions = {}
         self._new_sessions = {}
         self._hba_file = None

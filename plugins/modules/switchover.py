@@ -164,7 +164,13 @@ phase_order:
   returned: always
   type: list
   elements: str
-  sample: ["vacuum", "verify", "checkpoint", "prepare", "fence", "drain", "schema", "sequences", "roles", "detach"]
+  sample: ["prepare", "vacuum", "verify", "checkpoint", "fence", "drain", "schema", "sequences", "roles", "detach"]
+phase_started:
+  description: When each phase of RV(phases) began, in seconds since the epoch on the host's clock (to set a
+    client's stall beside the phase it fell in).
+  returned: always
+  type: dict
+  sample: {"fence": 1764748800.125, "drain": 1764748800.137}
 databases:
   description: Per database, the sequences copied, tables verified and rows counted.
   returned: always
