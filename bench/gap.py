@@ -260,8 +260,8 @@ def run_one(L, work, tmpl, bin18, scenario, method, ports, warmup):
         report = json.loads(verified.stdout)
         result.update(gap_s=report["longest_gap_s"], lost=report["lost"], acknowledged=report["acknowledged"],
                       failed_attempts=report["failed_attempts"], tps=report["tps"], duplicated=report["duplicated"],
-                      server_version=report["server_version"], gap_during=step_at(result.get("steps"),
-                                                                                 report.get("longest_gap_at")),
+                      server_version=report["server_version"],
+                      gap_during=step_at(result.get("steps"), report.get("longest_gap_at")),
                       ok=bool(report["ok"]) and "error" not in result and report["server_version"].startswith("18"))
     except (ValueError, KeyError):
         result.update(ok=False, verify_error=(verified.stderr or verified.stdout)[-500:])

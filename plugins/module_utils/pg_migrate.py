@@ -211,8 +211,10 @@ class PostgresMigrator(Migrator):
     def _tool(self, name):
         return os.path.join(self.tool_bin_dir, name)
 
-    def _run(self, argv, what):
+    def _run(self, argv, what, pgoptions=None):
         env = {"LC_ALL": "C", "PGAPPNAME": "fleetdb.online_upgrade migrate"}
+        if pgoptions:
+            env["PGOPTIONS"] = pgoptions
         if self.spec.login_password:
             env["PGPASSWORD"] = self.spec.login_password
         rc, out, err = run_as(self.module, self.spec.owner, argv, cwd="/", environ_update=env)
@@ -304,7 +306,8 @@ class PostgresMigrator(Migrator):
         return info
 
     # -- restore (ttMigrate -r) ---------------------------------------------------------
-    def restore(self, path, sections=None, jobs=1, create_database=True, dbname=None, record=True):
+    def restore(self, path, sections=None, jobs=1, create_database=True, dbname=None, record=True,
+                maintenance_work_mem_mb=None):
         sections = list(sections or ["pre-data", "data", "post-data"])
         unknown = [s for s in sections if s not in SECTIONS]
         if unknown:
@@ -333,7 +336,7 @@ class PostgresMigrator(Migrator):
             if entries:
                 result["changed"] = True
                 if not self.module.check_mode:
-                    self._pg_restore(path, entries, dbname, jobs)
+                    self._pg_restore(path, entries, dbname, jobs, maintenance_work_mem_mb)
             if "pre-data" in sections:
                 result["changed"] |= self._align_schema_owners(path, session)
             if record and "pre-data" in sections:
@@ -475,14 +478,16 @@ class PostgresMigrator(Migrator):
         return self._with_list(entries, lambda list_file: self._run(
             [self._tool("pg_restore"), "-f", "-", "-L", list_file, path], "pg_restore -f - %s" % path))
 
-    def _pg_restore(self, path, entries, dbname, jobs):
+    def _pg_restore(self, path, entries, dbname, jobs, maintenance_work_mem_mb=None):
         argv = [os.path.join(self.spec.bin_dir, "pg_restore"), "--exit-on-error"] + self._conn_args(dbname)
         if jobs and jobs > 1:
             argv.extend(["-j", str(jobs)])
         else:
             argv.append("--single-transaction")
+        # Index builds of these sessions only: the server's own setting is left as it is.
+        options = "-c maintenance_work_mem=%dMB" % maintenance_work_mem_mb if maintenance_work_mem_mb else None
         self._with_list(entries, lambda list_file: self._run(
-            argv + ["-L", list_file, path], "pg_restore of %s into database %s" % (path, dbname)))
+            argv + ["-L", list_file, path], "pg_restore of %s into database %s" % (path, dbname), options))
 
     def _record(self, session, path, info, sha256):
         entries = parse_toc(self.toc(path))

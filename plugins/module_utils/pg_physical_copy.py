@@ -26,6 +26,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -46,12 +47,25 @@ PHYSICAL_SLOT = "fleetdb_physical_copy"
 STANDBY_MINIMUMS = ("max_connections", "max_worker_processes", "max_wal_senders", "max_prepared_transactions",
                     "max_locks_per_transaction")
 DONE = "done"
+MAX_RATE = re.compile(r"^[1-9][0-9]*[kM]?$")  # pg_basebackup --max-rate: kB/s, or with the suffix k or M
+
+
+def max_rate_problem(rate):
+    """Why pg_basebackup would refuse this --max-rate, or None."""
+    if not rate:
+        return None
+    if MAX_RATE.match(rate):
+        kilobytes = int(rate.rstrip("kM")) * (1024 if rate.endswith("M") else 1)
+        if 32 <= kilobytes <= 1024 * 1024:
+            return None
+    return ("physical copy max_rate %r is not a rate pg_basebackup takes: kilobytes per second from 32 to 1048576, "
+            "or a number with the suffix k or M, e.g. 200M" % rate)
 
 
 class PhysicalCopy:
     def __init__(self, module, old, new, databases, subscription="fleetdb_upgrade", temporary_port=None,
                  copy_port=None, state_file=None, timeout=3600, jobs=2, replication_user="fleetdb_replicator",
-                 passfile=None):
+                 passfile=None, max_rate=None):
         self.module = module
         self.old = old
         self.new = new
@@ -62,6 +76,7 @@ class PhysicalCopy:
         self.replication_user = replication_user
         self.passfile = passfile or default_passfile(new)
         self.copy_port = copy_port
+        self.max_rate = max_rate  # pg_basebackup --max-rate: what the copy may read from production per second
         self.timeout = timeout
         self.jobs = jobs
         self.state_file = StateFile(module, state_file)  # the step reached; a failpoint file stops at one
@@ -101,7 +116,8 @@ class PhysicalCopy:
             self._upgrade()
         with self.timer.phase("swap"):
             self._take_new_place()
-            self._set(DONE, new_system_identifier=str(pg_process.system_identifier(self.new.data_dir)))
+            self._set(DONE, new_system_identifier=str(pg_process.system_identifier(self.new.data_dir)),
+                      pg_upgrade_mode=self.result["pg_upgrade_mode"])
         shutil.rmtree(self.copy_dir, ignore_errors=True)  # hard links: the data stays in the new instance
         self._start_new()
         self.result.update(start_lsn=start_lsn, slots=slots,
@@ -207,6 +223,8 @@ class PhysicalCopy:
         argv = [os.path.join(self.old.bin_dir, "pg_basebackup"), "-D", self.copy_dir, "-h", self.old.socket_dir,
                 "-p", str(self.old.port), "-U", self.replication_user, "-w", "-X", "stream",
                 "-C", "-S", PHYSICAL_SLOT, "--checkpoint=fast", "--no-sync"]
+        if self.max_rate:
+            argv.append("--max-rate=%s" % self.max_rate)
         rc, out, err = run_as(self.module, self.old.owner, argv, cwd="/", environ_update={"PGPASSFILE": self.passfile})
         if rc != 0:
             raise OperationError("pg_basebackup of the old server failed (rc %d): %s" % (rc, (err or out).strip()),
@@ -295,16 +313,24 @@ class PhysicalCopy:
                                  "the old cluster's locale (%s) must exist on the host (locale -a)" % info["collate"])
         work = os.path.join(os.path.dirname(self.staged_dir), ".fleetdb-pg_upgrade")
         ensure_directory(self.module, work, owner=self.new.owner, mode=0o700)
+        # --swap (18 and later) moves the copy's directories instead of linking each file: faster with many
+        # relations, and safe here, because what it destroys is the copy, which a re-run makes anew anyway.
+        mode = "--swap" if self._pg_upgrade_can_swap() else "--link"
+        self.result["pg_upgrade_mode"] = mode.lstrip("-")
         argv = [os.path.join(self.new.bin_dir, "pg_upgrade"), "-b", self.old.bin_dir, "-B", self.new.bin_dir,
                 "-d", self.copy_dir, "-D", self.staged_dir, "-p", str(self.copy_port), "-P", str(self.copy_port + 1),
-                "-s", work, "--link", "-j", str(self.jobs), "-U", info["superuser"]]
+                "-s", work, mode, "-j", str(self.jobs), "-U", info["superuser"]]
         rc, out, err = run_as(self.module, self.new.owner, argv, cwd=work)
         if rc != 0:
-            raise OperationError("pg_upgrade --link of the copy failed (rc %d): %s"
-                                 % (rc, "\n".join((out + err).strip().splitlines()[-15:])),
+            raise OperationError("pg_upgrade %s of the copy failed (rc %d): %s"
+                                 % (mode, rc, "\n".join((out + err).strip().splitlines()[-15:])),
                                  "correct the cause it names, then run again (the copy is made anew; the old "
                                  "server was not touched)")
         shutil.rmtree(work, ignore_errors=True)
+
+    def _pg_upgrade_can_swap(self):
+        rc, out, _err = self.module.run_command([os.path.join(self.new.bin_dir, "pg_upgrade"), "--help"])
+        return rc == 0 and "--swap" in out
 
     def _take_new_place(self):
         """The new instance's configuration files go into the upgraded copy, which then takes its place."""

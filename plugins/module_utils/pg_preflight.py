@@ -13,6 +13,8 @@ import re
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import (
     OperationError, human_bytes, parse_version, port_holder, read_text)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_fence import fence_blockers
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_physical_copy import max_rate_problem
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_sizing import copy_parallelism, host_resources
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_process import (
     postmaster, postmaster_pid, system_identifier)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_session import connect
@@ -65,7 +67,7 @@ class PostgresPreflight:
     def __init__(self, module, old, new_version, new_data_dir, databases, method, temporary_port,
                  old_port_after, tables_without_key="fail", replication_password_set=True,
                  min_free_disk_ratio=1.2, max_transaction_age=300, unlogged_tables="fail", pooler=None,
-                 copy_method="logical"):
+                 copy_method="logical", physical_copy_max_rate=None):
         self.module = module
         self.old = old
         self.new_version_text = "" if new_version is None else str(new_version)
@@ -82,6 +84,7 @@ class PostgresPreflight:
         self.unlogged_tables = unlogged_tables
         self.pooler = pooler  # pgbouncer.PgBouncer or None
         self.copy_method = copy_method
+        self.physical_copy_max_rate = physical_copy_max_rate
         self.findings = Findings()
         self.facts = {}
 
@@ -187,6 +190,9 @@ class PostgresPreflight:
         """What fleetdb.online_upgrade.physical_copy cannot carry (its room is the disk check's second copy)."""
         spaces = [r[0] for r in session.query(
             "SELECT spcname FROM pg_tablespace WHERE spcname NOT IN ('pg_default', 'pg_global') ORDER BY 1").rows]
+        if max_rate_problem(self.physical_copy_max_rate):
+            self.findings.problem("copy_method", max_rate_problem(self.physical_copy_max_rate),
+                                  "set online_upgrade_physical_copy_max_rate to e.g. 200M, or empty for no limit")
         if spaces:
             self.findings.problem("copy_method", "the physical copy does not carry tablespaces yet: %s"
                                   % ", ".join(spaces), "use online_upgrade_copy_method: logical")
@@ -343,6 +349,12 @@ class PostgresPreflight:
                 "max_wal_senders", "max_wal_senders is %s, %d in use, %d more needed"
                 % (settings.get("max_wal_senders"), senders, needed),
                 "raise max_wal_senders to at least %d on the old server (needs a restart)" % (senders + needed))
+        cores, memory = host_resources()
+        self.facts["copy_parallelism"] = copy_parallelism(
+            cores, memory, len(self.databases), int(settings.get("max_replication_slots", 0)) - used_slots,
+            int(settings.get("max_wal_senders", 0)) - senders, new_major=(self.new_major or (18,))[0],
+            old_settings=dict(session.query("SELECT name, setting FROM pg_settings WHERE name IN "
+                                            "('max_logical_replication_workers', 'max_worker_processes')").rows))
 
     def _what_replication_carries(self, db):
         """Tables it cannot publish, and data it does not carry: each named, with the ways out."""

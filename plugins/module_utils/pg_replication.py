@@ -39,7 +39,6 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_session 
 
 HBA_BEGIN = "# BEGIN fleetdb.online_upgrade replication"
 HBA_END = "# END fleetdb.online_upgrade replication"
-SYNC_WORKERS = 2  # max_sync_workers_per_subscription's default: slots and senders of the initial copy
 # Failed copy or apply attempts (the workers retry every wal_retrieve_retry_interval, 5 s by default) after which
 # the wait gives up: an error that repeats does not heal by itself.
 ERRORS_THAT_DO_NOT_HEAL = 3
@@ -408,11 +407,13 @@ class PostgresReplication(Replication):
         if self.existing_slot and not slot_exists:
             raise OperationError("existing_slot is set but the source has no slot %s" % self.name,
                                  "create the slot, or unset existing_slot")
+        # Each table sync of the initial copy holds a slot and a sender on the source while it copies.
+        syncs = int(tgt.scalar("SELECT setting FROM pg_settings WHERE name = 'max_sync_workers_per_subscription'"))
         settings = dict((r[0], int(r[1])) for r in src.execute(
             "SELECT name, setting FROM pg_settings WHERE name IN ('max_replication_slots', 'max_wal_senders')").rows)
         used = dict(max_replication_slots=int(src.scalar("SELECT count(*) FROM pg_replication_slots")),
                     max_wal_senders=int(src.scalar("SELECT count(*) FROM pg_stat_replication")))
-        needed = dict(max_replication_slots=(0 if slot_exists else 1) + SYNC_WORKERS, max_wal_senders=1 + SYNC_WORKERS)
+        needed = dict(max_replication_slots=(0 if slot_exists else 1) + syncs, max_wal_senders=1 + syncs)
         problems += ["source: " + p for p in capacity_problems(settings, used, needed)]
         settings = dict((r[0], int(r[1])) for r in tgt.execute(
             "SELECT name, setting FROM pg_settings WHERE name IN ('max_logical_replication_workers', "

@@ -91,6 +91,11 @@ options:
       - Parallel jobs of C(pg_restore). With 1 the restore runs in a single transaction.
     type: int
     default: 1
+  maintenance_work_mem_mb:
+    description:
+      - For V(restore), the memory each C(pg_restore) session may use to build an index (C(maintenance_work_mem),
+        set for its sessions only, through C(PGOPTIONS)). The server's setting when unset.
+    type: int
   create_database:
     description:
       - Create the target database when missing, with the owner, encoding and locale the dump recorded.
@@ -203,6 +208,7 @@ def main():
         sections=dict(type="list", elements="str", choices=["pre-data", "keys", "data", "post-data"],
                       default=["pre-data", "data", "post-data"]),
         jobs=dict(type="int", default=1),
+        maintenance_work_mem_mb=dict(type="int"),
         create_database=dict(type="bool", default=True),
         record=dict(type="bool", default=True),
     )
@@ -215,7 +221,8 @@ def main():
                                      dbname=p["dbname"], with_globals=p["globals"], role_passwords=p["role_passwords"])
         elif p["mode"] == "restore":
             result = migrator.restore(p["path"], sections=p["sections"], jobs=p["jobs"],
-                                      create_database=p["create_database"], dbname=p["dbname"], record=p["record"])
+                                      create_database=p["create_database"], dbname=p["dbname"], record=p["record"],
+                                      maintenance_work_mem_mb=p["maintenance_work_mem_mb"])
         elif p["mode"] == "list":
             result = dict(changed=False, path=p["path"], toc=migrator.list(p["path"]))
         else:

@@ -18,7 +18,8 @@ description:
     publications must exist, see M(fleetdb.online_upgrade.replication) V(published)), recovers the copy as a
     standby on O(copy_port) to the last slot's point (C(recovery_target_lsn), exclusive) and promotes it there."
   - "Then C(initdb) of the new release with the old cluster's checksums, locale and encoding, and
-    C(pg_upgrade --link) from the copy. The configuration files of the instance in O(new) (made by
+    C(pg_upgrade) from the copy (C(--swap) where the new release has it, 18 and later, else C(--link)). The
+    configuration files of the instance in O(new) (made by
     M(fleetdb.online_upgrade.instance)) are carried into the upgraded copy, which takes that instance's place. It
     is started on the port in O(new) (its temporary port) and gets a Record of Upgrades set per database."
   - "Replication then starts exactly where the copy ends, with M(fleetdb.online_upgrade.replication) and its options
@@ -61,6 +62,12 @@ options:
         TCP address.
     type: int
     required: true
+  max_rate:
+    description:
+      - Most the base backup reads from the old server per second (C(pg_basebackup --max-rate)), so that the copy
+        leaves production its disk - kilobytes, or with a suffix V(k) or V(M), from V(32k) to V(1024M). The WAL
+        is streamed unthrottled. Unlimited when unset.
+    type: str
   jobs:
     description:
       - Parallel jobs of C(pg_upgrade).
@@ -117,6 +124,12 @@ phases:
   description: Seconds per step - C(backup), C(slots), C(recover), C(upgrade), C(swap) (and C(start_over)).
   returned: always
   type: dict
+pg_upgrade_mode:
+  description: How C(pg_upgrade) moved the copy's files into the new release - V(swap) (C(--swap), PostgreSQL 18
+    and later, moves the copy's directories) or V(link) (C(--link), hard-links each file).
+  returned: when the copy ran
+  type: str
+  sample: swap
 copied_bytes:
   description: Bytes the base backup wrote.
   returned: when the copy ran
@@ -136,6 +149,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.args import instance_suboptions, spec_from
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import OperationError
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engines import get_engine
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_physical_copy import max_rate_problem
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pgwire import PgError
 
 
@@ -150,6 +164,7 @@ def main():
             replication_user=dict(type="str", default="fleetdb_replicator"),
             copy_port=dict(type="int", required=True),
             jobs=dict(type="int", default=2),
+            max_rate=dict(type="str"),
             timeout=dict(type="int", default=3600),
             state_file=dict(type="path", default="/var/lib/fleetdb/online_upgrade/physical_copy.json"),
         ),
@@ -159,10 +174,12 @@ def main():
     if not p["new"]:
         module.fail_json(msg="new is required: the instance the copy goes into (created, stopped)")
     new = spec_from(p["new"])
+    if max_rate_problem(p["max_rate"]):
+        module.fail_json(msg=max_rate_problem(p["max_rate"]) + " (nothing was changed)")
     copy = get_engine(p["engine"]).physical_copy(
         module, spec_from(p["old"]), new, p["databases"], subscription=p["subscription"], temporary_port=new.port,
         copy_port=p["copy_port"], state_file=p["state_file"], timeout=p["timeout"], jobs=p["jobs"],
-        replication_user=p["replication_user"])
+        replication_user=p["replication_user"], max_rate=p["max_rate"])
     try:
         result = copy.run()
     except OperationError as exc:

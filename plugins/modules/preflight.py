@@ -58,6 +58,11 @@ options:
     type: str
     choices: [logical, physical]
     default: logical
+  physical_copy_max_rate:
+    description:
+      - With O(copy_method=physical), the base backup's rate limit (O(fleetdb.online_upgrade.physical_copy#module:max_rate)),
+        checked here so that a typo stops the upgrade before anything changes.
+    type: str
   temporary_port:
     description:
       - Port the new server uses during the copy.
@@ -160,6 +165,19 @@ old_settings:
   description: Settings of the old server's configuration files that the new instance inherits.
   returned: when the old server answered
   type: dict
+copy_parallelism:
+  description:
+    - The logical initial copy sized to this host - half its cores for table syncs per subscription (2 to 8,
+      fewer when the old server lacks free replication slots or WAL senders, as C(limited_by) says), as many
+      index-build jobs, a quarter of the memory shared by them as C(maintenance_work_mem), and the new
+      server's C(settings) that give room to those workers (never fewer than the old server has).
+  returned: with O(method=replication), when the old server answered
+  type: dict
+  sample: {"cores": 8, "memory_mb": 32000, "databases": 1, "sync_workers_per_subscription": 4,
+           "parallel_apply_workers_per_subscription": 2, "restore_jobs": 4, "maintenance_work_mem_mb": 2000,
+           "limited_by": "cores", "settings": {"max_sync_workers_per_subscription": 4,
+           "max_parallel_apply_workers_per_subscription": 2, "max_logical_replication_workers": 7,
+           "max_worker_processes": 16}}
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -180,6 +198,7 @@ def main():
             databases=dict(type="list", elements="str", default=[]),
             method=dict(type="str", choices=["replication", "dump_restore"], default="replication"),
             copy_method=dict(type="str", choices=["logical", "physical"], default="logical"),
+            physical_copy_max_rate=dict(type="str"),
             temporary_port=dict(type="int", required=True),
             old_port_after=dict(type="int", required=True),
             tables_without_key=dict(type="str", choices=["fail", "replica_identity_full"], default="fail"),
@@ -199,7 +218,8 @@ def main():
         old_port_after=p["old_port_after"], tables_without_key=p["tables_without_key"],
         replication_password_set=p["replication_password_set"], min_free_disk_ratio=p["min_free_disk_ratio"],
         max_transaction_age=p["max_transaction_age"], unlogged_tables=p["unlogged_tables"],
-        pooler=from_params(p["pooler"]), copy_method=p["copy_method"])
+        pooler=from_params(p["pooler"]), copy_method=p["copy_method"],
+        physical_copy_max_rate=p["physical_copy_max_rate"])
     try:
         result = preflight.run()
     except OperationError as exc:

@@ -25,6 +25,9 @@ BIN = os.path.join(ROOT, ".venv", "bin")
 PROOF = os.path.join(ROOT, "tools", "fleetdb_proof.py")
 APP_PASSWORD = "app-flows-pw"
 STATE = "/var/lib/fleetdb/online_upgrade/switchover.json"
+# An Ansible module on the host: its file (AnsiballZ_<module>.py), or with pipelining (ansible.cfg) the Python
+# that reads it on stdin, under the shell "sh -c '/usr/bin/python3.11 && sleep 0'".
+MODULE_PROCESS = "[A]nsiballZ_|python3[.0-9]* && sleep 0"  # [A]: not the pgrep command line itself
 OLD_DATA = "/var/lib/fleetdb/postgresql/16/main"
 NEW_DATA = "/var/lib/fleetdb/postgresql/18/main"
 PG16 = "/opt/fleetdb/postgresql/16/bin"
@@ -147,7 +150,7 @@ class Flow:
     def wait_modules_done(self, timeout=300):
         """Modules of a killed controller keep running on the host: wait until none is left."""
         wait_for("the modules of the killed run to end", lambda: self.host.run(
-            "pgrep -f AnsiballZ_").returncode != 0, timeout=timeout, interval=0.5)
+            "pgrep -f '%s'" % MODULE_PROCESS).returncode != 0, timeout=timeout, interval=0.5)
 
     def state(self):
         proc = self.host.run("cat %s" % STATE)

@@ -35,3 +35,11 @@ def test_another_subscribers_slots_are_not(tmp_path):
     assert not check._ours("pg_16513_sync_16398_%d" % (SYSTEM_ID + 1))
     assert not check._ours("debezium")
     assert not preflight(str(tmp_path / "missing"))._ours("pg_16513_sync_16398_%d" % SYSTEM_ID)
+
+
+def test_the_physical_copys_rate_limit_is_one_pg_basebackup_takes():
+    from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_physical_copy import max_rate_problem
+    for fine in (None, "", "32", "200M", "1024M", "512k", "1048576"):
+        assert max_rate_problem(fine) is None, fine
+    for wrong in ("fast", "31", "1025M", "0", "20 M", "20MB", "-5", "1.5M"):
+        assert "is not a rate pg_basebackup takes" in max_rate_problem(wrong), wrong

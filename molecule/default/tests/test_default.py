@@ -47,3 +47,12 @@ def test_the_record_of_upgrades_holds_this_upgrade(host):
 def test_no_upgrade_subscription_is_left(host):
     subs = host.run(PSQL18 + "'SELECT count(*) FROM pg_subscription'")
     assert subs.stdout.strip() == "0", subs.stderr
+
+
+def test_the_copy_was_sized_to_the_host(host):
+    """Half the cores for table syncs (2 to 8), and worker room for them on 18 (docs/procedure.md)."""
+    cores = int(host.run("nproc").stdout)
+    syncs = host.run(PSQL18 + "'SHOW max_sync_workers_per_subscription'").stdout.strip()
+    assert int(syncs) == max(2, min(8, cores // 2)), syncs
+    workers = int(host.run(PSQL18 + "'SHOW max_logical_replication_workers'").stdout)
+    assert int(host.run(PSQL18 + "'SHOW max_worker_processes'").stdout) > workers >= 1 + int(syncs)

@@ -1,0 +1,76 @@
+"""After the physical copy (killed during the base backup and during pg_upgrade, the third run finished): every
+write 16 acknowledged is on 18 exactly once with its sequence continued, the copy left nothing behind, and
+the rollback brings 16 back with every write 18 took. The tests run in this order, on one host: each takes testinfra's
+host fixture, or pytest would move the ones without it after the rollback."""
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "debian", "tests"))
+import systemd_host as sh  # noqa: E402  pylint: disable=wrong-import-position
+
+PORT = 15441   # the published 5432, where the application connects
+LOAD_DIR = os.path.join(sh.EPHEMERAL, "load")
+ROLLBACK_LOAD_DIR = LOAD_DIR + "-rollback"
+NEW_DATA = "/var/lib/fleetdb/postgresql/18/main"
+OLD_DATA = "/var/lib/fleetdb/postgresql/16/main"
+STATE_DIR = "/var/lib/fleetdb/online_upgrade"
+
+
+def psql(host, sql, version="18"):
+    out = host.run("runuser -u postgres -- /opt/fleetdb/postgresql/%s/bin/psql -h /var/run/postgresql -p 5432 "
+                   "-XAtq -d app -c \"%s\"" % (version, sql))
+    assert out.rc == 0, out.stderr
+    return out.stdout.strip()
+
+
+def state(host, name):
+    return json.loads(host.run("cat %s/%s" % (STATE_DIR, name)).stdout or "{}")
+
+
+def test_each_kill_landed_in_its_step_and_the_copy_started_over(host):  # pylint: disable=unused-argument
+    with open(os.path.join(sh.EPHEMERAL, "kills.jsonl")) as record:
+        kills = [json.loads(line) for line in record]
+    print("kills:", kills)
+    assert [k["process"] for k in kills] == ["pg_basebackup", "pg_upgrade"], kills
+    during_backup, during_upgrade = kills
+    assert during_backup["step"] == "backup" and during_backup["still_running"], during_backup
+    # Only the copy's WAL is held, once pg_basebackup made its slot; no logical slot exists yet.
+    assert during_backup["slots"] in ("", "fleetdb_physical_copy"), during_backup
+    assert during_upgrade["step"] == "upgrade", during_upgrade
+
+
+def test_18_holds_the_copy_with_a_record_of_upgrades_and_nothing_left_behind(host):
+    assert psql(host, "SHOW server_version").startswith("18")
+    assert psql(host, "SELECT count(*) FROM app.events") == "100000"
+    copy = state(host, "physical_copy.json")
+    assert copy["phase"] == "done" and copy["pg_upgrade_mode"] == "swap", copy  # 18's pg_upgrade --swap
+    assert int(psql(host, "SELECT count(*) FROM information_schema.tables WHERE table_schema = "
+                          "'fleetdb_upgrade_record'")) >= 1
+    assert host.run("ls -d %s.copy %s.staged" % (NEW_DATA, NEW_DATA)).rc != 0, "the copy was left behind"
+    assert host.run("pgrep -x pg_upgrade || pgrep -x pg_basebackup").rc != 0, "a killed run's process survived"
+    assert psql(host, "SELECT string_agg(slot_name, ',') FROM pg_replication_slots") == "fleetdb_rollback"
+    assert host.run("ls -A %s/pg_replslot" % OLD_DATA).stdout.strip() == "", "a slot would hold WAL on 16"
+    assert state(host, "switchover.json")["phase"] == "done"
+
+
+def test_no_acknowledged_write_was_lost_and_sequences_continued(host):  # pylint: disable=unused-argument
+    report = sh.stop_and_verify(PORT, LOAD_DIR)[LOAD_DIR]
+    assert report["acknowledged"] > 1000, report
+    assert report["lost"] == 0 and report["duplicated"] == 0 and report["out_of_order_ids"] == 0, report
+    assert report["ok"] and report["server_version"].startswith("18"), report
+
+
+def test_rollback_brings_16_back_with_every_write_18_took(host):
+    sh.start_load(PORT, ROLLBACK_LOAD_DIR, first_writer=11)
+    rc, out, _recap = sh.playbook("rollback.yml")
+    if rc != 0:
+        sh.proof(PORT, "stop", "--log-dir", ROLLBACK_LOAD_DIR)
+    assert rc == 0, out[-4000:]
+    host.run("sleep 2")   # the writers write to 16 for a while
+    reports = sh.stop_and_verify(PORT, ROLLBACK_LOAD_DIR, LOAD_DIR)
+    for report in reports.values():
+        assert report["lost"] == 0 and report["duplicated"] == 0 and report["out_of_order_ids"] == 0, report
+        assert report["ok"] and report["server_version"].startswith("16"), report
+    assert reports[ROLLBACK_LOAD_DIR]["acknowledged"] > 100, reports
+    assert psql(host, "SHOW server_version", version="16").startswith("16")
