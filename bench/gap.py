@@ -10,7 +10,8 @@ copied for each method.  4 writers run at full speed against 127.0.0.1:PORT from
 after it; `fleetdb_proof.py verify` gives the longest gap between two acknowledged writes and proves that no
 acknowledged write was lost.  Prints a table, writes docs/bench-gap.png and .cache/bench/gap.json.
 
-  .venv/bin/python bench/gap.py [--quick] [--sizes 100,1000] [--tables-size 100] [--methods ...] [--port 7170]
+  .venv/bin/python bench/gap.py [--quick] [--sizes 100,1000,5000] [--tables 1000,10000] [--tables-size 100]
+                                [--methods ...] [--port 7170]
 """
 import argparse
 import json
@@ -80,7 +81,8 @@ def scenarios(args):
         return [dict(name="quick 20 MB", mb=20, tables=0), dict(name="quick 300 tables", mb=10, tables=300)]
     out = [dict(name="%s MB" % mb, mb=int(mb), tables=0) for mb in args.sizes.split(",") if mb]
     if args.tables_size:
-        out.append(dict(name="300 tables", mb=args.tables_size, tables=300))
+        out += [dict(name="%s tables" % count, mb=args.tables_size, tables=int(count))
+                for count in args.tables.split(",") if count]
     return out
 
 
@@ -283,8 +285,9 @@ def machine(bin16, bin18, L):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--quick", action="store_true", help="small smoke run (20 MB and 300 tables of 10 MB)")
-    parser.add_argument("--sizes", default="100,1000", help="MB of the one-table (app schema) scenarios")
-    parser.add_argument("--tables-size", type=int, default=100, help="MB of the 300-table scenario; 0 skips it")
+    parser.add_argument("--sizes", default="100,1000,5000", help="MB of the one-table (app schema) scenarios")
+    parser.add_argument("--tables", default="1000,10000", help="numbers of tables of the many-table scenarios")
+    parser.add_argument("--tables-size", type=int, default=100, help="MB of the many-table scenarios; 0 skips them")
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds of load before and after the upgrade")
     parser.add_argument("--port", type=int, default=7170,

@@ -2,6 +2,7 @@
 import argparse
 import importlib.util
 import os
+import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _spec = importlib.util.spec_from_file_location("bench_gap", os.path.join(ROOT, "bench", "gap.py"))
@@ -52,10 +53,24 @@ def test_markdown_table_rows():
 
 
 def test_scenarios_from_arguments():
-    args = argparse.Namespace(quick=False, sizes="100,1000", tables_size=100)
+    args = argparse.Namespace(quick=False, sizes="100,1000,5000", tables="1000,10000", tables_size=100)
     assert [(s["name"], s["mb"], s["tables"]) for s in gap.scenarios(args)] == [
-        ("100 MB", 100, 0), ("1000 MB", 1000, 0), ("300 tables", 100, 300)]
-    args = argparse.Namespace(quick=False, sizes="50", tables_size=0)
+        ("100 MB", 100, 0), ("1000 MB", 1000, 0), ("5000 MB", 5000, 0), ("1000 tables", 100, 1000),
+        ("10000 tables", 100, 10000)]
+    args = argparse.Namespace(quick=False, sizes="50", tables="300", tables_size=0)
     assert [s["name"] for s in gap.scenarios(args)] == ["50 MB"]
     args.quick = True
     assert all(s["mb"] <= 20 for s in gap.scenarios(args))
+
+
+def test_initial_copy_report_gives_time_rate_and_the_physical_ratio():
+    sys.path.insert(0, os.path.join(ROOT, "bench"))  # as when it runs: its own directory first (bench/_local.py)
+    spec = importlib.util.spec_from_file_location("bench_copy", os.path.join(ROOT, "bench", "initial_copy.py"))
+    copy = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(copy)
+    text = copy.report([dict(rows=8000000, mb=1000.0, logical_s=40.0, physical_s=10.0, dump_s=50.0)]).splitlines()
+    assert text[0] == "1000 MB (8000000 rows):"
+    assert text[1].split()[-4:] == ["40.0", "s", "25.0", "MB/s"] and text[1].lstrip().startswith("logical")
+    assert text[2].split()[-4:] == ["10.0", "s", "100.0", "MB/s"] and text[2].lstrip().startswith("physical")
+    assert text[3].split()[-4:] == ["50.0", "s", "20.0", "MB/s"]
+    assert text[4].strip() == "physical / logical rate: 4.0x"
