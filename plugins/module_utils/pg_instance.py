@@ -284,8 +284,10 @@ class PostgresInstance(Instance):
 
     def remove(self):
         """Stop the server and remove the instance as its layout has it (a Debian cluster with pg_dropcluster, a
-        unit file this collection installed, the data directory).  dict(changed, msg)."""
+        unit file this collection installed, the data directory, its directories in the tablespaces).
+        dict(changed, msg)."""
         changed = self.stop("fast")["changed"] if self.postmaster() else False
+        changed = self._remove_tablespace_dirs() or changed
         changed = self.service.remove() or changed
         if os.path.isdir(self.spec.data_dir):
             if not self.module.check_mode:
@@ -293,6 +295,22 @@ class PostgresInstance(Instance):
             changed = True
         return dict(changed=changed, msg="removed the instance of %s" % self.spec.data_dir if changed
                     else "there is no instance in %s" % self.spec.data_dir)
+
+    def _remove_tablespace_dirs(self):
+        """This instance's own directory (PG_<major>_<catalog version>) in each of its tablespaces: another major
+        version's, beside it at the same location, is the other instance's and stays."""
+        major, links = self.major(), self._path("pg_tblspc")
+        if major is None or not os.path.isdir(links):
+            return False
+        removed = False
+        for name in sorted(os.listdir(links)):
+            location = os.path.realpath(os.path.join(links, name))
+            for mine in sorted(os.listdir(location)) if os.path.isdir(location) else []:
+                if re.match(r"^PG_%s_\d+$" % re.escape(major), mine):
+                    if not self.module.check_mode:
+                        shutil.rmtree(os.path.join(location, mine))
+                    removed = True
+        return removed
 
     def _check_existing(self, existing, binaries, data_checksums):
         if existing != binaries:

@@ -81,7 +81,9 @@ options:
   state:
     description:
       - C(absent) stops the server and removes the instance the way its layout has it - C(pg_dropcluster) for a
-        Debian cluster (configuration and data), the unit file this collection installed, the data directory.
+        Debian cluster (configuration and data), the unit file this collection installed, the data directory,
+        and the instance's own C(PG_<major>_<catalog>) directory in each of its tablespaces (another major
+        version's beside it stays).
     type: str
     default: present
     choices: [present, absent]

@@ -7,13 +7,15 @@ object"). One PostgreSQL 16 host, driven by playbooks/upgrade.yml like test_upgr
                       object, extensions, a user publication, grants, default privileges, an event trigger;
                       inventory has its own owner and settings
   pagila              pagila v3.1.0 as published (../shared/data/pagila), when present
+  ts_app              a tablespace holding a table of app and its index
 
   1. preflight refuses the large objects and unlogged tables, naming each, and changes nothing;
   2. fixed (large objects removed, one table SET LOGGED, the other opted in to start empty), an extension
      missing in 18 stops the run before anything is restored; once installed, the re-run finishes;
   3. afterwards: every write acknowledged (the proof's writers and a writer into the partitioned table) is on
      18, every other table has the same rows (count and hash) on both servers, the materialized views hold the
-     same rows, and pg_dump --schema-only of old and new differ only by what the docs list.
+     same rows, pg_dump --schema-only of old and new differ only by what the docs list, and the tablespace's
+     location holds 18's files beside 16's.
 """
 import difflib
 import os
@@ -30,6 +32,7 @@ FULL_SCHEMA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "full_sch
 DATABASES = ["app", "inventory", "pagila"]
 WRITTEN_SCHEMAS = {"app": ("app.", "proof.")}   # tools/fleetdb_proof.py's tables: checked through its writers
 ACK_LOG = "/root/measurements.ack"
+TABLESPACE_DIR = "/srv/ts_app"
 # A throwaway extension PostgreSQL 16 has and 18 lacks until the test installs it.
 DEMO_EXTENSION = {"fleetdb_demo.control": "default_version = '1.0'\nrelocatable = true\n",
                   "fleetdb_demo--1.0.sql": "CREATE FUNCTION fleetdb_demo() RETURNS int LANGUAGE sql AS 'SELECT 1';\n"}
@@ -78,6 +81,12 @@ class DataKindsFlow(Flow):
         self.sql16("ALTER ROLE app IN DATABASE inventory SET statement_timeout = '31s'")
         for db in ("app", "inventory"):
             self.load_file(FULL_SCHEMA, db)
+        # A tablespace of its own, with a table and its index in it
+        self.sh("install -d -o postgres -g postgres -m 700 %s" % TABLESPACE_DIR)
+        self.sql16("CREATE TABLESPACE ts_app LOCATION '%s'" % TABLESPACE_DIR)
+        self.sql16("CREATE TABLE feat.in_tablespace (id int PRIMARY KEY USING INDEX TABLESPACE ts_app, v text) "
+                   "TABLESPACE ts_app; INSERT INTO feat.in_tablespace SELECT g, md5(g::text) "
+                   "FROM generate_series(1, 5000) g", dbname="app")
         if "pagila" in self.databases:
             self.sql16("CREATE DATABASE pagila")
             for name in ("pagila-schema.sql", "pagila-data.sql"):
@@ -227,3 +236,16 @@ def test_settings_and_owners_of_the_second_database_came_across(kinds):
                           "LEFT JOIN pg_roles r ON r.oid = s.setrole WHERE d.datname = 'inventory' ORDER BY 1")
     assert settings.splitlines() == ["- work_mem=8MB", "app statement_timeout=31s"], settings
     assert kinds.psql("SELECT relpersistence FROM pg_class WHERE oid = 'feat.cache'::regclass", dbname="app") == "u"
+
+
+def test_a_tablespace_keeps_its_location_and_18s_files_go_beside_16s(kinds):
+    """docs/procedure.md: the same tablespace at the same location, 18's files in its own PG_18_* directory."""
+    assert kinds.psql("SELECT pg_tablespace_location(oid) FROM pg_tablespace WHERE spcname = 'ts_app'") == \
+        TABLESPACE_DIR
+    for relation in ("feat.in_tablespace", "feat.in_tablespace_pkey"):
+        path = kinds.psql("SELECT pg_relation_filepath('%s')" % relation, dbname="app")
+        assert re.match(r"^pg_tblspc/\d+/PG_18_\d+/\d+/\d+$", path), (relation, path)
+    versions = sorted(name.split("_")[1] for name in kinds.sh("ls %s" % TABLESPACE_DIR).split())
+    assert versions == ["16", "18"], versions   # 16's stay for a rollback, until finalize
+    assert kinds.psql("SELECT count(*) FROM feat.in_tablespace", dbname="app") == "5000"
+

@@ -4,6 +4,10 @@ connectable database: postgres, app, inventory), driven by the playbooks like te
   16 -> 18 with writers -> more writes on 18 -> rollback: every write is back on 16 on the production port
   -> upgrade again -> finalize: no replication role, passfile, pg_hba.conf lines, publication or slot is left,
   every write is on 18.
+
+inventory's table lives in a tablespace of its own: each instance's directory there (PG_16_*, PG_18_*) goes
+with the instance - the rolled-back 18's when the upgrade again removes that instance (or it could not create
+the tablespace anew), 16's with finalize.
 """
 import json
 import os
@@ -15,6 +19,7 @@ PORT = int(os.environ.get("MULTIDB_PORT", "25071"))
 ROWS = 2000
 ROLE = "fleetdb_replicator"
 PASSFILES = ["/var/lib/fleetdb/postgresql/%s/fleetdb_replication.pgpass" % v for v in ("16", "18")]
+TABLESPACE_DIR = "/srv/ts_inventory"
 
 
 class MultiDbFlow(Flow):
@@ -34,8 +39,10 @@ class MultiDbFlow(Flow):
             handle.write(PREPARE % dict(tarball=dist("16"), data=OLD_DATA, bin=PG16, pw=APP_PASSWORD))
         self.ok(path)
         self.psql("CREATE DATABASE inventory OWNER app", bin_dir=PG16, dbname="postgres")
-        self.psql("CREATE TABLE items (id bigserial PRIMARY KEY, label text UNIQUE NOT NULL, qty int NOT NULL)",
-                  bin_dir=PG16, dbname="inventory")
+        self.sh("install -d -o postgres -g postgres -m 700 %s" % TABLESPACE_DIR)
+        self.psql("CREATE TABLESPACE ts_inventory LOCATION '%s'" % TABLESPACE_DIR, bin_dir=PG16, dbname="postgres")
+        self.psql("CREATE TABLE items (id bigserial PRIMARY KEY, label text UNIQUE NOT NULL, qty int NOT NULL) "
+                  "TABLESPACE ts_inventory", bin_dir=PG16, dbname="inventory")
         self.write_items("on16", PG16)
         seeded = self.proof("seed", "--rows", str(ROWS))
         assert seeded.returncode == 0, seeded.stderr
@@ -69,6 +76,11 @@ class MultiDbFlow(Flow):
         return found
 
 
+def tablespace_versions(flow):
+    """The major versions with a directory in inventory's tablespace."""
+    return sorted(name.split("_")[1] for name in flow.sh("ls %s" % TABLESPACE_DIR).split())
+
+
 def leftovers(flow):
     """(replication roles, lines naming the role in the new server's pg_hba.conf, replication passfiles)."""
     lines = flow.host.run("grep -c '\"%s\"' %s/pg_hba.conf" % (ROLE, NEW_DATA)).stdout.strip()
@@ -90,6 +102,7 @@ def test_rollback_then_finalize_with_two_databases_and_the_default_list(tmp_path
         flow.ok("upgrade.yml")
         assert flow.psql("SHOW server_version").startswith("18")
         assert flow.rollback_slots() == {db: "fleetdb_rollback_" + db for db in ("app", "inventory", "postgres")}
+        assert tablespace_versions(flow) == ["16", "18"]
         # writes that exist only on 18 until the rollback replays them
         before = flow.acknowledged()
         flow.write_items("on18", PG18)
@@ -99,6 +112,8 @@ def test_rollback_then_finalize_with_two_databases_and_the_default_list(tmp_path
         assert flow.psql("SHOW server_version", bin_dir=PG16).startswith("16")
         assert flow.host.run("test -e %s/postmaster.pid" % NEW_DATA).returncode != 0, "18 still runs"
         flow.check_items(PG16)
+        assert tablespace_versions(flow) == ["16", "18"]  # 18 stays, stopped, until the upgrade again
+        rolled_back_18 = flow.sh("stat -c %%i %s/PG_18_*" % TABLESPACE_DIR).strip()
         # no slot keeps WAL on either server: none on 16, the rollback slots on 18 went with the cutover back
         assert slots(flow, bin_dir=PG16) == ""
         assert flow.sh("ls -A %s/pg_replslot" % NEW_DATA).strip() == ""
@@ -120,7 +135,10 @@ def test_rollback_then_finalize_with_two_databases_and_the_default_list(tmp_path
         assert ROLE not in checked["diff"][0]["after"] and ROLE in checked["diff"][0]["before"], checked["diff"]
         assert leftovers(flow) == (1, 9, 2), "check mode changed something"
 
+        assert tablespace_versions(flow) == ["16", "18"]
+        assert flow.sh("stat -c %%i %s/PG_18_*" % TABLESPACE_DIR).strip() != rolled_back_18, "18's files were kept"
         flow.ok("finalize.yml")
+        assert tablespace_versions(flow) == ["18"], "16's files stayed in the tablespace"
         assert leftovers(flow) == (0, 0, 0)
         assert "fleetdb.online_upgrade replication" not in flow.sh("cat %s/pg_hba.conf" % NEW_DATA)
         assert objects_left(flow) == "0/0/0/0"
