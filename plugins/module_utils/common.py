@@ -107,11 +107,13 @@ def effective_user(user):
 
 
 def read_text(path):
+    """The file's text, or None when it does not exist - or, under /proc, when its process exited while it was
+    read (the read then fails with ESRCH: a process scan must not fail on a backend that just ended)."""
     try:
         with open(path) as handle:
             return handle.read()
     except IOError as exc:
-        if exc.errno == errno.ENOENT:
+        if exc.errno in (errno.ENOENT, errno.ESRCH):
             return None
         raise
 

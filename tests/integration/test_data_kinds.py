@@ -248,4 +248,3 @@ def test_a_tablespace_keeps_its_location_and_18s_files_go_beside_16s(kinds):
     versions = sorted(name.split("_")[1] for name in kinds.sh("ls %s" % TABLESPACE_DIR).split())
     assert versions == ["16", "18"], versions   # 16's stay for a rollback, until finalize
     assert kinds.psql("SELECT count(*) FROM feat.in_tablespace", dbname="app") == "5000"
-

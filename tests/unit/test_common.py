@@ -21,3 +21,26 @@ def test_settings_keep_their_units():
     assert _with_unit("100", "ms") == "100ms"
     assert _with_unit("-1", "8kB") == "-1"
     assert _with_unit("on", None) == "on"
+
+
+def test_read_text_of_a_process_that_exits_while_it_is_read_is_none(monkeypatch, tmp_path):
+    """Reading /proc/<pid>/cmdline of a process that is exiting fails with ESRCH (it failed preflight's scan of
+    the host's processes once, under the cutover tests' reconnecting writers)."""
+    import builtins
+    import errno as errno_module
+
+    from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import common
+
+    def gone(*_args, **_kwargs):
+        raise ProcessLookupError(errno_module.ESRCH, "No such process")
+    monkeypatch.setattr(builtins, "open", gone)
+    assert common.read_text("/proc/12345/cmdline") is None
+    monkeypatch.undo()
+    denied = tmp_path / "denied"
+    denied.mkdir()
+    try:
+        common.read_text(str(denied))
+    except IsADirectoryError:
+        pass
+    else:
+        raise AssertionError("other errors still raise")
