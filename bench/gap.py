@@ -325,6 +325,7 @@ def main(argv=None):
                     "  phases %s" % result["phases"] if result.get("phases") else ""))
                 sys.stdout.flush()
             shutil.rmtree(tmpl.data, ignore_errors=True)
+            save(args, info, plan, results, ports, started)  # a long run stopped later keeps what it measured
     finally:
         for name in os.listdir(work):
             pid_file = os.path.join(work, name, "postmaster.pid")
@@ -335,6 +336,12 @@ def main(argv=None):
     print(format_table(results))
     print()
     print(markdown_table(results))
+    print(json.dumps(save(args, info, plan, results, ports, started), sort_keys=True))
+    return 0 if results and all(r.get("ok") for r in results) else 1
+
+
+def save(args, info, plan, results, ports, started):
+    """The figures so far into args.out and the chart; returns the document."""
     document = dict(machine=info, scenarios=plan, results=results, ratios=ratios(results),
                     verify_row_counts=ports["verify_row_counts"],
                     seconds=round(time.monotonic() - started))
@@ -343,8 +350,7 @@ def main(argv=None):
         json.dump(document, handle, indent=1, sort_keys=True)
     if args.chart and results:
         chart(results, args.chart)
-    print(json.dumps(document, sort_keys=True))
-    return 0 if results and all(r.get("ok") for r in results) else 1
+    return document
 
 
 if __name__ == "__main__":

@@ -54,6 +54,14 @@ class Installer:
         """Install the release from the operating system's package manager."""
         raise NotImplementedError
 
+    def release_bin_dir(self, method, version, prefix=None):
+        """Where ``method`` puts the release's binaries, known before it is installed."""
+        raise NotImplementedError
+
+    def check_provides(self, bin_dir, major, required):
+        """Fail (OperationError) when the release lacks an extension or library the databases use."""
+        raise NotImplementedError
+
 
 class Instance:
     """One server instance: a data directory served by one release's binaries."""

@@ -26,6 +26,7 @@ import tempfile
 import zlib
 
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import OperationError, parse_version
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import pg_extensions
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engine import Installer
 
 DEFAULT_PREFIX = "/opt/fleetdb/postgresql"
@@ -212,6 +213,21 @@ class PostgresInstaller(Installer):
         self.module = module
 
     # -- probing ---------------------------------------------------------------
+    def release_bin_dir(self, method, version, prefix=None):
+        """Where ``method`` puts (or put) the release's binaries: known before it is installed."""
+        major = requested_release(version)[0]
+        if method == "archive":
+            return os.path.join(prefix or DEFAULT_PREFIX, major, "bin")
+        return package_layout(self._os_family(), major)[1]
+
+    def check_provides(self, bin_dir, major, required):
+        """Fail, naming each, when the release in ``bin_dir`` lacks an extension or a library the databases use."""
+        missing = pg_extensions.shortfalls(self.module, bin_dir, required)
+        if missing:
+            raise OperationError("PostgreSQL %s in %s lacks what the old server's databases use (no instance of it "
+                                 "exists yet; the old server is unchanged): %s" % (major, bin_dir, "; ".join(missing)),
+                                 pg_extensions.shortfall_fix(major), missing=missing)
+
     def probe(self, bin_dir):
         """dict(version, major, bin_dir) of the release in ``bin_dir``, None when there is none.
 
@@ -273,9 +289,9 @@ class PostgresInstaller(Installer):
     # -- archive ---------------------------------------------------------------
     def install_archive(self, module, archive, checksum, prefix, version):
         major, full_version = requested_release(version)
-        prefix = prefix or DEFAULT_PREFIX
-        target = os.path.join(prefix, major)
-        bin_dir = os.path.join(target, "bin")
+        bin_dir = self.release_bin_dir("archive", version, prefix)
+        target = os.path.dirname(bin_dir)
+        prefix = os.path.dirname(target)
         installed = self.probe(bin_dir)
         if installed:
             return self._already_installed(installed, major, full_version, "archive", install_dir=target)

@@ -19,7 +19,7 @@ import shutil
 import time
 from collections import OrderedDict
 
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import pgwire
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import pg_extensions, pgwire
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import (
     OperationError, effective_user, ensure_directory, parse_version, port_holder, read_text, run_as, user_ids,
     write_file)
@@ -396,18 +396,11 @@ class PostgresInstance(Instance):
 
     def _check_preload_libraries(self, value):
         """Each library of shared_preload_libraries must be in this release: without it the server cannot start."""
-        names = [n.strip().strip('"') for n in (value or "").strip("'").split(",") if n.strip().strip('"')]
-        if not names or not os.path.isfile(self._bin("pg_config")):
+        names = pg_extensions.preload_libraries(value)
+        if not names:
             return
-        rc, out, _err = self.module.run_command([self._bin("pg_config"), "--pkglibdir"])
-        if rc != 0:
-            return
-        libdir = out.strip()
-        missing = []
-        for name in names:
-            path = name.replace("$libdir", libdir) if "/" in name else os.path.join(libdir, name)
-            if not any(os.path.isfile(path + suffix) for suffix in ("", ".so")):
-                missing.append(name)
+        libdir = pg_extensions.release_dirs(self.module, self.spec.bin_dir)[1]
+        missing = pg_extensions.missing_libraries(libdir, names)
         if missing:
             raise OperationError(
                 "shared_preload_libraries names libraries that PostgreSQL %s in %s lacks: %s (the server could not "

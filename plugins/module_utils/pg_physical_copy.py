@@ -32,7 +32,7 @@ import signal
 import socket
 import time
 
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import pg_process, pg_record
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import pg_extensions, pg_process, pg_record
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import (
     OperationError, PhaseTimer, ensure_directory, read_text, run_as, user_ids, write_file)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engine import InstanceSpec
@@ -134,7 +134,22 @@ class PhysicalCopy:
         if self.module.check_mode:
             return
         PostgresInstance(self.module, self.new).start(port=self.temporary_port, timeout=min(self.timeout, 300))
+        self.result["extensions_updated"] = self._update_extensions()
         self.result["record_sets"] = self._write_record()
+
+    def _update_extensions(self):
+        """pg_upgrade keeps each extension at its old version: update those the new release has newer, before
+        the copy takes clients (preflight checked that update scripts lead there)."""
+        updated = {}
+        for db in self.databases:
+            session = connect(self.new, dbname=db, port=self.temporary_port)
+            try:
+                done = pg_extensions.updates(session)
+            finally:
+                session.close()
+            if done:
+                updated[db] = ["%s %s -> %s" % row for row in done]
+        return updated
 
     def _write_record(self):
         """A Record of Upgrades set per database (the physical method's migrate-restore): the publications

@@ -12,7 +12,9 @@ import re
 
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import (
     OperationError, human_bytes, parse_version, port_holder, read_text)
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import pg_extensions
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_fence import fence_blockers
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_install import PostgresInstaller
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_physical_copy import max_rate_problem
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_sizing import copy_parallelism, host_resources
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_process import (
@@ -67,7 +69,7 @@ class PostgresPreflight:
     def __init__(self, module, old, new_version, new_data_dir, databases, method, temporary_port,
                  old_port_after, tables_without_key="fail", replication_password_set=True,
                  min_free_disk_ratio=1.2, max_transaction_age=300, unlogged_tables="fail", pooler=None,
-                 copy_method="logical", physical_copy_max_rate=None):
+                 copy_method="logical", physical_copy_max_rate=None, new_install_method="archive", new_prefix=None):
         self.module = module
         self.old = old
         self.new_version_text = "" if new_version is None else str(new_version)
@@ -85,6 +87,8 @@ class PostgresPreflight:
         self.pooler = pooler  # pgbouncer.PgBouncer or None
         self.copy_method = copy_method
         self.physical_copy_max_rate = physical_copy_max_rate
+        self.new_install_method = new_install_method
+        self.new_prefix = new_prefix
         self.findings = Findings()
         self.facts = {}
 
@@ -110,8 +114,10 @@ class PostgresPreflight:
                     f.problem("replication_password", "no password is set for the replication role",
                               "set online_upgrade_replication_password (from a vault)")
             self._ha_managers()
+            preload = pg_extensions.preload_libraries(session.scalar("SHOW shared_preload_libraries"))
         finally:
             session.close()
+        self._new_release_provides(preload)
         if self.method == "replication":
             for db in self.databases:
                 self._what_replication_carries(db)
@@ -125,6 +131,32 @@ class PostgresPreflight:
         return result
 
     # -- the checks -------------------------------------------------------------
+    def _new_release_provides(self, preload):
+        """The extensions and preload libraries the databases use, checked against the new release's files when
+        it is on the host already; otherwise the install step checks them, before any new instance exists."""
+        used = {}
+        for db in self.databases:
+            session = connect(self.old, dbname=db, timeout=5)
+            try:
+                used[db] = dict((name, version) for name, version in session.query(pg_extensions.USED_SQL).rows)
+            finally:
+                session.close()
+        needs = pg_extensions.needs(used, preload, self.method == "replication" and self.copy_method == "physical")
+        self.facts["new_release_needs"] = needs
+        installer = PostgresInstaller(self.module)
+        try:
+            bin_dir = installer.release_bin_dir(self.new_install_method, self.new_version_text, self.new_prefix)
+        except OperationError:
+            return  # no package manager: the install step says so
+        self.facts["new_release_checked"] = bool(installer.probe(bin_dir))
+        if not self.facts["new_release_checked"]:
+            return
+        missing = pg_extensions.shortfalls(self.module, bin_dir, needs)
+        if missing:
+            major = (self.new_major or ("?",))[0]
+            self.findings.problem("extensions", "PostgreSQL %s in %s lacks what the databases use: %s"
+                                  % (major, bin_dir, "; ".join(missing)), pg_extensions.shortfall_fix(major))
+
     def _pooler(self):
         """PgBouncer's admin console answers, its pool mode lets PAUSE finish, its client limits outlast the pause."""
         if self.pooler is None:

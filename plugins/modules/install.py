@@ -65,6 +65,14 @@ options:
       - With O(method=package), refresh the package lists first (C(apt-get update) / C(dnf makecache)).
     type: bool
     default: false
+  release_must_provide:
+    description:
+      - What the old server's databases use, as M(fleetdb.online_upgrade.preflight) returns it
+        (RV(fleetdb.online_upgrade.preflight#module:new_release_needs)) - extensions per database, with an update path
+        to the release's default version when C(update_paths) is set, and the C(shared_preload_libraries).
+      - Checked against the release's own files once it is installed (also when it already was); anything
+        missing fails the task, naming each database and extension, before any instance of the release exists.
+    type: dict
 notes:
   - On Debian, installing C(postgresql-<major>) creates and starts a cluster C(<major>/main) unless
     C(create_main_cluster = false) is set in C(/etc/postgresql-common/createcluster.conf); the module warns
@@ -172,6 +180,7 @@ def main():
             checksum=dict(type="str"),
             prefix=dict(type="path", default="/opt/fleetdb/postgresql"),
             update_cache=dict(type="bool", default=False),
+            release_must_provide=dict(type="dict"),
         ),
         supports_check_mode=True,
     )
@@ -182,6 +191,8 @@ def main():
             result = installer.install_archive(module, p["archive"], p["checksum"], p["prefix"], p["version"])
         else:
             result = installer.install_package(module, p["version"], update_cache=p["update_cache"])
+        if p["release_must_provide"] and installer.probe(result["bin_dir"]):
+            installer.check_provides(result["bin_dir"], result["major"], p["release_must_provide"])
     except OperationError as exc:
         module.fail_json(**exc.as_result())
     module.exit_json(**result)

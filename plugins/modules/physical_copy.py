@@ -142,6 +142,13 @@ record_sets:
   description: Database to the number of the Record of Upgrades set written for this copy.
   returned: success, outside check mode
   type: dict
+extensions_updated:
+  description:
+    - Database to the extensions updated (C(ALTER EXTENSION ... UPDATE)) to the new release's default version,
+      as C(<name> <old> -> <new>). pg_upgrade keeps the old versions; the copy updates them before it takes clients.
+  returned: success, outside check mode
+  type: dict
+  sample: {"app": ["pg_stat_statements 1.10 -> 1.12"]}
 """
 
 from ansible.module_utils.basic import AnsibleModule

@@ -15,7 +15,8 @@ description:
   - Checks, against the running old server, everything that would make the upgrade fail halfway,
     and reports each finding with what to do about it.
   - "Versions: the new major version is newer than the running one. Binaries and data directory of the
-    old release are where they are said to be. Disk: the file system of the new data directory can
+    old release are where they are said to be. Extensions and C(shared_preload_libraries): the new release
+    has each one the databases use, when its files are on the host already. Disk: the file system of the new data directory can
     hold a second copy. Settings: C(wal_level=logical), enough replication slots and WAL senders (each
     with the restart it needs). Tables without a primary key or replica identity. Transactions open
     for long. The port plan: production, temporary and old-after ports distinct, and not held by a
@@ -63,6 +64,20 @@ options:
       - With O(copy_method=physical), the base backup's rate limit (O(fleetdb.online_upgrade.physical_copy#module:max_rate)),
         checked here so that a typo stops the upgrade before anything changes.
     type: str
+  new_install_method:
+    description:
+      - How the new release is (to be) installed (M(fleetdb.online_upgrade.install)'s O(fleetdb.online_upgrade.install#module:method)),
+        which says where its files are. When they are there already, the extensions and C(shared_preload_libraries)
+        the databases use are checked against them here; otherwise the install step checks them
+        (RV(new_release_needs)).
+    type: str
+    choices: [archive, package]
+    default: archive
+  new_prefix:
+    description:
+      - With O(new_install_method=archive), the directory holding one directory per major release.
+    type: path
+    default: /opt/fleetdb/postgresql
   temporary_port:
     description:
       - Port the new server uses during the copy.
@@ -165,6 +180,20 @@ old_settings:
   description: Settings of the old server's configuration files that the new instance inherits.
   returned: when the old server answered
   type: dict
+new_release_needs:
+  description:
+    - What the new release must provide - C(extensions) per database with their installed versions,
+      C(shared_preload_libraries), and C(update_paths) (a physical copy keeps the old versions, so each needs
+      update scripts to the new default). Give it to M(fleetdb.online_upgrade.install)'s
+      O(fleetdb.online_upgrade.install#module:release_must_provide).
+  returned: when the old server answered
+  type: dict
+  sample: {"extensions": {"app": {"plpgsql": "1.0", "pg_trgm": "1.6"}}, "shared_preload_libraries": ["pg_stat_statements"],
+           "update_paths": false}
+new_release_checked:
+  description: Whether the new release was on the host, so that RV(new_release_needs) was checked against it here.
+  returned: when the old server answered
+  type: bool
 copy_parallelism:
   description:
     - The logical initial copy sized to this host - half its cores for table syncs per subscription (2 to 8,
@@ -199,6 +228,8 @@ def main():
             method=dict(type="str", choices=["replication", "dump_restore"], default="replication"),
             copy_method=dict(type="str", choices=["logical", "physical"], default="logical"),
             physical_copy_max_rate=dict(type="str"),
+            new_install_method=dict(type="str", choices=["archive", "package"], default="archive"),
+            new_prefix=dict(type="path", default="/opt/fleetdb/postgresql"),
             temporary_port=dict(type="int", required=True),
             old_port_after=dict(type="int", required=True),
             tables_without_key=dict(type="str", choices=["fail", "replica_identity_full"], default="fail"),
@@ -219,7 +250,8 @@ def main():
         replication_password_set=p["replication_password_set"], min_free_disk_ratio=p["min_free_disk_ratio"],
         max_transaction_age=p["max_transaction_age"], unlogged_tables=p["unlogged_tables"],
         pooler=from_params(p["pooler"]), copy_method=p["copy_method"],
-        physical_copy_max_rate=p["physical_copy_max_rate"])
+        physical_copy_max_rate=p["physical_copy_max_rate"], new_install_method=p["new_install_method"],
+        new_prefix=p["new_prefix"])
     try:
         result = preflight.run()
     except OperationError as exc:

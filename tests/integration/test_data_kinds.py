@@ -11,7 +11,8 @@ object"). One PostgreSQL 16 host, driven by playbooks/upgrade.yml like test_upgr
 
   1. preflight refuses the large objects and unlogged tables, naming each, and changes nothing;
   2. fixed (large objects removed, one table SET LOGGED, the other opted in to start empty), an extension
-     missing in 18 stops the run before anything is restored; once installed, the re-run finishes;
+     missing in 18 stops the run once 18's files are there, before any instance of 18 exists, and preflight
+     refuses the next run; once the extension is installed, the re-run finishes;
   3. afterwards: every write acknowledged (the proof's writers and a writer into the partitioned table) is on
      18, every other table has the same rows (count and hash) on both servers, the materialized views hold the
      same rows, pg_dump --schema-only of old and new differ only by what the docs list, and the tablespace's
@@ -23,7 +24,7 @@ import re
 
 import pytest
 
-from test_upgrade_flows import OLD_DATA, PG16, PG18, Flow, wait_for
+from test_upgrade_flows import NEW_DATA, OLD_DATA, PG16, PG18, Flow, wait_for
 
 PORT = int(os.environ.get("DATAKINDS_PORT", "25081"))
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -152,7 +153,7 @@ def test_preflight_refuses_large_objects_and_unlogged_tables_and_changes_nothing
     assert kinds.sql16("SELECT count(*) FROM pg_publication", dbname="app") == "1"   # user_pub only
 
 
-def test_an_extension_missing_in_18_stops_before_anything_is_restored_then_the_rerun_finishes(kinds):
+def test_an_extension_missing_in_18_stops_before_any_new_instance_exists_then_the_rerun_finishes(kinds):
     for db in ("app", "inventory"):
         kinds.sql16("SELECT lo_unlink(oid) FROM pg_largeobject_metadata", dbname=db)
         kinds.sql16("ALTER TABLE feat.staging SET LOGGED", dbname=db)
@@ -162,12 +163,23 @@ def test_an_extension_missing_in_18_stops_before_anything_is_restored_then_the_r
             handle.write(text)
         kinds.host.copy_in(path, "/opt/fleetdb/postgresql/16/share/extension/" + name)
     kinds.sql16("CREATE EXTENSION fleetdb_demo", dbname="app")
+    missing = (r"database app: extension fleetdb_demo 1\.0 \(no fleetdb_demo\.control in "
+               r"/opt/fleetdb/postgresql/18/share/extension\)")
+    # 18 is not on the host yet: the install step checks its files, before any instance of it exists.
     rc, out = kinds.playbook("upgrade.yml", "-e", "online_upgrade_unlogged_tables=empty")
     assert rc != 0, out[-3000:]
-    assert re.search(r"extensions of \S+app\.schema\.dump are not available for PostgreSQL 18\S* here: fleetdb_demo "
-                     r"\(nothing was restored\)", out), out[-4000:]
+    assert re.search(r"PostgreSQL 18 in /opt/fleetdb/postgresql/18/bin lacks what the old server's databases use "
+                     r"\(no instance of it exists yet; the old server is unchanged\): " + missing, out), out[-4000:]
+    assert "apt install postgresql-18-<extension>" in out and "DROP EXTENSION" in out, out[-4000:]
+    assert kinds.host.run("test -e %s" % NEW_DATA).returncode != 0
+    # Now that 18 is there, preflight itself refuses, and changes nothing.
+    rc, out = kinds.playbook("upgrade.yml", "-e", "online_upgrade_unlogged_tables=empty")
+    assert rc != 0, out[-3000:]
+    assert "the host is not ready for the upgrade (nothing was changed)" in out, out[-4000:]
+    assert re.search(r"extensions: PostgreSQL 18 in /opt/fleetdb/postgresql/18/bin lacks what the databases use: "
+                     + missing, out), out[-4000:]
     assert kinds.sql16("SHOW server_version").startswith("16")
-    assert kinds.psql("SELECT count(*) FROM pg_database WHERE datname = 'app'", port=15432, dbname="postgres") == "0"
+    assert kinds.host.run("test -e %s" % NEW_DATA).returncode != 0
     for name in DEMO_EXTENSION:
         kinds.sh("cp /opt/fleetdb/postgresql/16/share/extension/%s /opt/fleetdb/postgresql/18/share/extension/" % name)
     out = kinds.ok("upgrade.yml", "-e", "online_upgrade_unlogged_tables=empty", "-e", "online_upgrade_progress_interval=1")

@@ -1,0 +1,72 @@
+"""What the new release must provide to the databases: extensions (with update paths) and preload libraries."""
+import os
+
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import pg_extensions
+
+
+class NoPgConfig:
+    """A module whose pg_config is absent: the release's layout is read from bin/../share and bin/../lib."""
+
+    def run_command(self, argv):
+        raise AssertionError("pg_config is not there: %s" % argv)
+
+
+def release(tmp_path, files):
+    """An unpacked release: bin/postgres, share/extension/<files>, lib/."""
+    for sub in ("bin", "share/extension", "lib"):
+        (tmp_path / sub).mkdir(parents=True, exist_ok=True)
+    (tmp_path / "bin" / "postgres").write_text("")
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    return str(tmp_path / "bin")
+
+
+EXT = "share/extension/"
+PG18 = {
+    EXT + "pg_trgm.control": "default_version = '1.6'\n",
+    EXT + "pg_trgm--1.3.sql": "", EXT + "pg_trgm--1.3--1.4.sql": "", EXT + "pg_trgm--1.4--1.5.sql": "",
+    EXT + "pg_trgm--1.5--1.6.sql": "",
+    EXT + "hstore.control": "# hstore\ndefault_version = '1.8'\nrelocatable = true\n", EXT + "hstore--1.8.sql": "",
+    EXT + "plpgsql.control": "default_version = '1.0'\n", EXT + "plpgsql--1.0.sql": "",
+    "lib/pg_stat_statements.so": "",
+}
+
+
+def test_a_release_with_everything_passes(tmp_path):
+    bin_dir = release(tmp_path, PG18)
+    needs = pg_extensions.needs({"app": {"plpgsql": "1.0", "pg_trgm": "1.6"}, "inventory": {"hstore": "1.8"}},
+                                ["pg_stat_statements"], update_paths=True)
+    assert pg_extensions.shortfalls(NoPgConfig(), bin_dir, needs) == []
+
+
+def test_each_missing_extension_and_library_is_named_with_its_database(tmp_path):
+    bin_dir = release(tmp_path, PG18)
+    needs = pg_extensions.needs({"app": {"adminpack": "2.1", "plpgsql": "1.0"}, "inventory": {"old_snapshot": "1.0"}},
+                                pg_extensions.preload_libraries("pg_stat_statements, $libdir/auto_explain"), False)
+    missing = pg_extensions.shortfalls(NoPgConfig(), bin_dir, needs)
+    assert len(missing) == 3, missing
+    assert missing[0].startswith("database app: extension adminpack 2.1 (no adminpack.control in ")
+    assert missing[1].startswith("database inventory: extension old_snapshot 1.0")
+    assert missing[2].startswith("shared_preload_libraries: $libdir/auto_explain (not in %s" % os.path.join(str(tmp_path), "lib"))
+
+
+def test_a_physical_copy_needs_update_scripts_from_the_old_version_to_the_new_default(tmp_path):
+    bin_dir = release(tmp_path, PG18)
+    carried = {"app": {"pg_trgm": "1.3"}, "inventory": {"hstore": "1.4"}}
+    assert pg_extensions.shortfalls(NoPgConfig(), bin_dir, pg_extensions.needs(carried, [], False)) == []
+    missing = pg_extensions.shortfalls(NoPgConfig(), bin_dir, pg_extensions.needs(carried, [], True))
+    assert missing == ["database inventory: extension hstore 1.4 (the new release has 1.8, and no update scripts "
+                       "lead there from 1.4)"]
+
+
+def test_update_paths_follow_chains_and_stop_at_cycles():
+    steps = {"1.0": {"1.1"}, "1.1": {"1.0", "1.2"}, "1.2": {"2.0"}}
+    assert pg_extensions.update_path(steps, "1.0", "2.0")
+    assert not pg_extensions.update_path(steps, "2.0", "1.0")
+    assert pg_extensions.update_path({}, "1.0", "1.0")
+
+
+def test_preload_libraries_are_split_like_the_server_does():
+    assert pg_extensions.preload_libraries("") == []
+    assert pg_extensions.preload_libraries('pg_stat_statements,"auto_explain" , timescaledb') == [
+        "pg_stat_statements", "auto_explain", "timescaledb"]
