@@ -47,6 +47,22 @@ def stop_and_verify(port, *log_dirs):
     return reports
 
 
+def rollback_under_load(host, port, log_dir, upgrade_log_dir, old_major):
+    """playbooks/rollback.yml while fresh writers write, then the proof of those and of the upgrade's writers:
+    no acknowledged write lost, duplicated or out of order, the old release serving."""
+    start_load(port, log_dir, first_writer=11)
+    rc, out, _recap = playbook("rollback.yml")
+    if rc != 0:
+        proof(port, "stop", "--log-dir", log_dir)
+    assert rc == 0, out[-4000:]
+    host.run("sleep 2")   # the writers write to the old release for a while
+    reports = stop_and_verify(port, log_dir, upgrade_log_dir)
+    for report in reports.values():
+        assert report["lost"] == 0 and report["duplicated"] == 0 and report["out_of_order_ids"] == 0, report
+        assert report["ok"] and report["server_version"].startswith(old_major), report
+    assert reports[log_dir]["acknowledged"] > 100, reports
+
+
 def start_load(port, log_dir, first_writer, writers=2, rate=50):
     """Writers on the controller through the published port, like prepare_app.yml starts them."""
     subprocess.run(["rm", "-rf", log_dir], check=True)

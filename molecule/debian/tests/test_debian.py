@@ -123,17 +123,7 @@ def test_a_check_run_changes_nothing(host):
 
 
 def test_rollback_brings_15_main_back_on_5432_with_every_write(host):
-    sh.start_load(PORT, ROLLBACK_LOAD_DIR, first_writer=11)
-    rc, out, _recap = sh.playbook("rollback.yml")
-    if rc != 0:
-        sh.proof(PORT, "stop", "--log-dir", ROLLBACK_LOAD_DIR)
-    assert rc == 0, out[-4000:]
-    host.run("sleep 2")   # the writers write to 15 for a while
-    reports = sh.stop_and_verify(PORT, ROLLBACK_LOAD_DIR, LOAD_DIR)
-    for report in reports.values():
-        assert report["lost"] == 0 and report["duplicated"] == 0 and report["out_of_order_ids"] == 0, report
-        assert report["ok"] and report["server_version"].startswith("15"), report
-    assert reports[ROLLBACK_LOAD_DIR]["acknowledged"] > 100, reports
+    sh.rollback_under_load(host, PORT, ROLLBACK_LOAD_DIR, LOAD_DIR, "15")
     assert_serves(host, "15", "18")
     assert start_conf(host, "15") == ["auto"]
     assert start_conf(host, "18") == ["manual"]
