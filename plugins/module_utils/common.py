@@ -184,13 +184,23 @@ def port_holder(port):
         try:
             for fd in os.listdir(fd_dir):
                 if os.readlink(os.path.join(fd_dir, fd)) in wanted:
-                    return _process_info(int(pid))
+                    return process_info(int(pid))
         except OSError:
             continue
     return dict(pid=None, command=None, cmdline=None, user=None)
 
 
-def _process_info(pid):
+def process_argvs():
+    """(pid, argv) of every process on the host that is still there once read, this one excepted."""
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != os.getpid():
+            cmdline = read_text("/proc/%s/cmdline" % entry)
+            if cmdline:
+                yield int(entry), cmdline.rstrip("\0").split("\0")
+
+
+def process_info(pid):
+    """dict(pid, command, cmdline, user) of a process, from /proc (fields None or empty once it is gone)."""
     cmdline = (read_text("/proc/%d/cmdline" % pid) or "").replace("\0", " ").strip()
     command = (read_text("/proc/%d/comm" % pid) or "").strip()
     try:

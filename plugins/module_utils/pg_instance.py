@@ -21,8 +21,8 @@ from collections import OrderedDict
 
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import pg_extensions, pgwire
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import (
-    OperationError, effective_user, ensure_directory, parse_version, port_holder, read_text, run_as, user_ids,
-    write_file)
+    OperationError, effective_user, ensure_directory, parse_version, port_holder, process_info, read_text, run_as,
+    user_ids, write_file)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engine import Instance
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_conf import (
     MANAGED_FILE, OPTION_SETTINGS, changed_settings, normalize_settings, parse_conf, parse_describe_config,
@@ -222,10 +222,7 @@ class PostgresInstance(Instance):
         info = parse_postmaster_pid(lock)
         if not info or not process_alive(info["pid"]):
             return None
-        pid = info["pid"]
-        cmdline = (read_text("/proc/%d/cmdline" % pid) or "").replace("\0", " ").strip()
-        return dict(pid=pid, command=(read_text("/proc/%d/comm" % pid) or "").strip(), cmdline=cmdline,
-                    user=None, data_dir=info["data_dir"])
+        return dict(process_info(info["pid"]), data_dir=info["data_dir"])
 
     # -- create -------------------------------------------------------------------------
     def create(self, data_checksums=None, locale="C.UTF-8", encoding="UTF8"):

@@ -34,7 +34,7 @@ import time
 
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import pg_extensions, pg_process, pg_record
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import (
-    OperationError, PhaseTimer, ensure_directory, read_text, run_as, user_ids, write_file)
+    OperationError, PhaseTimer, ensure_directory, process_argvs, read_text, run_as, user_ids, write_file)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engine import InstanceSpec
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_cutover_state import StateFile
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_instance import PostgresInstance, log_tail
@@ -384,12 +384,7 @@ class PhysicalCopy:
         """What a killed run left running on the copy or the staged directory: pg_basebackup, pg_upgrade, the
         copy's postmaster and the servers pg_upgrade started (SIGKILL: their work is thrown away)."""
         dirs = (self.copy_dir, self.staged_dir)
-        pids = []
-        for entry in os.listdir("/proc"):
-            if entry.isdigit() and int(entry) != os.getpid():
-                cmdline = (read_text("/proc/%s/cmdline" % entry) or "").split("\0")
-                if any(arg.rstrip("/") in dirs for arg in cmdline):
-                    pids.append(int(entry))
+        pids = [pid for pid, argv in process_argvs() if any(arg.rstrip("/") in dirs for arg in argv)]
         for pid in pids:
             try:
                 os.kill(pid, signal.SIGKILL)

@@ -11,7 +11,7 @@ import os
 import re
 
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import (
-    OperationError, human_bytes, parse_version, port_holder, read_text)
+    OperationError, human_bytes, parse_version, port_holder, process_argvs, read_text)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import pg_extensions
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_fence import fence_blockers
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_install import PostgresInstaller
@@ -342,8 +342,8 @@ class PostgresPreflight:
 
     def _ha_managers(self):
         """A cluster manager would restart the server the cutover stops, or fail over to a standby."""
-        for pid in (p for p in os.listdir("/proc") if p.isdigit()):
-            cmdline = (read_text("/proc/%s/cmdline" % pid) or "").replace("\0", " ")
+        for pid, argv in process_argvs():
+            cmdline = " ".join(argv)
             for name, fix in HA_MANAGERS:
                 if re.search(r"(^|/)%s(\s|$)" % re.escape(name), cmdline.split(" --", 1)[0]):
                     self.findings.problem("ha_manager", "%s manages PostgreSQL on this host (pid %s: %s)"

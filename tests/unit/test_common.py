@@ -44,3 +44,20 @@ def test_read_text_of_a_process_that_exits_while_it_is_read_is_none(monkeypatch,
         pass
     else:
         raise AssertionError("other errors still raise")
+
+
+def test_process_argvs_lists_each_process_with_its_arguments_and_not_this_one():
+    import os
+    import subprocess
+    import sys
+    from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import process_argvs, process_info
+    argv = [sys.executable, "-c", "import time; time.sleep(30)", "fleetdb test arg"]
+    child = subprocess.Popen(argv)  # pylint: disable=consider-using-with
+    try:
+        found = dict(process_argvs())
+        assert found[child.pid] == argv
+        assert os.getpid() not in found
+        assert process_info(child.pid)["cmdline"] == " ".join(argv)
+    finally:
+        child.kill()
+        child.wait()
