@@ -11,8 +11,9 @@ object"). One PostgreSQL 16 host, driven by playbooks/upgrade.yml like test_upgr
 
   1. preflight refuses the large objects and unlogged tables, naming each, and changes nothing;
   2. fixed (large objects removed, one table SET LOGGED, the other opted in to start empty), an extension
-     missing in 18 stops the run once 18's files are there, before any instance of 18 exists, and preflight
-     refuses the next run; once the extension is installed, the re-run finishes;
+     and a preload library missing in 18 stop the run once 18's files are there, before any instance of 18
+     exists, and preflight refuses the next run; once the extension is installed and the library no longer
+     preloaded, the re-run finishes;
   3. afterwards: every write acknowledged (the proof's writers and a writer into the partitioned table) is on
      18, every other table has the same rows (count and hash) on both servers, the materialized views hold the
      same rows, pg_dump --schema-only of old and new differ only by what the docs list, and the tablespace's
@@ -68,6 +69,16 @@ class DataKindsFlow(Flow):
 
     def sql16(self, sql, dbname="postgres"):
         return self.psql(sql, bin_dir=PG16, dbname=dbname)
+
+    def restart16(self, change):
+        """ALTER SYSTEM ``change`` on 16, then a restart by the server module (the writers reconnect)."""
+        self.sql16("ALTER SYSTEM " + change)
+        path = str(self.tmp / "restart16.yml")
+        with open(path, "w") as handle:
+            handle.write("---\n- hosts: all\n  gather_facts: false\n  tasks:\n"
+                         "    - fleetdb.online_upgrade.server: {data_dir: %s, bin_dir: %s, state: restarted}\n"
+                         % (OLD_DATA, PG16))
+        self.ok(path)
 
     def load_file(self, path, dbname):
         self.host.copy_in(path, "/tmp/load.sql")
@@ -163,8 +174,10 @@ def test_an_extension_missing_in_18_stops_before_any_new_instance_exists_then_th
             handle.write(text)
         kinds.host.copy_in(path, "/opt/fleetdb/postgresql/16/share/extension/" + name)
     kinds.sql16("CREATE EXTENSION fleetdb_demo", dbname="app")
+    kinds.restart16("SET shared_preload_libraries = 'old_snapshot'")   # a library 16 has and 18 dropped
     missing = (r"database app: extension fleetdb_demo 1\.0 \(no fleetdb_demo\.control in "
-               r"/opt/fleetdb/postgresql/18/share/extension\)")
+               r"/opt/fleetdb/postgresql/18/share/extension\); shared_preload_libraries: old_snapshot \(not in "
+               r"/opt/fleetdb/postgresql/18/lib\)")
     # 18 is not on the host yet: the install step checks its files, before any instance of it exists.
     rc, out = kinds.playbook("upgrade.yml", "-e", "online_upgrade_unlogged_tables=empty")
     assert rc != 0, out[-3000:]
@@ -180,6 +193,7 @@ def test_an_extension_missing_in_18_stops_before_any_new_instance_exists_then_th
                      + missing, out), out[-4000:]
     assert kinds.sql16("SHOW server_version").startswith("16")
     assert kinds.host.run("test -e %s" % NEW_DATA).returncode != 0
+    kinds.restart16("RESET shared_preload_libraries")
     for name in DEMO_EXTENSION:
         kinds.sh("cp /opt/fleetdb/postgresql/16/share/extension/%s /opt/fleetdb/postgresql/18/share/extension/" % name)
     out = kinds.ok("upgrade.yml", "-e", "online_upgrade_unlogged_tables=empty", "-e", "online_upgrade_progress_interval=1")
