@@ -56,7 +56,13 @@ class StateFile:
         self.data["updated_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         self.data.update(extra)
         self.save()
-        if phase == self.failpoint and not self.module.check_mode:
+        self.reached(phase)
+
+    def reached(self, point):
+        """Stop at ``point`` when the failpoint file names it (a phase, or a point that is not one)."""
+        if point == self.failpoint and not self.module.check_mode:
+            self.data["failpoint_reached"] = point
+            self.save()
             if self.failpoint_seconds is not None:
                 time.sleep(self.failpoint_seconds)
                 return

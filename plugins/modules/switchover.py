@@ -172,7 +172,10 @@ phase_started:
   type: dict
   sample: {"fence": 1764748800.125, "drain": 1764748800.137}
 databases:
-  description: Per database, the sequences copied, tables verified and rows counted.
+  description:
+    - Per database, the sequences copied, tables verified and rows counted, and C(schema_in_window) - V(md5) when
+      the window's schema check found each catalog read's md5 as the full comparison before the fence left it,
+      V(full) when one moved and it compared in full again.
   returned: always
   type: dict
 pooler:

@@ -195,6 +195,33 @@ def test_a_schema_change_on_the_old_server_stops_the_switchover_before_the_fence
     assert not checked.get("failed") and "checks passed" in checked["msg"], checked
 
 
+def test_a_schema_change_after_the_check_before_the_fence_is_found_inside_the_window(
+        pghost, servers, replicated, module):
+    """The full comparison runs before the fence; the window compares an md5 of each catalog read with the one
+    taken then. A column added on 16 while a failpoint holds the module right after that comparison moves the
+    md5: the window compares in full again, names the table, and the cutover aborts with 16 serving."""
+    sh(pghost, "echo 'compared 8' > %s/failpoint" % WORK)
+    result = {}
+    runner = threading.Thread(target=lambda: result.update(module("switchover", **switchover_args(servers))))
+    runner.start()
+    try:
+        state = "cat %s 2>/dev/null || true" % STATE_FILE
+        wait_until(lambda: '"failpoint_reached": "compared"' in sh(pghost, state), timeout=120)
+        psql(pghost, "16", "app", "ALTER TABLE accounts ADD COLUMN late_note text")
+    finally:
+        runner.join(timeout=180)
+        sh(pghost, "rm -f %s/failpoint" % WORK)
+    assert result.get("failed"), result
+    assert "public.accounts" in result["msg"] and "DDL is not replicated" in result["msg"], result["msg"]
+    assert "fence" in result["phases"] and "schema" in result["phases"], result["phases"]
+    assert "sequences" not in result["phases"], result["phases"]
+    assert "BEGIN fleetdb.online_upgrade fence" not in sh(pghost, "cat %s/pg_hba.conf" % servers["16"]["data_dir"])
+    wrote = pghost.run("PGPASSWORD='%s' %s/16/bin/psql -h 127.0.0.1 -p 5432 -U app -d app -X -At -c "
+                       "\"INSERT INTO writes (who) VALUES ('after-late-ddl') RETURNING 1\"" % (APP_PW, PREFIX))
+    assert wrote.returncode == 0 and wrote.stdout.split()[0] == "1", wrote.stderr
+    psql(pghost, "18", "app", "ALTER TABLE accounts ADD COLUMN late_note text")   # the schemas agree again
+
+
 # -- a hung statement in the window ------------------------------------------------------------------------
 
 def test_a_hung_statement_aborts_the_cutover_within_drain_timeout(pghost, servers, replicated, module):
@@ -300,6 +327,8 @@ def test_the_fence_cannot_be_bypassed_and_no_accepted_write_is_lost(pghost, serv
         assert phases.index("verify") < phases.index("fence"), phases
         assert set(window) <= set(CONSTANT_TIME_PHASES), window
         assert switched["databases"]["app"]["tables_verified"] >= 2, switched["databases"]
+        # The window's schema check read one md5 per catalog query: it held since the full comparison.
+        assert switched["databases"]["app"]["schema_in_window"] == "md5", switched["databases"]
         # The writers reconnect to the same port and now write to 18.
         on18 = (count(pghost, "18", "other", port=5432), count(pghost, "18", "app-rw", port=5432))
         wait_until(lambda: count(pghost, "18", "other", port=5432) > on18[0] + 5

@@ -54,11 +54,12 @@ def test_the_proof_needs_a_clean_shutdown_and_the_drain_xid():
 def test_schema_differences_name_each_drift():
     old = [("public.a", "r", "id bigint not null"), ("public.b", "r", "id int"), ("public.s", "S", "")]
     new = [("public.a", "r", "id bigint not null, note text"), ("public.s", "S", ""), ("public.c", "r", "x int")]
-    problems = sw.schema_differences(old, new)
+    from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_cutover_logic import schema_differences
+    problems = schema_differences(old, new)
     assert any("public.a differs" in p for p in problems)
     assert "public.b exists only on the old server" in problems
     assert "public.c exists only on the new server" in problems
-    assert sw.schema_differences(old, old) == []
+    assert schema_differences(old, old) == []
 
 
 def test_subscription_names_are_unique_per_database_only_when_needed():
@@ -104,3 +105,24 @@ def test_transactions_in_the_gap_move_the_expected_difference_both_ways():
     wrong = rc.mismatches({"app.t": "10", "app.u": "5"}, {"app.t": "12", "app.u": "5"}, differences)
     assert wrong == ["app.t (old 10, new 12, +3 in flight)"]
     assert rc.expected_differences([("105", "true", "app.u", "0", "true")], snapshot, ["app.u"])[1] == ["app.u"]
+
+
+def test_side_by_side_runs_each_call_at_once_and_raises_the_first_error():
+    import threading
+    import pytest
+    from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_schema_check import side_by_side
+    barrier = threading.Barrier(2, timeout=5)   # both calls must be running together to get past it
+    assert side_by_side(lambda: barrier.wait() * 0 + 1, lambda: barrier.wait() * 0 + 2) == [1, 2]
+
+    def fails():
+        raise ValueError("timed out")
+    with pytest.raises(ValueError, match="timed out"):
+        side_by_side(lambda: 1, fails)
+
+
+def test_the_digest_queries_keep_the_check_query_whole():
+    from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_schema_check import (
+        digest_sql, with_digest_sql)
+    sql = "SELECT 1 AS x WHERE 1 <> ALL ($1::text[]) ORDER BY 1"
+    assert digest_sql(sql).startswith("WITH f AS (%s) SELECT md5(" % sql)
+    assert with_digest_sql(sql).startswith("WITH f AS (%s) SELECT f.*, (SELECT md5(" % sql)

@@ -1,0 +1,110 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, fleetdb contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The cutover's schema check: DDL is not replicated, so the two servers' schemas must match, and every
+permanent table of the old server must be in the subscription.
+
+Before the fence, ``compare`` reads both descriptions in full and names each difference. Each answer
+carries an md5 of itself, computed by the server in the same evaluation. Inside the window, ``unchanged``
+asks each server for that md5 again, both servers at once: a few catalog reads whose answer is one row,
+whatever the number of objects. Only when an md5 moved does it compare in full again.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import threading
+
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import OperationError
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_cutover_logic import (
+    OBJECTS_FINGERPRINT_SQL, PUBLISHED_TABLES_SQL, SCHEMA_FINGERPRINT_SQL, SUBSCRIBED_TABLES_SQL,
+    schema_differences, unreplicated_tables)
+
+EMPTY_DIGEST = "d41d8cd98f00b204e9800998ecf8427e"   # md5(''): what digest_sql() gives for no rows
+_MD5 = "md5(coalesce(string_agg(%s::text, E'\\n' ORDER BY %s::text), ''))"
+
+
+def digest_sql(sql):
+    """One md5 of all the rows ``sql`` returns, in any order."""
+    return "WITH f AS (%s) SELECT %s FROM f" % (sql, _MD5 % ("f", "f"))
+
+
+def with_digest_sql(sql):
+    """The rows of ``sql``, each followed by digest_sql()'s md5 of them all (one evaluation for both)."""
+    return "WITH f AS (%s) SELECT f.*, (SELECT %s FROM f g) FROM f" % (sql, _MD5 % ("g", "g"))
+
+
+def side_by_side(*calls):
+    """Run each call in its own thread (each on its own session) and return their results in order; the
+    first exception raised is raised here, once all are done."""
+    results, errors = [None] * len(calls), []
+
+    def run(index, call):
+        try:
+            results[index] = call()
+        except Exception as exc:  # pylint: disable=broad-except  (re-raised below, in this thread)
+            errors.append(exc)
+    threads = [threading.Thread(target=run, args=(i, call)) for i, call in enumerate(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return results
+
+
+class SchemaCheck:
+    """Per database: the old and new servers' schemas match, and the subscription carries every table."""
+
+    def __init__(self, excluded_schemas):
+        self.excluded = [list(excluded_schemas)]
+        self.digests = {}
+
+    def _queries(self, subscription):
+        """(old server's queries, new server's queries), as (sql, params)."""
+        return ([(SCHEMA_FINGERPRINT_SQL, self.excluded), (OBJECTS_FINGERPRINT_SQL, self.excluded),
+                 (PUBLISHED_TABLES_SQL, self.excluded)],
+                [(SCHEMA_FINGERPRINT_SQL, self.excluded), (OBJECTS_FINGERPRINT_SQL, self.excluded),
+                 (SUBSCRIBED_TABLES_SQL, [subscription])])
+
+    def compare(self, db, old, new, subscription):
+        """The full comparison; remembers each answer's md5 for unchanged()."""
+        old_queries, new_queries = self._queries(subscription)
+        old_answers = [_rows_and_digest(old.query(with_digest_sql(sql), params).rows) for sql, params in old_queries]
+        new_answers = [_rows_and_digest(new.query(with_digest_sql(sql), params).rows) for sql, params in new_queries]
+        (old_tables, old_objects, published), (new_tables, new_objects, subscribed) = (
+            [rows for rows, _digest in old_answers], [rows for rows, _digest in new_answers])
+        problems = schema_differences(old_tables, new_tables) + schema_differences(old_objects, new_objects)
+        if problems:
+            raise OperationError(
+                "the schemas of database %s differ between the old and the new server (DDL is not replicated): %s"
+                % (db, "; ".join(problems[:20])),
+                "apply the same DDL on the new server (or revert it on the old one), then run again",
+                schema_differences=problems)
+        missing = unreplicated_tables([r[0] for r in published], [r[0] for r in subscribed])
+        if missing:
+            raise OperationError(
+                "tables of database %s on the old server are not replicated to the new one (created or detached "
+                "from their partitioned table after the replication was set up): %s" % (db, ", ".join(missing)),
+                "create them on the new server as they are on the old one, then run the replication step again "
+                "(fleetdb.online_upgrade.replication state=synced adds them to the publication and copies them)",
+                unreplicated_tables=missing)
+        self.digests[db] = [digest for _rows, digest in old_answers + new_answers]
+
+    def unchanged(self, db, old, new, subscription):
+        """Inside the window: neither schema moved since compare() (one md5 per answer, both servers at once);
+        if one did, the full comparison again, which names what differs. Returns True when the md5s held."""
+        old_queries, new_queries = self._queries(subscription)
+        old_digests, new_digests = side_by_side(
+            lambda: [old.scalar(digest_sql(sql), params) for sql, params in old_queries],
+            lambda: [new.scalar(digest_sql(sql), params) for sql, params in new_queries])
+        if db in self.digests and old_digests + new_digests == self.digests[db]:
+            return True
+        self.compare(db, old, new, subscription)
+        return False
+
+
+def _rows_and_digest(rows):
+    return [row[:-1] for row in rows], (rows[0][-1] if rows else EMPTY_DIGEST)
