@@ -174,8 +174,8 @@ class PostgresSwitchover(Switchover):
             new = self._new(db)
             self._resume_replication(db, new)
             self._check_subscription(db, new)
+            self._ensure_marker(db, old, new)   # first: it joins the subscription, which the check reads
             self._schema.compare(db, old, new, self._sub(db))
-            self._ensure_marker(db, old, new)
             self.report["databases"][db]["sequences"] = [r[0] for r in old.query(
                 SEQUENCES_SQL, [list(SCHEMAS_NOT_COMPARED)]).rows]
             if self.rollback_slot and not self.module.check_mode:
@@ -354,6 +354,7 @@ class PostgresSwitchover(Switchover):
                 for db in self.databases:
                     held = self._schema.unchanged(db, self._old(db), self._new(db), self._sub(db))
                     self.report["databases"][db]["schema_in_window"] = "md5" if held else "full"
+                    self.report.setdefault("schema_in_window", {})[db] = "md5" if held else "full"
                     if not held:  # changed alike on both sides since the prepare: a sequence may be new
                         self.report["databases"][db]["sequences"] = [r[0] for r in self._old(db).query(
                             SEQUENCES_SQL, [list(SCHEMAS_NOT_COMPARED)]).rows]

@@ -173,11 +173,17 @@ phase_started:
   sample: {"fence": 1764748800.125, "drain": 1764748800.137}
 databases:
   description:
-    - Per database, the sequences copied, tables verified and rows counted, and C(schema_in_window) - V(md5) when
-      the window's schema check found each catalog read's md5 as the full comparison before the fence left it,
-      V(full) when one moved and it compared in full again.
+    - Per database, the sequences copied, tables verified and rows counted, and RV(schema_in_window).
   returned: always
   type: dict
+schema_in_window:
+  description:
+    - Per database, how the window's schema check ended - V(md5) when each catalog read's md5 was still the one
+      the full comparison before the fence gave (nothing to compare in the window), V(full) when one moved and it
+      compared in full again.
+  returned: when the window reached its schema check
+  type: dict
+  sample: {"app": "md5"}
 pooler:
   description: With O(pooler), PgBouncer's version, the databases paused, and how long the PAUSE took.
   returned: when a pooler was given and the checks ran
