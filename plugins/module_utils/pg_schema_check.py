@@ -43,8 +43,8 @@ def side_by_side(*calls):
     def run(index, call):
         try:
             results[index] = call()
-        except Exception as exc:  # pylint: disable=broad-except  (re-raised below, in this thread)
-            errors.append(exc)
+        except Exception as exc:  # pylint: disable=broad-except
+            errors.append(exc)  # raised again below, in the caller's thread
     threads = [threading.Thread(target=run, args=(i, call)) for i, call in enumerate(calls)]
     for thread in threads:
         thread.start()
