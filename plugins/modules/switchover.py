@@ -173,7 +173,9 @@ phase_started:
   sample: {"fence": 1764748800.125, "drain": 1764748800.137}
 databases:
   description:
-    - Per database, the sequences copied, tables verified and rows counted, and RV(schema_in_window).
+    - Per database, the sequences copied, tables verified and rows counted, C(commits_listed_by) (the plugin that
+      listed the commits since the slot's position for the row counts - V(test_decoding), or V(pgoutput) without
+      contrib), and RV(schema_in_window).
   returned: always
   type: dict
 schema_in_window:

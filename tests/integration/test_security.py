@@ -327,6 +327,7 @@ def test_the_fence_cannot_be_bypassed_and_no_accepted_write_is_lost(pghost, serv
         assert phases.index("verify") < phases.index("fence"), phases
         assert set(window) <= set(CONSTANT_TIME_PHASES), window
         assert switched["databases"]["app"]["tables_verified"] >= 2, switched["databases"]
+        assert switched["databases"]["app"]["commits_listed_by"] == "test_decoding", switched["databases"]
         # The window's schema check read one md5 per catalog query: it held since the full comparison.
         assert switched["databases"]["app"]["schema_in_window"] == "md5", switched["databases"]
         # The writers reconnect to the same port and now write to 18.
