@@ -270,8 +270,20 @@ def run_one(L, work, tmpl, bin18, scenario, method, ports, warmup):
     for cluster in (new, old):
         if cluster is not None and cluster.running():
             cluster.stop("immediate", check=False)
+    keep_logs(run_dir, scenario, method)
     shutil.rmtree(run_dir, ignore_errors=True)
     return result
+
+
+def keep_logs(run_dir, scenario, method):
+    """The servers' logs of the run (checkpoints, shutdown) into .cache/bench/logs/<scenario>-<method>/."""
+    keep = os.path.join(ROOT, ".cache", "bench", "logs", "%s-%s" % (scenario["name"].replace(" ", "_"), method))
+    shutil.rmtree(keep, ignore_errors=True)
+    os.makedirs(keep)
+    for folder, _dirs, files in os.walk(run_dir):
+        for name in files:
+            if name.endswith(".log"):
+                shutil.copy(os.path.join(folder, name), keep)
 
 
 def machine(bin16, bin18, L):

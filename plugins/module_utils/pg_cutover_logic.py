@@ -54,11 +54,6 @@ SELECT 'row security ' || n.nspname || '.' || c.relname, 'row security',
  ORDER BY 1
 """
 
-SEQUENCES_SQL = """
-SELECT format('%I.%I', schemaname, sequencename) FROM pg_sequences
- WHERE schemaname <> ALL ($1::text[]) ORDER BY 1
-"""
-
 # The tables a publication of the server must hold: the permanent ones, partitions through their root.
 PUBLISHED_TABLES_SQL = """
 SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace

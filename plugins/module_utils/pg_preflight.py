@@ -117,10 +117,17 @@ class PostgresPreflight:
             preload = pg_extensions.preload_libraries(session.scalar("SHOW shared_preload_libraries"))
         finally:
             session.close()
-        self._new_release_provides(preload)
+        used = {}
+        for db in self.databases:
+            session = connect(self.old, dbname=db, timeout=5)
+            try:
+                used[db] = dict((name, version) for name, version in session.query(pg_extensions.USED_SQL).rows)
+                if self.method == "replication":
+                    self._what_replication_carries(db, session)
+            finally:
+                session.close()
+        self._new_release_provides(used, preload)
         if self.method == "replication":
-            for db in self.databases:
-                self._what_replication_carries(db)
             self._pooler()
         return self._result()
 
@@ -131,16 +138,10 @@ class PostgresPreflight:
         return result
 
     # -- the checks -------------------------------------------------------------
-    def _new_release_provides(self, preload):
-        """The extensions and preload libraries the databases use, checked against the new release's files when
-        it is on the host already; otherwise the install step checks them, before any new instance exists."""
-        used = {}
-        for db in self.databases:
-            session = connect(self.old, dbname=db, timeout=5)
-            try:
-                used[db] = dict((name, version) for name, version in session.query(pg_extensions.USED_SQL).rows)
-            finally:
-                session.close()
+    def _new_release_provides(self, used, preload):
+        """The extensions (``used``: per database, name -> version) and preload libraries the databases use,
+        checked against the new release's files when it is on the host already; otherwise the install step checks
+        them, before any new instance exists."""
         needs = pg_extensions.needs(used, preload, self.method == "replication" and self.copy_method == "physical")
         self.facts["new_release_needs"] = needs
         installer = PostgresInstaller(self.module)
@@ -388,15 +389,11 @@ class PostgresPreflight:
             old_settings=dict(session.query("SELECT name, setting FROM pg_settings WHERE name IN "
                                             "('max_logical_replication_workers', 'max_worker_processes')").rows))
 
-    def _what_replication_carries(self, db):
+    def _what_replication_carries(self, db, session):
         """Tables it cannot publish, and data it does not carry: each named, with the ways out."""
-        session = connect(self.old, dbname=db, timeout=5)
-        try:
-            self._tables_without_key(db, [r[0] for r in session.query(TABLES_WITHOUT_KEY_SQL).rows])
-            self._unlogged_tables(db, [r[0] for r in session.query(UNLOGGED_TABLES_SQL).rows])
-            self._large_objects(db, int(session.scalar("SELECT count(*) FROM pg_largeobject_metadata")))
-        finally:
-            session.close()
+        self._tables_without_key(db, [r[0] for r in session.query(TABLES_WITHOUT_KEY_SQL).rows])
+        self._unlogged_tables(db, [r[0] for r in session.query(UNLOGGED_TABLES_SQL).rows])
+        self._large_objects(db, int(session.scalar("SELECT count(*) FROM pg_largeobject_metadata")))
 
     def _tables_without_key(self, db, tables):
         if not tables:

@@ -26,7 +26,6 @@ import hmac
 import os
 import re
 import stat
-import threading
 import time
 
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import pgwire
@@ -35,7 +34,8 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common impo
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engine import Replication
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_fence import hba_quote
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_process import server_log
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_session import connect, execute_unlogged
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_session import (
+    connect, execute_unlogged, side_by_side)
 
 HBA_BEGIN = "# BEGIN fleetdb.online_upgrade replication"
 HBA_END = "# END fleetdb.online_upgrade replication"
@@ -896,26 +896,20 @@ class PostgresReplication(Replication):
             tables = [r[0] for r in self.tgt().query(
                 "SELECT srrelid::regclass::text FROM pg_subscription_rel WHERE srsubid = $1::oid ORDER BY 1",
                 [sub["oid"]]).rows] if sub else []
-        found = {}
 
-        def side(name, session):
-            found[name] = dict((t, session.execute(hash_sql(t)).rows[0]) for t in tables)
+        def hashes(session):
+            return dict((t, session.execute(hash_sql(t)).rows[0]) for t in tables)
         # Separate sessions: pgwire connections are not shared between threads.
         src = connect(self.source, dbname=self.dbname)
         tgt = connect(self.target, dbname=self.dbname)
         try:
-            worker = threading.Thread(target=side, args=("source", src))
-            worker.start()
-            side("target", tgt)
-            worker.join()
+            source, target = side_by_side(lambda: hashes(src), lambda: hashes(tgt))
         finally:
             src.close()
             tgt.close()
-        if "source" not in found:
-            raise OperationError("hashing the source's tables failed", "see the source's server log")
         comparison = []
         for t in tables:
-            (src_rows, src_hash), (tgt_rows, tgt_hash) = found["source"][t], found["target"][t]
+            (src_rows, src_hash), (tgt_rows, tgt_hash) = source[t], target[t]
             comparison.append(dict(table=t, source_rows=int(src_rows), target_rows=int(tgt_rows),
                                    source_hash=src_hash, target_hash=tgt_hash,
                                    equal=src_rows == tgt_rows and src_hash == tgt_hash))

@@ -20,11 +20,11 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import threading
 import time
 
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import pgwire
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import OperationError
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_session import side_by_side
 
 XID_EPOCH = 1 << 32
 
@@ -145,16 +145,12 @@ class RowCountCheck:
         self.old.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         try:
             snapshot = self.old.scalar("SELECT pg_current_snapshot()::text")
-            counts = {}
-            worker = threading.Thread(target=lambda: counts.update(old=_count(self.old, self.tables)))
-            worker.start()
-            counts["new"] = _count(self.new, self.tables)
-            worker.join()
+            old_counts, new_counts = side_by_side(lambda: _count(self.old, self.tables),
+                                                  lambda: _count(self.new, self.tables))
         finally:
             if not self.old.closed:
                 self.old.execute("COMMIT")
-        if "old" not in counts:
-            raise OperationError("counting rows on the old server failed", "see the old server's log, then run again")
+        counts = dict(old=old_counts, new=new_counts)
         committed = self._ended_in_progress(snapshot)
         changes, commits = self._changes_since(applied_upto)
         raced = [xid for xid in committed if str(int(xid) % XID_EPOCH) not in commits]

@@ -14,12 +14,11 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import threading
-
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import OperationError
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_cutover_logic import (
     OBJECTS_FINGERPRINT_SQL, PUBLISHED_TABLES_SQL, SCHEMA_FINGERPRINT_SQL, SUBSCRIBED_TABLES_SQL,
     schema_differences, unreplicated_tables)
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_session import side_by_side
 
 EMPTY_DIGEST = "d41d8cd98f00b204e9800998ecf8427e"   # md5(''): what digest_sql() gives for no rows
 _MD5 = "md5(coalesce(string_agg(%s::text, E'\\n' ORDER BY %s::text), ''))"
@@ -33,26 +32,6 @@ def digest_sql(sql):
 def with_digest_sql(sql):
     """The rows of ``sql``, each followed by digest_sql()'s md5 of them all (one evaluation for both)."""
     return "WITH f AS (%s) SELECT f.*, (SELECT %s FROM f g) FROM f" % (sql, _MD5 % ("g", "g"))
-
-
-def side_by_side(*calls):
-    """Run each call in its own thread (each on its own session) and return their results in order; the
-    first exception raised is raised here, once all are done."""
-    results, errors = [None] * len(calls), []
-
-    def run(index, call):
-        try:
-            results[index] = call()
-        except Exception as exc:  # pylint: disable=broad-except
-            errors.append(exc)  # raised again below, in the caller's thread
-    threads = [threading.Thread(target=run, args=(i, call)) for i, call in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise errors[0]
-    return results
 
 
 class SchemaCheck:

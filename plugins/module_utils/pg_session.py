@@ -7,6 +7,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import threading
 import time
 
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import pgwire
@@ -56,3 +57,23 @@ def execute_unlogged(session, sql):
         if not session.closed:
             session.execute("ROLLBACK")
         raise
+
+
+def side_by_side(*calls):
+    """Run each call in its own thread (each on its own session) and return their results in order; the
+    first exception raised is raised here, once all are done."""
+    results, errors = [None] * len(calls), []
+
+    def run(index, call):
+        try:
+            results[index] = call()
+        except Exception as exc:  # pylint: disable=broad-except
+            errors.append(exc)  # raised again below, in the caller's thread
+    threads = [threading.Thread(target=run, args=(i, call)) for i, call in enumerate(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return results

@@ -15,7 +15,7 @@ The client-visible window:
               each (logical replication applies in commit order); then one check that no other
               transaction id was used meanwhile, else terminate and drain again;
   schema      the schema check again (a catalog read), and every table of the old server replicated;
-  sequences   copy last_value/is_called of every sequence;
+  sequences   copy last_value/is_called of each sequence that moved since its copy before the fence;
   roles       password hashes changed since the migrate (never logged);
   detach      disable the subscriptions (their slots stay on the old server), create the rollback slot;
   stop        fast shutdown of both servers;
@@ -34,12 +34,12 @@ import os
 import shutil
 import time
 
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import pg_process, pgwire
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import pg_process, pg_sequences, pgwire
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import (
     OperationError, PhaseTimer, read_text, write_file)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engine import Switchover
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_cutover_logic import (
-    PUBLISHED_TABLES_SQL, SEQUENCES_SQL, SUBSCRIBED_TABLES_SQL, XID_SQL, drain_is_clean, proof_problems)
+    PUBLISHED_TABLES_SQL, SUBSCRIBED_TABLES_SQL, XID_SQL, drain_is_clean, proof_problems)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_cutover_state import (
     BEFORE_STOP, FenceGuardian, Guardian, StateFile)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_fence import (
@@ -176,8 +176,6 @@ class PostgresSwitchover(Switchover):
             self._check_subscription(db, new)
             self._ensure_marker(db, old, new)   # first: it joins the subscription, which the check reads
             self._schema.compare(db, old, new, self._sub(db))
-            self.report["databases"][db]["sequences"] = [r[0] for r in old.query(
-                SEQUENCES_SQL, [list(SCHEMAS_NOT_COMPARED)]).rows]
             if self.rollback_slot and not self.module.check_mode:
                 self._ensure_rollback_publication(db, new)
         self._probe_users = dict((user, self._probe(user)) for user in self._fence_probe_users())
@@ -197,6 +195,8 @@ class PostgresSwitchover(Switchover):
                     self._compare_row_counts(db)
                 for db in self.databases:
                     self._wait_caught_up(db)
+        for db in self.databases:  # the window then sets only those that moved
+            self.report["databases"][db]["sequences_copied_before_fence"] = self._copy_sequences(db)
         with self.timer.phase("checkpoint"):
             # Shutdown writes a checkpoint; doing one now keeps the one in the window small.
             self._old(first).execute("CHECKPOINT")
@@ -353,14 +353,10 @@ class PostgresSwitchover(Switchover):
                 # Again, now that no session can change it: an md5 of each catalog read, both servers at once.
                 for db in self.databases:
                     held = self._schema.unchanged(db, self._old(db), self._new(db), self._sub(db))
-                    self.report["databases"][db]["schema_in_window"] = "md5" if held else "full"
                     self.report.setdefault("schema_in_window", {})[db] = "md5" if held else "full"
-                    if not held:  # changed alike on both sides since the prepare: a sequence may be new
-                        self.report["databases"][db]["sequences"] = [r[0] for r in self._old(db).query(
-                            SEQUENCES_SQL, [list(SCHEMAS_NOT_COMPARED)]).rows]
             with self._phase("sequences"):
                 for db in self.databases:
-                    self._copy_sequences(db)
+                    self.report["databases"][db]["sequences_copied"] = self._copy_sequences(db)
             with self._phase("roles"):
                 self._copy_role_passwords()
             with self._phase("detach"):
@@ -490,18 +486,10 @@ class PostgresSwitchover(Switchover):
             self._terminate_clients(admin)
 
     def _copy_sequences(self, db):
-        names = self.report["databases"][db]["sequences"]
-        if not names:
-            return
-        old, new = self._old(db), self._new(db)
-        union = " UNION ALL ".join(
-            "SELECT %s, last_value, is_called FROM %s" % (pgwire.quote_literal(n), n) for n in names)
-        rows = old.execute(union).rows
-        new.query(
-            "SELECT count(pg_catalog.setval(name::regclass, value, called)) "
-            "  FROM unnest($1::text[], $2::bigint[], $3::bool[]) AS s(name, value, called)",
-            [[r[0] for r in rows], [r[1] for r in rows], [r[2] == "t" for r in rows]])
-        self.report["databases"][db]["sequences_copied"] = len(rows)
+        """Set on the new server every sequence that differs from the old one's; return how many."""
+        count, copied = pg_sequences.copy(self._old(db), self._new(db), SCHEMAS_NOT_COMPARED)
+        self.report["databases"][db]["sequences"] = count
+        return copied
 
     def _copy_role_passwords(self):
         """Passwords changed on the old server since the migrate (role changes are not replicated)."""

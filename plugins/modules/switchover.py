@@ -173,9 +173,10 @@ phase_started:
   sample: {"fence": 1764748800.125, "drain": 1764748800.137}
 databases:
   description:
-    - Per database, the sequences copied, tables verified and rows counted, C(commits_listed_by) (the plugin that
-      listed the commits since the slot's position for the row counts - V(test_decoding), or V(pgoutput) without
-      contrib), and RV(schema_in_window).
+    - Per database, C(sequences) (how many the old server has), C(sequences_copied_before_fence) and
+      C(sequences_copied) (set on the new server before the fence, and in the window: those that moved since),
+      the tables verified and rows counted, and C(commits_listed_by) (the plugin that listed the commits since
+      the slot's position for the row counts - V(test_decoding), or V(pgoutput) without contrib).
   returned: always
   type: dict
 schema_in_window:

@@ -19,6 +19,11 @@ INSERT INTO feat.measurements SELECT g, DATE '2024-12-01' + (g % 800), g * 0.5 F
 -- Identity, a stored generated column, a sequence owned by no column.
 CREATE SEQUENCE feat.free_seq START 100;
 SELECT nextval('feat.free_seq') FROM generate_series(1, 7);
+-- Sequences whose next value only the sequence itself says: never called, and set back.
+CREATE SEQUENCE feat.never_called START 42;
+CREATE SEQUENCE feat.set_back;
+SELECT nextval('feat.set_back') FROM generate_series(1, 5);
+ALTER SEQUENCE feat.set_back RESTART WITH 1000;
 CREATE TABLE feat.items (
     id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     name citext NOT NULL,

@@ -2,7 +2,8 @@
 object"). One PostgreSQL 16 host, driven by playbooks/upgrade.yml like test_upgrade_flows.py:
 
   app and inventory   tests/integration/full_schema.sql: partitions two levels deep with a default partition,
-                      identity, generated columns, a free sequence, text/uuid/composite keys, REPLICA IDENTITY
+                      identity, generated columns, free sequences (called, never called, set back with
+                      RESTART), text/uuid/composite keys, REPLICA IDENTITY
                       FULL and USING INDEX, materialized views, row-level security, unlogged tables, a large
                       object, extensions, a user publication, grants, default privileges, an event trigger;
                       inventory has its own owner and settings
@@ -246,6 +247,23 @@ def test_every_table_has_the_same_rows_on_both_servers(kinds, old_running, dbnam
         assert new == kinds.contents(dbname, table, old_running, PG16), "%s.%s" % (dbname, table)
         compared += 1
     assert compared >= (10 if dbname != "pagila" else 20), compared
+
+
+@pytest.mark.parametrize("dbname", DATABASES)
+def test_every_sequence_goes_on_where_it_stood_on_16(kinds, old_running, dbname):
+    """last_value and is_called of every sequence but the writers' (they went on on 18)."""
+    if dbname not in kinds.databases:
+        pytest.skip("pagila is not in %s" % PAGILA)
+    written = ",".join(prefix.rstrip(".") for prefix in WRITTEN_SCHEMAS.get(dbname, ()))
+    names = kinds.psql("SELECT format('%%I.%%I', schemaname, sequencename) FROM pg_sequences WHERE schemaname "
+                       "NOT IN ('fleetdb_switchover', 'fleetdb_upgrade_record') AND NOT schemaname = ANY ('{%s}')"
+                       " ORDER BY 1" % written, dbname=dbname).split()
+    assert dbname != "app" or {"feat.free_seq", "feat.never_called", "feat.set_back"} <= set(names), names
+    query = " UNION ALL ".join("SELECT '%s', last_value, is_called FROM %s" % (name, name) for name in names)
+    old = kinds.psql(query, port=old_running, bin_dir=PG16, dbname=dbname)
+    assert kinds.psql(query, dbname=dbname) == old
+    if dbname == "app":
+        assert "feat.set_back|1000|f" in old and "feat.never_called|42|f" in old, old
 
 
 def test_the_schemas_differ_only_by_what_the_docs_list(kinds, old_running):

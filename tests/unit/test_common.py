@@ -51,9 +51,11 @@ def test_process_argvs_lists_each_process_with_its_arguments_and_not_this_one():
     import subprocess
     import sys
     from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import process_argvs, process_info
-    argv = [sys.executable, "-c", "import time; time.sleep(30)", "fleetdb test arg"]
-    child = subprocess.Popen(argv)  # pylint: disable=consider-using-with
+    argv = [sys.executable, "-c", "import time; print('started', flush=True); time.sleep(30)", "fleetdb test arg"]
+    child = subprocess.Popen(argv, stdout=subprocess.PIPE)  # pylint: disable=consider-using-with
     try:
+        # Until the child has exec'd, its /proc/<pid>/cmdline is still pytest's (fork, then exec).
+        assert child.stdout.readline() == b"started\n"
         found = dict(process_argvs())
         assert found[child.pid] == argv
         assert os.getpid() not in found
@@ -61,3 +63,4 @@ def test_process_argvs_lists_each_process_with_its_arguments_and_not_this_one():
     finally:
         child.kill()
         child.wait()
+        child.stdout.close()

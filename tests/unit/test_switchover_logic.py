@@ -110,7 +110,7 @@ def test_transactions_in_the_gap_move_the_expected_difference_both_ways():
 def test_side_by_side_runs_each_call_at_once_and_raises_the_first_error():
     import threading
     import pytest
-    from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_schema_check import side_by_side
+    from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_session import side_by_side
     barrier = threading.Barrier(2, timeout=5)   # both calls must be running together to get past it
     assert side_by_side(lambda: barrier.wait() * 0 + 1, lambda: barrier.wait() * 0 + 2) == [1, 2]
 
