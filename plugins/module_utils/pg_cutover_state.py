@@ -45,6 +45,7 @@ class StateFile:
         failpoint = ((read_text(os.path.join(os.path.dirname(path), FAILPOINT_FILE)) if path else None) or "").split()
         self.failpoint = failpoint[0] if failpoint else None
         self.failpoint_seconds = float(failpoint[1]) if len(failpoint) > 1 else None
+        self.data.pop("failpoint_reached", None)   # of an earlier run: a test waits for this run's
 
     @property
     def phase(self):

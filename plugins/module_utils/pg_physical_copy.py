@@ -43,6 +43,9 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_replicat
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_session import connect
 
 PHYSICAL_SLOT = "fleetdb_physical_copy"
+# The application_name of the copy's replication connections (pg_basebackup's, then the recovering copy's): a
+# re-run's preflight knows them for what a killed run left streaming, not for a standby.
+COPY_APPLICATION_NAME = "fleetdb_physical_copy"
 # A standby refuses to start with less than its primary has of these.
 STANDBY_MINIMUMS = ("max_connections", "max_worker_processes", "max_wal_senders", "max_prepared_transactions",
                     "max_locks_per_transaction")
@@ -237,6 +240,7 @@ class PhysicalCopy:
         ensure_directory(self.module, self.copy_dir, owner=self.old.owner, mode=0o700)
         argv = [os.path.join(self.old.bin_dir, "pg_basebackup"), "-D", self.copy_dir, "-h", self.old.socket_dir,
                 "-p", str(self.old.port), "-U", self.replication_user, "-w", "-X", "stream",
+                "-d", "application_name=%s" % COPY_APPLICATION_NAME,
                 "-C", "-S", PHYSICAL_SLOT, "--checkpoint=fast", "--no-sync"]
         if self.max_rate:
             argv.append("--max-rate=%s" % self.max_rate)
@@ -276,7 +280,7 @@ class PhysicalCopy:
                  "unix_socket_directories = '%s'" % self.old.socket_dir, "hot_standby = on",
                  "primary_conninfo = '%s'" % conninfo(self.old.socket_dir, self.old.port, "replication",
                                                       self.replication_user, self.passfile,
-                                                      "fleetdb_physical_copy").replace("'", "''"),
+                                                      COPY_APPLICATION_NAME).replace("'", "''"),
                  "primary_slot_name = '%s'" % PHYSICAL_SLOT,
                  "recovery_target_lsn = '%s'" % start_lsn, "recovery_target_inclusive = off",
                  "recovery_target_action = promote", "logging_collector = off", "archive_mode = off"]

@@ -15,7 +15,8 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common impo
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import pg_extensions
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_fence import fence_blockers
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_install import PostgresInstaller
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_physical_copy import max_rate_problem
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_physical_copy import (
+    COPY_APPLICATION_NAME, max_rate_problem)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_sizing import copy_parallelism, host_resources
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_process import (
     postmaster, postmaster_pid, system_identifier)
@@ -312,13 +313,20 @@ class PostgresPreflight:
 
     def _other_replication(self, session):
         """Standbys and other consumers of the old server's WAL do not follow it to the new server."""
+        leftover_copy = False
         for name, addr in session.query(
                 "SELECT coalesce(r.application_name, ''), coalesce(host(r.client_addr), 'local') "
                 "  FROM pg_stat_replication r JOIN pg_stat_activity a ON a.pid = r.pid WHERE a.datname IS NULL").rows:
+            if name == COPY_APPLICATION_NAME and addr == "local":
+                leftover_copy = True
+                continue
             self.findings.problem(
                 "standbys", "a physical standby streams from the old server (%s from %s): it cannot follow the "
                 "upgrade (the new server is another system)" % (name or "unnamed", addr),
                 "detach it before the upgrade and rebuild it from the new server afterwards (pg_basebackup)")
+        if leftover_copy:
+            self.findings.warning("standbys", "the physical copy of an interrupted run still streams from the old "
+                                  "server: the copy step stops it and starts over")
         for slot, plugin, database in self._foreign_slots(session):
             self.findings.problem(
                 "replication_slots", "the replication slot %s (%s%s) belongs to another consumer: it does not move "

@@ -350,10 +350,10 @@ class PostgresSwitchover(Switchover):
             with self._phase("drain"):
                 self._drain()
             with self._phase("schema"):
-                # Again, now that no session can change it: an md5 of each catalog read, both servers at once.
+                # Again, now that no session can change it: has any catalog row changed since (pg_schema_check)?
                 for db in self.databases:
-                    held = self._schema.unchanged(db, self._old(db), self._new(db), self._sub(db))
-                    self.report.setdefault("schema_in_window", {})[db] = "md5" if held else "full"
+                    self.report.setdefault("schema_in_window", {})[db] = self._schema.unchanged(
+                        db, self._old(db), self._new(db), self._sub(db))
             with self._phase("sequences"):
                 for db in self.databases:
                     self.report["databases"][db]["sequences_copied"] = self._copy_sequences(db)

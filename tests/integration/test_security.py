@@ -197,20 +197,11 @@ def test_a_schema_change_on_the_old_server_stops_the_switchover_before_the_fence
 
 def test_a_schema_change_after_the_check_before_the_fence_is_found_inside_the_window(
         pghost, servers, replicated, module):
-    """The full comparison runs before the fence; the window compares an md5 of each catalog read with the one
-    taken then. A column added on 16 while a failpoint holds the module right after that comparison moves the
-    md5: the window compares in full again, names the table, and the cutover aborts with 16 serving."""
-    sh(pghost, "echo 'compared 8' > %s/failpoint" % WORK)
-    result = {}
-    runner = threading.Thread(target=lambda: result.update(module("switchover", **switchover_args(servers))))
-    runner.start()
-    try:
-        state = "cat %s 2>/dev/null || true" % STATE_FILE
-        wait_until(lambda: '"failpoint_reached": "compared"' in sh(pghost, state), timeout=120)
-        psql(pghost, "16", "app", "ALTER TABLE accounts ADD COLUMN late_note text")
-    finally:
-        runner.join(timeout=180)
-        sh(pghost, "rm -f %s/failpoint" % WORK)
+    """The full comparison runs before the fence; the window reads each server's catalog token again. A column
+    added on 16 while a failpoint holds the module right after that comparison moves the token and the md5s:
+    the window compares in full again, names the table, and the cutover aborts with 16 serving."""
+    result = switchover_changed_after_the_comparison(
+        pghost, servers, module, "ALTER TABLE accounts ADD COLUMN late_note text")
     assert result.get("failed"), result
     assert "public.accounts" in result["msg"] and "DDL is not replicated" in result["msg"], result["msg"]
     assert "fence" in result["phases"] and "schema" in result["phases"], result["phases"]
@@ -305,6 +296,23 @@ def count(host, major, who, port=None):
     return int(psql(host, major, "app", "SELECT count(*) FROM writes WHERE who = '%s'" % who, port=port))
 
 
+def switchover_changed_after_the_comparison(pghost, servers, module, ddl):
+    """The switchover, with ``ddl`` run on 16 while a failpoint holds the module for 8 s right after the full
+    schema comparison before the fence; its result."""
+    sh(pghost, "echo 'compared 8' > %s/failpoint" % WORK)
+    result = {}
+    runner = threading.Thread(target=lambda: result.update(module("switchover", **switchover_args(servers))))
+    runner.start()
+    try:
+        state = "cat %s 2>/dev/null || true" % STATE_FILE
+        wait_until(lambda: '"failpoint_reached": "compared"' in sh(pghost, state), timeout=120)
+        psql(pghost, "16", "app", ddl)
+    finally:
+        runner.join(timeout=180)
+        sh(pghost, "rm -f %s/failpoint" % WORK)
+    return result
+
+
 def wait_until(predicate, timeout=30):
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -318,7 +326,9 @@ def test_the_fence_cannot_be_bypassed_and_no_accepted_write_is_lost(pghost, serv
     start_writer(pghost, "app-rw", "app", APP_PW, first_sql="SET default_transaction_read_only = off;")
     try:
         wait_until(lambda: count(pghost, "16", "other") > 20 and count(pghost, "16", "app-rw") > 20)
-        switched = module("switchover", **switchover_args(servers))
+        # A catalog change that no description shows, between the full schema comparison and the window.
+        switched = switchover_changed_after_the_comparison(
+            pghost, servers, module, "ALTER TABLE writes SET (fillfactor = 90)")
         assert not switched.get("failed"), (switched.get("msg"), switched.get("aborted_because"))
         assert switched["changed"] and switched["window_seconds"] > 0, switched
         # Nothing that grows with the data runs in the window: the row counts ran before the fence.
@@ -328,7 +338,7 @@ def test_the_fence_cannot_be_bypassed_and_no_accepted_write_is_lost(pghost, serv
         assert set(window) <= set(CONSTANT_TIME_PHASES), window
         assert switched["databases"]["app"]["tables_verified"] >= 2, switched["databases"]
         assert switched["databases"]["app"]["commits_listed_by"] == "test_decoding", switched["databases"]
-        # The window's schema check read one md5 per catalog query: it held since the full comparison.
+        # The window's schema check: pg_class moved (the token), the descriptions did not (their md5s).
         assert switched["schema_in_window"] == {"app": "md5"}, switched
         # The writers reconnect to the same port and now write to 18.
         on18 = (count(pghost, "18", "other", port=5432), count(pghost, "18", "app-rw", port=5432))

@@ -126,3 +126,12 @@ def test_the_digest_queries_keep_the_check_query_whole():
     sql = "SELECT 1 AS x WHERE 1 <> ALL ($1::text[]) ORDER BY 1"
     assert digest_sql(sql).startswith("WITH f AS (%s) SELECT md5(" % sql)
     assert with_digest_sql(sql).startswith("WITH f AS (%s) SELECT f.*, (SELECT md5(" % sql)
+
+
+def test_the_catalog_token_reads_each_catalog_once_with_one_horizon():
+    from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_schema_check import (
+        CATALOG_TOKEN_SQL, CATALOGS)
+    for catalog in CATALOGS:
+        assert CATALOG_TOKEN_SQL.count("FROM h, pg_catalog.%s c" % catalog) == 1, catalog
+    assert "%% 4294967296" not in CATALOG_TOKEN_SQL and "% 4294967296" in CATALOG_TOKEN_SQL
+    assert CATALOG_TOKEN_SQL.count("$1") == 1

@@ -39,6 +39,10 @@ def test_each_kill_landed_in_its_step_and_the_copy_started_over(host):  # pylint
     # Only the copy's WAL is held, once pg_basebackup made its slot; no logical slot exists yet.
     assert during_backup["slots"] in ("", "fleetdb_physical_copy"), during_backup
     assert during_upgrade["step"] == "upgrade", during_upgrade
+    # The second run met the first one's base backup still streaming: its preflight knew it for the copy's.
+    with open(os.path.join(sh.EPHEMERAL, "kills.pg_upgrade.log")) as second_run:
+        said = " ".join(second_run.read().split())   # a warning may be wrapped to the terminal's width
+    assert "the physical copy of an interrupted run still streams from the old server" in said, said[-3000:]
 
 
 def test_18_holds_the_copy_with_a_record_of_upgrades_and_nothing_left_behind(host):
