@@ -174,7 +174,7 @@ phase_started:
 databases:
   description:
     - Per database, C(sequences) (how many the old server has), C(sequences_copied_before_fence) and
-      C(sequences_copied) (set on the new server before the fence, and in the window: those that moved since),
+      C(sequences_copied) (set on the new server before the fence, and in the window - those that moved since),
       the tables verified and rows counted, and C(commits_listed_by) (the plugin that listed the commits since
       the slot's position for the row counts - V(test_decoding), or V(pgoutput) without contrib).
   returned: always
