@@ -251,7 +251,8 @@ def run_one(L, work, tmpl, bin18, scenario, method, ports, warmup):
         print("  %s failed: %s" % (method, exc), file=sys.stderr)
         keep = os.path.join(ROOT, ".cache", "bench", "failed", "%s-%s" % (scenario["name"].replace(" ", "_"), method))
         shutil.rmtree(keep, ignore_errors=True)
-        shutil.copytree(run_dir, keep, ignore=lambda d, names: [n for n in names if n in ("old", "new", "app.dir")])
+        shutil.copytree(run_dir, keep, ignore=lambda d, names: [
+            n for n in names if n in ("old", "new", "app.dir") or n.startswith(".s.PGSQL")])
     finally:
         L.proof(ports["prod"], "stop", "--log-dir", log_dir, check=False)
         load.wait(timeout=60)

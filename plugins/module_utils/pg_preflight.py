@@ -45,6 +45,21 @@ SELECT format('%I.%I', n.nspname, c.relname) AS table_name
  ORDER BY 1
 """
 
+# What pg_dump locks (ACCESS SHARE, all in its one transaction): every table and sequence it reads, counted
+# with the views, materialized views and foreign tables for a bound from above.
+LOCKED_BY_PG_DUMP_SQL = """
+SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('r', 'p', 'S', 'v', 'm', 'f') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+   AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
+"""
+
+# The shared lock table holds max_locks_per_transaction locks per server process and prepared transaction.
+LOCK_TABLE_SQL = """
+SELECT current_setting('max_locks_per_transaction')::int,
+       (SELECT sum(setting::int) FROM pg_settings WHERE name IN ('max_connections', 'autovacuum_max_workers',
+        'max_worker_processes', 'max_wal_senders', 'max_prepared_transactions')) + 1
+"""
+
 
 # Cluster managers this procedure must not run under, and what to do instead.
 HA_MANAGERS = (
@@ -123,6 +138,7 @@ class PostgresPreflight:
             session = connect(self.old, dbname=db, timeout=5)
             try:
                 used[db] = dict((name, version) for name, version in session.query(pg_extensions.USED_SQL).rows)
+                self._lock_table(db, session)
                 if self.method == "replication":
                     self._what_replication_carries(db, session)
             finally:
@@ -396,6 +412,21 @@ class PostgresPreflight:
             int(settings.get("max_wal_senders", 0)) - senders, new_major=(self.new_major or (18,))[0],
             old_settings=dict(session.query("SELECT name, setting FROM pg_settings WHERE name IN "
                                             "('max_logical_replication_workers', 'max_worker_processes')").rows))
+
+    def _lock_table(self, db, session):
+        """pg_dump (the schema migrate, dump/restore, pg_upgrade) holds a lock on every table and sequence of a
+        database at once: they must fit in the old server's shared lock table beside the clients' locks."""
+        needed = int(session.scalar(LOCKED_BY_PG_DUMP_SQL))
+        per_process, processes = [int(v) for v in session.query(LOCK_TABLE_SQL).rows[0]]
+        if needed * 5 > per_process * processes * 4:   # more than 80 %
+            wanted = -(-needed * 3 // (2 * processes * 64)) * 64   # half as much again, in steps of 64
+            self.findings.problem(
+                "lock_table", "pg_dump would lock the %d tables and sequences of database %s at once; the old "
+                "server's lock table holds about %d (max_locks_per_transaction %d x %d server processes and "
+                "prepared transactions): it would fail with 'out of shared memory'"
+                % (needed, db, per_process * processes, per_process, processes),
+                "set max_locks_per_transaction = %d on the old server and restart it before the upgrade (the new "
+                "server inherits it)" % max(wanted, per_process * 2))
 
     def _what_replication_carries(self, db, session):
         """Tables it cannot publish, and data it does not carry: each named, with the ways out."""

@@ -13,6 +13,7 @@ error, the role is set to the given password (tested in test_security.py); a mis
 """
 import hashlib
 import os
+import re
 import subprocess
 
 import pytest
@@ -280,6 +281,35 @@ def test_preflight_counts_each_tablespace_where_it_lives(pghost, old, module):
     finally:
         sh(pghost, psql + "'DROP TABLE in_ts'")
         sh(pghost, psql + "'DROP TABLESPACE ts_big'")
+
+
+def test_preflight_refuses_more_tables_than_pg_dump_can_lock(pghost, old, module, tmp_path):
+    """6,300 tables: pg_dump would take more locks than 80 % of the lock table (64 per server process, about
+    7,800 here), and 128 would give them room half as large again."""
+    batches = ["DO $$BEGIN FOR i IN %d..%d LOOP EXECUTE format('%%s TABLE lots.t%%s%%s', $1, i, $2); END LOOP; "
+               "END$$;" % (b * 700, b * 700 + 699) for b in range(9)]   # each its own transaction: 700 locks
+    script = tmp_path / "lots.sql"
+    create = [b.replace("$1", "'CREATE'").replace("$2", "' ()'") for b in batches]
+    script.write_text("CREATE SCHEMA lots;\n" + "\n".join(create) + "\n")
+    pghost.copy_in(str(script), "/tmp/lots.sql")
+    psql = "runuser -u postgres -- %s/psql -h %s -p %d -XAtq -v ON_ERROR_STOP=1 -d postgres " % (
+        OLD["bin_dir"], SOCK, OLD["port"])
+    sh(pghost, psql + "-f /tmp/lots.sql")
+    try:
+        before = snapshot(pghost)
+        result = preflight(module)
+        found = problem(result, "lock_table")
+        failed_with(result, "lock_table", "'out of shared memory'")
+        counted = re.search(r"pg_dump would lock the (\d+) tables and sequences of database postgres at once; .* "
+                            r"\(max_locks_per_transaction 64 x (\d+) server processes", found["msg"])
+        assert counted and int(counted.group(1)) >= 6300, found
+        assert found["fix"].startswith("set max_locks_per_transaction = 128 on the old server and restart it"), found
+        assert snapshot(pghost) == before
+    finally:
+        drop = "\n".join(b.replace("$1", "'DROP'").replace("$2", "''") for b in batches) + "\nDROP SCHEMA lots;\n"
+        script.write_text(drop)
+        pghost.copy_in(str(script), "/tmp/lots.sql")
+        sh(pghost, psql + "-f /tmp/lots.sql")
 
 
 PGBOUNCER_INI = """[databases]
