@@ -340,10 +340,9 @@ def main(argv=None):
             shutil.rmtree(tmpl.data, ignore_errors=True)
             save(args, info, plan, results, ports, started)  # a long run stopped later keeps what it measured
     finally:
-        for name in os.listdir(work):
-            pid_file = os.path.join(work, name, "postmaster.pid")
-            if os.path.exists(pid_file):
-                L.Cluster(work, bin16, name, 0).stop("immediate", check=False)
+        for folder, _dirs, files in os.walk(work):   # the runs' clusters too (<method>/old), when interrupted
+            if "postmaster.pid" in files:
+                L.Cluster(work, bin16, os.path.relpath(folder, work), 0).stop("immediate", check=False)
         shutil.rmtree(work, ignore_errors=True)
     print()
     print(format_table(results))
