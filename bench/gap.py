@@ -6,12 +6,15 @@
   dump_restore  offline, the ttMigrate way: fence clients, pg_dump -Fd -j 2 | pg_restore -j 2, start 18
 
 For each scenario (data size, number of tables) a 16 cluster is seeded once with tools/fleetdb_proof.py and
-copied for each method.  4 writers run at full speed against 127.0.0.1:PORT from before the upgrade until
+copied for each method.  The online methods make their initial copy logically (the default of the role), except
+with --copy-method physical, or auto (the default) in scenarios of 5,000 tables or more: a logical table copy
+synchronizes about 5 tables a second here, 35 minutes per run for 10,000 tables, and the window that follows
+is the same cutover whichever way the copy was made.  4 writers run at full speed against 127.0.0.1:PORT from before the upgrade until
 after it; `fleetdb_proof.py verify` gives the longest gap between two acknowledged writes and proves that no
 acknowledged write was lost.  Prints a table, writes docs/bench-gap.png and .cache/bench/gap.json.
 
   .venv/bin/python bench/gap.py [--quick] [--sizes 100,1000,5000] [--tables 1000,10000] [--tables-size 100]
-                                [--methods ...] [--port 7170]
+                                [--methods ...] [--copy-method auto|logical|physical] [--port 7170]
 """
 import argparse
 import json
@@ -25,6 +28,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METHODS = ("online", "pgbouncer", "pg_upgrade", "dump_restore")
 LABELS = dict(online="online (replication + switchover)", pgbouncer="online through PgBouncer (paused)",
               pg_upgrade="pg_upgrade --link", dump_restore="dump/restore")
+PHYSICAL_FROM_TABLES = 5000  # --copy-method auto: the scenarios whose online methods copy physically
 BYTES_PER_ROW = 230  # app.events row + its share of orders/order_lines, with indexes (measured on 16)
 
 
@@ -49,7 +53,7 @@ def format_table(results):
     for r in results:
         lines.append((r["scenario"], "%.0f" % r.get("size_mb", 0), r["method"],
                       _num(r.get("gap_s"), 3), _num(r.get("lost"), 0), _num(r.get("acknowledged"), 0),
-                      _num(r.get("failed_attempts"), 0), _num(r.get("copy_s"), 1), _num(r.get("window_s"), 3),
+                      _num(r.get("failed_attempts"), 0), _copy(r), _num(r.get("window_s"), 3),
                       "yes" if r.get("ok") else "NO" + (" (%s)" % r["error"].splitlines()[0][-60:] if r.get("error") else "")))
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
     text = ["  ".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines]
@@ -63,11 +67,17 @@ def markdown_table(results):
     rows = ["| scenario | size | method | longest write gap | lost | acknowledged | failed attempts | copy | "
             "server-side window |", "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
     for r in results:
-        rows.append("| %s | %.0f MB | %s | %s s | %s | %s | %s | %s s | %s |" % (
+        rows.append("| %s | %.0f MB | %s | %s s | %s | %s | %s | %s | %s |" % (
             r["scenario"], r.get("size_mb", 0), LABELS.get(r["method"], r["method"]), _num(r.get("gap_s"), 3),
             _num(r.get("lost"), 0), _num(r.get("acknowledged"), 0), _num(r.get("failed_attempts"), 0),
-            _num(r.get("copy_s"), 1), _num(r.get("window_s"), 3) + " s" if r.get("window_s") is not None else "-"))
+            _copy(r, " s"), _num(r.get("window_s"), 3) + " s" if r.get("window_s") is not None else "-"))
     return "\n".join(rows)
+
+
+def _copy(r, unit=""):
+    """Seconds of the initial copy, and its method where it is not the role's default (logical)."""
+    text = _num(r.get("copy_s"), 1) + (unit if r.get("copy_s") is not None else "")
+    return text + " (physical)" if r.get("copy_method") == "physical" else text
 
 
 def _num(value, digits):
@@ -130,31 +140,13 @@ def seed_template(L, work, bin16, scenario, port):
     return tmpl
 
 
-def upgrade_online(L, work, old, bin18, ports):
-    from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_migrate import PostgresMigrator
-    from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_replication import PostgresReplication
+def upgrade_online(L, work, old, bin18, ports, copy_method="logical"):
     from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_switchover import PostgresSwitchover
     prod, temp = ports["prod"], ports["temp"]
     new = L.Cluster(work, bin18, "new", prod).initdb()  # configured for the production port
-    new.start(port=temp)
     began = time.monotonic()
-    steps = dict(schema=time.time())  # wall-clock starts, to name the step a client's longest stall fell in
-    dump = os.path.join(work, "migrate", "app.schema.dump")
-    os.makedirs(os.path.dirname(dump))
-    L.chown(os.path.dirname(dump))
-    PostgresMigrator(L.Module(), old.spec(), tool_bin_dir=bin18).create(
-        dump, schema_only=True, dbname="app", role_passwords=True)
-    PostgresMigrator(L.Module(), new.spec(temp)).restore(dump, sections=["pre-data", "keys"], dbname="app")
-
-    def synced():
-        PostgresReplication(L.Module(), old.spec(), new.spec(temp), "app", replication_password="bench-repl",
-                            timeout=3600).ensure("synced")
-    steps["copy"] = time.time()
-    synced()
-    steps["indexes"] = time.time()
-    PostgresMigrator(L.Module(), new.spec(temp)).restore(dump, sections=["post-data"], dbname="app", jobs=2)
-    steps["catch-up"] = time.time()
-    synced()
+    copy = dict(logical=copy_logically, physical=copy_physically)[copy_method]
+    steps = copy(L, work, old, new, ports)  # wall-clock starts, to name the step a client's longest stall fell in
     copy_s = time.monotonic() - began
     report = PostgresSwitchover(L.Module(), old.spec(), new.spec(temp), ["app"], "fleetdb_upgrade",
                                 "fleetdb_replicator", production_port=prod, temporary_port=temp,
@@ -162,9 +154,50 @@ def upgrade_online(L, work, old, bin18, ports):
                                 verify_row_counts=ports["verify_row_counts"],
                                 state_file=os.path.join(work, "switchover.json"),
                                 pooler=ports.get("pgbouncer") and ports["pgbouncer"].pooler()).run()
-    return new, dict(copy_s=round(copy_s, 1), window_s=report.get("window_seconds"),
+    return new, dict(copy_s=round(copy_s, 1), copy_method=copy_method, window_s=report.get("window_seconds"),
                      phases=dict(report.get("phases") or {}),
                      steps=dict(steps, **(report.get("phase_started") or {})))
+
+
+def _replication(L, old, new, ports, **extra):
+    from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_replication import PostgresReplication
+    return PostgresReplication(L.Module(), old.spec(), new.spec(ports["temp"]), "app",
+                               replication_password="bench-repl", timeout=3600, **extra)
+
+
+def copy_logically(L, work, old, new, ports):
+    """The role's default: schema by pg_dump/pg_restore, tables by the subscription, indexes, catch-up."""
+    from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_migrate import PostgresMigrator
+    temp = ports["temp"]
+    new.start(port=temp)
+    steps = dict(schema=time.time())
+    dump = os.path.join(work, "migrate", "app.schema.dump")
+    os.makedirs(os.path.dirname(dump))
+    L.chown(os.path.dirname(dump))
+    PostgresMigrator(L.Module(), old.spec(), tool_bin_dir=new.bin_dir).create(
+        dump, schema_only=True, dbname="app", role_passwords=True)
+    PostgresMigrator(L.Module(), new.spec(temp)).restore(dump, sections=["pre-data", "keys"], dbname="app")
+    steps["copy"] = time.time()
+    _replication(L, old, new, ports).ensure("synced")
+    steps["indexes"] = time.time()
+    PostgresMigrator(L.Module(), new.spec(temp)).restore(dump, sections=["post-data"], dbname="app", jobs=2)
+    steps["catch-up"] = time.time()
+    _replication(L, old, new, ports).ensure("synced")
+    return steps
+
+
+def copy_physically(L, work, old, new, ports):
+    """online_upgrade_copy_method: physical: the publication, the base backup recovered to the slot's point and
+    upgraded by pg_upgrade, then the subscription from that point."""
+    from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_physical_copy import PhysicalCopy
+    steps = dict(copy=time.time())
+    _replication(L, old, new, ports).ensure("published")
+    copied = PhysicalCopy(L.Module(), old.spec(), new.spec(ports["temp"]), ["app"], temporary_port=ports["temp"],
+                          copy_port=ports["copy"], state_file=os.path.join(work, "physical_copy.json")).run()
+    steps["catch-up"] = time.time()
+    _replication(L, old, new, ports, existing_slot=True, copy_data=False,
+                 start_lsn=copied["start_lsn"]).ensure("synced")
+    return steps
 
 
 def upgrade_pg_upgrade(L, work, old, bin18, ports):
@@ -226,6 +259,13 @@ def step_at(steps, at):
     return max(started)[1] if started else "before the upgrade"
 
 
+def copy_method_of(scenario, choice):
+    """The initial copy of the online methods in this scenario (--copy-method auto|logical|physical)."""
+    if choice != "auto":
+        return choice
+    return "physical" if scenario["tables"] >= PHYSICAL_FROM_TABLES else "logical"
+
+
 def run_one(L, work, tmpl, bin18, scenario, method, ports, warmup):
     run_dir = os.path.join(work, method)
     os.makedirs(run_dir)
@@ -241,9 +281,12 @@ def run_one(L, work, tmpl, bin18, scenario, method, ports, warmup):
     try:
         time.sleep(warmup)
         began = time.monotonic()
-        upgrade = dict(online=upgrade_online, pgbouncer=upgrade_online, pg_upgrade=upgrade_pg_upgrade,
-                       dump_restore=upgrade_dump_restore)[method]
-        new, extra = upgrade(L, run_dir, old, bin18, dict(ports, pgbouncer=pgbouncer))
+        if method in ("online", "pgbouncer"):
+            new, extra = upgrade_online(L, run_dir, old, bin18, dict(ports, pgbouncer=pgbouncer),
+                                        copy_method_of(scenario, ports["copy_method"]))
+        else:
+            upgrade = dict(pg_upgrade=upgrade_pg_upgrade, dump_restore=upgrade_dump_restore)[method]
+            new, extra = upgrade(L, run_dir, old, bin18, ports)
         result.update(extra, upgrade_s=round(time.monotonic() - began, 1))
         time.sleep(warmup)
     except Exception as exc:  # pylint: disable=broad-except
@@ -303,8 +346,11 @@ def main(argv=None):
     parser.add_argument("--tables-size", type=int, default=100, help="MB of the many-table scenarios; 0 skips them")
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds of load before and after the upgrade")
+    parser.add_argument("--copy-method", choices=("auto", "logical", "physical"), default="auto",
+                        help="initial copy of the online methods; auto: physical from %d tables" % PHYSICAL_FROM_TABLES)
     parser.add_argument("--port", type=int, default=7170,
-                        help="production port; the next three are used too (the last: PgBouncer)")
+                        help="production port; the next four are used too (temporary, old after, PgBouncer, "
+                        "the physical copy's recovery)")
     parser.add_argument("--no-verify-row-counts", action="store_true",
                         help="switchover without its row-count comparison inside the window")
     parser.add_argument("--dist", default="/var/cache/fleetdb-online-upgrade/dist")
@@ -316,7 +362,7 @@ def main(argv=None):
     import _local as L  # pylint: disable=import-outside-toplevel
 
     ports = dict(prod=args.port, temp=args.port + 1, old_after=args.port + 2, pooler=args.port + 3,
-                 verify_row_counts=not args.no_verify_row_counts)
+                 copy=args.port + 4, copy_method=args.copy_method, verify_row_counts=not args.no_verify_row_counts)
     methods = [m for m in args.methods.split(",") if m]
     work = L.make_work()
     results, started, plan = [], time.monotonic(), scenarios(args)
@@ -332,9 +378,10 @@ def main(argv=None):
             for method in methods:
                 result = run_one(L, work, tmpl, bin18, scenario, method, ports, args.warmup)
                 results.append(result)
-                print("  %-12s gap %s s (during %s), lost %s, window %s, copy %s s%s" % (
+                print("  %-12s gap %s s (during %s), lost %s, window %s, copy %s s%s%s" % (
                     method, result.get("gap_s"), result.get("gap_during") or "-", result.get("lost"),
                     result.get("window_s"), result.get("copy_s"),
+                    " (%s)" % result["copy_method"] if result.get("copy_method") else "",
                     "  phases %s" % result["phases"] if result.get("phases") else ""))
                 sys.stdout.flush()
             shutil.rmtree(tmpl.data, ignore_errors=True)

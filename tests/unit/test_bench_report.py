@@ -74,3 +74,16 @@ def test_initial_copy_report_gives_time_rate_and_the_physical_ratio():
     assert text[2].split()[-4:] == ["10.0", "s", "100.0", "MB/s"] and text[2].lstrip().startswith("physical")
     assert text[3].split()[-4:] == ["50.0", "s", "20.0", "MB/s"]
     assert text[4].strip() == "physical / logical rate: 4.0x"
+
+
+def test_online_methods_copy_physically_from_5000_tables_unless_told_and_the_tables_say_so():
+    assert gap.copy_method_of(dict(tables=0), "auto") == "logical"
+    assert gap.copy_method_of(dict(tables=1000), "auto") == "logical"
+    assert gap.copy_method_of(dict(tables=10000), "auto") == "physical"
+    assert gap.copy_method_of(dict(tables=10000), "logical") == "logical"
+    assert gap.copy_method_of(dict(tables=0), "physical") == "physical"
+    results = [run("10000 tables", "online", 0.3, window_s=0.3, copy_method="physical"),
+               run("10000 tables", "pg_upgrade", 4.0)]
+    assert gap.format_table(results).splitlines()[2].split()[8:10] == ["12.3", "(physical)"]
+    lines = gap.markdown_table(results).splitlines()
+    assert "| 12.3 s (physical) |" in lines[2] and "| 12.3 s |" in lines[3]
