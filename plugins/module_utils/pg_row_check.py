@@ -24,7 +24,7 @@ import time
 
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import pgwire
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import OperationError
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_session import side_by_side
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_session import side_by_side, union_all_rows
 
 XID_EPOCH = 1 << 32
 
@@ -88,10 +88,8 @@ def mismatches(old_counts, new_counts, differences):
 
 
 def _count(session, tables):
-    if not tables:
-        return {}
-    sql = " UNION ALL ".join("SELECT %s, count(*) FROM %s" % (pgwire.quote_literal(t), t) for t in tables)
-    return dict(session.execute(sql).rows)
+    return dict(union_all_rows(session, ["SELECT %s, count(*) FROM %s" % (pgwire.quote_literal(t), t)
+                                         for t in tables]))
 
 
 class RowCountCheck:

@@ -11,7 +11,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import pgwire
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_session import side_by_side
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_session import side_by_side, union_all_rows
 
 # Every sequence and its last value once called.  NULL when never called, or set back with RESTART or
 # setval(..., false): then only the sequence itself says which value comes next (exact_states()).
@@ -34,12 +34,10 @@ def states(session, excluded_schemas):
 
 
 def exact_states(session, names):
-    """{sequence: (last_value, is_called)} read from each sequence relation (one query, one relation each)."""
-    if not names:
-        return {}
-    union = " UNION ALL ".join("SELECT %s, last_value::text, is_called FROM %s" % (pgwire.quote_literal(name), name)
-                               for name in names)
-    return dict((name, (value, called == "t")) for name, value, called in session.execute(union).rows)
+    """{sequence: (last_value, is_called)} read from each sequence relation (one query per 500 of them)."""
+    selects = ["SELECT %s, last_value::text, is_called FROM %s" % (pgwire.quote_literal(name), name) for name in names]
+    rows = union_all_rows(session, selects)
+    return dict((name, (value, called == "t")) for name, value, called in rows)
 
 
 def copy(old, new, excluded_schemas):

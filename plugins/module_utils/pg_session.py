@@ -18,6 +18,9 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common impo
 UNLOGGED_SETTINGS = (("log_statement", "none"), ("log_min_duration_statement", "-1"),
                      ("log_min_duration_sample", "-1"), ("log_transaction_sample_rate", "0"),
                      ("log_min_error_statement", "panic"), ("log_duration", "off"))
+# Branches per UNION ALL statement: the parser recurses once per branch, and 10,000 of them exceed the default
+# max_stack_depth (2 MB): "stack depth limit exceeded".
+UNION_ALL_BRANCHES = 500
 
 
 def connect(spec, dbname=None, port=None, timeout=10, application_name="fleetdb.online_upgrade",
@@ -57,6 +60,15 @@ def execute_unlogged(session, sql):
         if not session.closed:
             session.execute("ROLLBACK")
         raise
+
+
+def union_all_rows(session, selects):
+    """The rows of ``selects`` (SELECTs of the same columns), read UNION ALL in statements of at most
+    UNION_ALL_BRANCHES branches: one round trip per 500 relations.  In a transaction, they share its snapshot."""
+    rows = []
+    for start in range(0, len(selects), UNION_ALL_BRANCHES):
+        rows += session.execute(" UNION ALL ".join(selects[start:start + UNION_ALL_BRANCHES])).rows
+    return rows
 
 
 def side_by_side(*calls):

@@ -120,6 +120,22 @@ def test_side_by_side_runs_each_call_at_once_and_raises_the_first_error():
         side_by_side(lambda: 1, fails)
 
 
+def test_union_all_rows_reads_1201_relations_in_three_statements_of_at_most_500_branches():
+    from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_session import union_all_rows
+
+    class Session:
+        statements = []
+
+        def execute(self, sql):
+            self.statements.append(sql)
+            return type("Result", (), dict(rows=[(part.split("'")[1], "0") for part in sql.split(" UNION ALL ")]))
+    selects = ["SELECT 't%d', count(*) FROM t%d" % (i, i) for i in range(1201)]
+    rows = union_all_rows(Session(), selects)
+    assert [name for name, _count in rows] == ["t%d" % i for i in range(1201)]
+    assert [sql.count(" UNION ALL ") + 1 for sql in Session.statements] == [500, 500, 201]
+    assert union_all_rows(Session(), []) == [] and len(Session.statements) == 3
+
+
 def test_the_digest_queries_keep_the_check_query_whole():
     from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_schema_check import (
         digest_sql, with_digest_sql)
