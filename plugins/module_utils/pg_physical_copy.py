@@ -38,8 +38,9 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common impo
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engine import InstanceSpec
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_cutover_state import StateFile
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_instance import PostgresInstance, log_tail
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_replication import (
-    conninfo, default_passfile, subscription_name)
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_replication import subscription_name
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_replication_access import (
+    conninfo, default_passfile)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_session import connect
 
 PHYSICAL_SLOT = "fleetdb_physical_copy"
@@ -321,7 +322,8 @@ class PhysicalCopy:
         ensure_directory(self.module, self.staged_dir, owner=self.new.owner, mode=0o700)
         argv = [os.path.join(self.new.bin_dir, "initdb"), "-D", self.staged_dir, "-U", info["superuser"],
                 "--encoding", info["encoding"], "--lc-collate", info["collate"], "--lc-ctype", info["ctype"],
-                "--locale", info["collate"], "--auth-local=peer", "--auth-host=scram-sha-256"]
+                "--locale", info["collate"], "--auth-local=peer", "--auth-host=scram-sha-256",
+                "--no-sync"]  # pg_upgrade syncs the whole upgraded cluster at its end
         if info["checksums"]:
             argv.append("--data-checksums")
         elif int(PostgresInstance(self.module, staged).binaries_major()) >= 18:

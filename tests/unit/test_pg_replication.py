@@ -1,5 +1,6 @@
 """Replication: names, conninfo without password, pg_hba lines, passfile, SCRAM, hash SQL, capacity."""
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import pg_replication as r
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import pg_replication_access as access
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_replication import subscription_name
 
 
@@ -9,31 +10,31 @@ def test_names_match_switchover():
 
 
 def test_conninfo_names_passfile_not_password():
-    info = r.conninfo("/var/run/postgresql", 5432, "app", "fleetdb_replicator", "/x/p.pgpass", "sub")
+    info = access.conninfo("/var/run/postgresql", 5432, "app", "fleetdb_replicator", "/x/p.pgpass", "sub")
     assert "passfile='/x/p.pgpass'" in info and "password" not in info
     assert "host='/var/run/postgresql'" in info and "port='5432'" in info
 
 
 def test_passfile_line_escapes_and_replaces():
-    text = r.with_passfile_line("*:5432:*:u:old\n*:6432:*:v:x\n", 5432, "u", "a:b\\c")
+    text = access.with_passfile_line("*:5432:*:u:old\n*:6432:*:v:x\n", 5432, "u", "a:b\\c")
     assert text == "*:6432:*:v:x\n*:5432:*:u:a\\:b\\\\c\n"
 
 
 def test_hba_block_is_first_and_idempotent():
     original = "local all all peer\n"
-    once = r.with_hba_lines(original, "rep", "app")
-    assert once.startswith(r.HBA_BEGIN) and once.endswith(original)
+    once = access.with_hba_lines(original, "rep", "app")
+    assert once.startswith(access.HBA_BEGIN) and once.endswith(original)
     assert 'local   "app"   "rep"   scram-sha-256' in once and "::1/128" in once
-    assert r.with_hba_lines(once, "rep", "app") == once
-    twice = r.with_hba_lines(once, "rep", "shop")
-    assert twice.count(r.HBA_BEGIN) == 1 and 'local   "shop"   "rep"' in twice and twice.endswith(original)
+    assert access.with_hba_lines(once, "rep", "app") == once
+    twice = access.with_hba_lines(once, "rep", "shop")
+    assert twice.count(access.HBA_BEGIN) == 1 and 'local   "shop"   "rep"' in twice and twice.endswith(original)
 
 
 def test_scram_verifier_round_trip():
-    verifier = r.scram_verifier("pw", salt=b"0123456789abcdef")
+    verifier = access.scram_verifier("pw", salt=b"0123456789abcdef")
     assert verifier.startswith("SCRAM-SHA-256$4096:")
-    assert r.verifier_matches(verifier, "pw") and not r.verifier_matches(verifier, "other")
-    assert not r.verifier_matches(None, "pw")
+    assert access.verifier_matches(verifier, "pw") and not access.verifier_matches(verifier, "other")
+    assert not access.verifier_matches(None, "pw")
 
 
 def test_tables_without_key():
