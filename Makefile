@@ -39,7 +39,7 @@ demo: setup
 
 ## bench: figures (initial copy rate, client-visible write gap, the wave plan of a 500-host fleet) printed and drawn into docs/
 bench: setup
-	@echo "make bench: 1 and 5 GB, 1,000 and 10,000 tables: expect more than an hour on 2 cores (docs/bench.md)"
+	@echo "make bench: 1 and 5 GB, 1,000 and 10,000 tables: expect about 50 minutes on 2 cores (docs/bench.md)"
 	$(VENV)/python bench/initial_copy.py --sizes 1000,5000
 	$(VENV)/python bench/gap.py --sizes 100,1000,5000 --tables 1000,10000
 	@if [ -f .cache/fleet/summary.json ]; then \

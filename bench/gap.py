@@ -349,8 +349,8 @@ def main(argv=None):
     parser.add_argument("--copy-method", choices=("auto", "logical", "physical"), default="auto",
                         help="initial copy of the online methods; auto: physical from %d tables" % PHYSICAL_FROM_TABLES)
     parser.add_argument("--port", type=int, default=7170,
-                        help="production port; the next four are used too (temporary, old after, PgBouncer, "
-                        "the physical copy's recovery)")
+                        help="production port; the next five are used too (temporary, old after, PgBouncer, "
+                        "the physical copy's recovery and its pg_upgrade)")
     parser.add_argument("--no-verify-row-counts", action="store_true",
                         help="switchover without its row-count comparison inside the window")
     parser.add_argument("--dist", default="/var/cache/fleetdb-online-upgrade/dist")
