@@ -12,7 +12,8 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import pg_p
 SCHEMA_FINGERPRINT_SQL = """
 SELECT n.nspname || '.' || c.relname AS relation,
        c.relkind::text || CASE c.relpersistence WHEN 'u' THEN ' unlogged' ELSE '' END
-       || coalesce(' partition ' || pg_get_expr(c.relpartbound, c.oid), '') AS kind,
+       || coalesce(' partition ' || pg_get_expr(c.relpartbound, c.oid), '')
+       || ' replica identity ' || c.relreplident::text AS kind,
        coalesce(string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
                            || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END,
                            ', ' ORDER BY a.attnum), '') AS columns

@@ -33,6 +33,8 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_replicat
     HBA_BEGIN, HBA_END, conninfo, default_passfile, scram_verifier, verifier_matches, with_hba_lines,
     with_passfile_line, without_hba_lines, without_passfile_lines)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_process import server_log
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_replica_identity import (
+    alignment as replica_identity_alignment, leaves_without_identity, qualified)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_session import (
     connect, execute_unlogged, side_by_side)
 
@@ -41,7 +43,7 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_session 
 ERRORS_THAT_DO_NOT_HEAL = 3
 
 TABLES_SQL = """
-SELECT n.nspname AS schema, c.relname AS name, c.relreplident::text AS identity,
+SELECT n.nspname AS schema, c.relname AS name, c.relreplident::text AS identity, c.relkind::text AS kind,
        EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) AS has_pk,
        EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisreplident) AS has_ri_index
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -49,10 +51,6 @@ SELECT n.nspname AS schema, c.relname AS name, c.relreplident::text AS identity,
    AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') AND n.nspname NOT LIKE 'pg_temp%'
  ORDER BY 1, 2
 """
-
-
-def qualified(schema, table):
-    return "%s.%s" % (pgwire.quote_ident(schema), pgwire.quote_ident(table))
 
 
 def tables_without_key(tables):
@@ -180,6 +178,7 @@ class PostgresReplication(Replication):
         self.result = dict(changed=False, name=self.name, dbname=dbname, actions=[])
         self._src = None
         self._tgt = None
+        self._identity_full = []
 
     # -- sessions ---------------------------------------------------------------
     def src(self):
@@ -251,9 +250,11 @@ class PostgresReplication(Replication):
                     "instance (or empty its tables), then run again")
             self._recopy_tables_without_sync_slot(sub)
             self._ensure_tables_published()
+            self._align_replica_identity()
             return
         self._preflight()
         tables = self._prepare_tables()
+        self._align_replica_identity()
         self._ensure_role(tables)
         self._ensure_hba()
         self._ensure_passfile()
@@ -349,12 +350,26 @@ class PostgresReplication(Replication):
                 "add a primary key to each, or set tables_without_key: replica_identity_full (ALTER TABLE ... "
                 "REPLICA IDENTITY FULL: every update then logs the whole old row, and the target finds rows by a "
                 "full scan)", tables_without_key=bad)
-        for name in bad:
-            schema, table = name.split(".", 1)
+        bad_tables = [t for t in tables if "%s.%s" % (t["schema"], t["name"]) in bad]
+        full = [(t["schema"], t["name"]) for t in bad_tables] + leaves_without_identity(
+            self.src(), [(t["schema"], t["name"]) for t in bad_tables if t["kind"] == "p"])
+        for schema, table in full:
             sql = "ALTER TABLE %s REPLICA IDENTITY FULL" % qualified(schema, table)
             self._act(sql, lambda sql=sql: self.src().execute(sql))
-        self.result["tables_replica_identity_full"] = bad
+        self._identity_full = full
+        self.result["tables_replica_identity_full"] = ["%s.%s" % st for st in full]
         return [(t["schema"], t["name"]) for t in tables]
+
+    def _align_replica_identity(self):
+        """The target's tables get the replica identity their source has (the schema was migrated before
+        REPLICA IDENTITY FULL was set on the source): without it their UPDATE and DELETE would fail on the new
+        server once the rollback publishes them."""
+        statements = replica_identity_alignment(self.src(), self.tgt())
+        if self.module.check_mode:   # what _prepare_tables would have set on the source first
+            statements += ["ALTER TABLE %s REPLICA IDENTITY FULL" % qualified(*name)
+                           for name in self._identity_full]
+        for sql in statements:
+            self._act(sql + " (target)", lambda sql=sql: self.tgt().execute(sql))
 
     def _ensure_role(self, tables):
         if not self.password:

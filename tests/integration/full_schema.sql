@@ -47,6 +47,14 @@ CREATE TABLE feat.by_index (a int NOT NULL, b int NOT NULL, c text);
 CREATE UNIQUE INDEX by_index_ab ON feat.by_index (a, b);
 ALTER TABLE feat.by_index REPLICA IDENTITY USING INDEX by_index_ab;
 INSERT INTO feat.by_index SELECT g, g * 2, 'c' || g FROM generate_series(1, 300) g;
+-- No key at all (pgbench_history's kind), plain and partitioned: refused by preflight until the operator opts in
+-- to REPLICA IDENTITY FULL, which the root's partitions need too, on both servers.
+CREATE TABLE feat.history (at timestamptz NOT NULL DEFAULT now(), what text);
+INSERT INTO feat.history (what) SELECT 'event ' || g FROM generate_series(1, 300) g;
+CREATE TABLE feat.events (day int NOT NULL, what text) PARTITION BY RANGE (day);
+CREATE TABLE feat.events_early PARTITION OF feat.events FOR VALUES FROM (0) TO (100);
+CREATE TABLE feat.events_late PARTITION OF feat.events FOR VALUES FROM (100) TO (1000);
+INSERT INTO feat.events SELECT g % 1000, 'e' || g FROM generate_series(1, 300) g;
 
 -- Materialized views: populated (one over the other), and one never populated.
 CREATE MATERIALIZED VIEW feat.item_totals AS SELECT count(*) AS n, sum(price) AS total FROM feat.items;

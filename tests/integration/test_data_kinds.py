@@ -37,6 +37,10 @@ WRITTEN_SCHEMAS = {"app": ("app.", "proof.")}   # tools/fleetdb_proof.py's table
 ACK_LOG = "/root/measurements.ack"
 UNUSED_SEQUENCES = 12000  # one UNION ALL of 10,000 of them exceeds the default max_stack_depth (2 MB)
 TABLESPACE_DIR = "/srv/ts_app"
+OPT_INS = ("-e", "online_upgrade_unlogged_tables=empty", "-e", "online_upgrade_tables_without_key=replica_identity_full")
+NO_KEY = ("feat.events", "feat.history")
+NO_KEY_IDENTITIES = ("SELECT string_agg(relreplident::text, '' ORDER BY relname) FROM pg_class WHERE relname IN "
+                     "('history', 'events', 'events_early', 'events_late') AND relnamespace = 'feat'::regnamespace")
 # A throwaway extension PostgreSQL 16 has and 18 lacks until the test installs it.
 DEMO_EXTENSION = {"fleetdb_demo.control": "default_version = '1.0'\nrelocatable = true\n",
                   "fleetdb_demo--1.0.sql": "CREATE FUNCTION fleetdb_demo() RETURNS int LANGUAGE sql AS 'SELECT 1';\n"}
@@ -164,11 +168,15 @@ def test_preflight_refuses_large_objects_and_unlogged_tables_and_changes_nothing
         assert "database %s holds 1 large objects" % db in out, out[-4000:]
         assert re.search(r"database %s has unlogged tables, which logical replication does not carry: "
                          r"feat\.cache, feat\.staging" % db, out), out[-4000:]
-    for fix in ("online_upgrade_method=dump_restore", "ALTER TABLE ... SET LOGGED", "online_upgrade_unlogged_tables=empty"):
+        assert "database %s has tables without a primary key or replica identity: %s;" % (db, ", ".join(NO_KEY)) \
+            in out, out[-4000:]
+    for fix in ("online_upgrade_method=dump_restore", "ALTER TABLE ... SET LOGGED", "online_upgrade_unlogged_tables=empty",
+                "online_upgrade_tables_without_key=replica_identity_full"):
         assert fix in out, fix
     assert kinds.host.run("test -e /opt/fleetdb/postgresql/18 || test -e /var/lib/fleetdb/online_upgrade").returncode != 0
     assert kinds.sql16("SELECT count(*) FROM pg_replication_slots") == "0"
     assert kinds.sql16("SELECT count(*) FROM pg_publication", dbname="app") == "1"   # user_pub only
+    assert kinds.sql16(NO_KEY_IDENTITIES, dbname="app") == "dddd"
 
 
 def test_an_extension_missing_in_18_stops_before_any_new_instance_exists_then_the_rerun_finishes(kinds):
@@ -186,14 +194,14 @@ def test_an_extension_missing_in_18_stops_before_any_new_instance_exists_then_th
                r"/opt/fleetdb/postgresql/18/share/extension\); shared_preload_libraries: old_snapshot \(not in "
                r"/opt/fleetdb/postgresql/18/lib\)")
     # 18 is not on the host yet: the install step checks its files, before any instance of it exists.
-    rc, out = kinds.playbook("upgrade.yml", "-e", "online_upgrade_unlogged_tables=empty")
+    rc, out = kinds.playbook("upgrade.yml", *OPT_INS)
     assert rc != 0, out[-3000:]
     assert re.search(r"PostgreSQL 18 in /opt/fleetdb/postgresql/18/bin lacks what the old server's databases use "
                      r"\(no instance of it exists yet; the old server is unchanged\): " + missing, out), out[-4000:]
     assert "apt install postgresql-18-<extension>" in out and "DROP EXTENSION" in out, out[-4000:]
     assert kinds.host.run("test -e %s" % NEW_DATA).returncode != 0
     # Now that 18 is there, preflight itself refuses, and changes nothing.
-    rc, out = kinds.playbook("upgrade.yml", "-e", "online_upgrade_unlogged_tables=empty")
+    rc, out = kinds.playbook("upgrade.yml", *OPT_INS)
     assert rc != 0, out[-3000:]
     assert "the host is not ready for the upgrade (nothing was changed)" in out, out[-4000:]
     assert re.search(r"extensions: PostgreSQL 18 in /opt/fleetdb/postgresql/18/bin lacks what the databases use: "
@@ -203,7 +211,7 @@ def test_an_extension_missing_in_18_stops_before_any_new_instance_exists_then_th
     kinds.restart16("RESET shared_preload_libraries")
     for name in DEMO_EXTENSION:
         kinds.sh("cp /opt/fleetdb/postgresql/16/share/extension/%s /opt/fleetdb/postgresql/18/share/extension/" % name)
-    out = kinds.ok("upgrade.yml", "-e", "online_upgrade_unlogged_tables=empty", "-e", "online_upgrade_progress_interval=1")
+    out = kinds.ok("upgrade.yml", *OPT_INS, "-e", "online_upgrade_progress_interval=1")
     assert kinds.psql("SHOW server_version").startswith("18")
     # The progress callback (the project's ansible.cfg enables it) printed where each copy stood, and its end.
     lines = re.findall(r"^fleetdb progress \[%s\]: (.*)$" % re.escape(kinds.host.name), out, re.M)
@@ -300,3 +308,29 @@ def test_a_tablespace_keeps_its_location_and_18s_files_go_beside_16s(kinds):
     versions = sorted(name.split("_")[1] for name in kinds.sh("ls %s" % TABLESPACE_DIR).split())
     assert versions == ["16", "18"], versions   # 16's stay for a rollback, until finalize
     assert kinds.psql("SELECT count(*) FROM feat.in_tablespace", dbname="app") == "5000"
+
+
+@pytest.mark.parametrize("dbname", DATABASES)
+def test_update_and_delete_work_on_every_table_of_18_with_the_rollback_publication(kinds, dbname):
+    """The rollback publishes every table on 18: a table (or partition) without a replica identity there would
+    make the application's UPDATE and DELETE fail the moment the cutover ends."""
+    if dbname not in kinds.databases:
+        pytest.skip("pagila is not in %s" % PAGILA)
+    assert kinds.psql("SELECT count(*) FROM pg_publication WHERE pubname LIKE 'fleetdb_rollback%'", dbname=dbname) \
+        == "1"
+    tables = kinds.psql("SELECT format('%I.%I', n.nspname, c.relname) || ' ' || quote_ident(a.attname) "
+                        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                        "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = (SELECT min(attnum) FROM "
+                        "pg_attribute b WHERE b.attrelid = c.oid AND b.attnum > 0 AND NOT b.attisdropped "
+                        "AND b.attgenerated = '' AND b.attidentity = '') WHERE c.relkind = 'r' "
+                        "AND c.relpersistence = 'p' AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+                        "AND n.nspname NOT LIKE 'fleetdb%'", dbname=dbname).splitlines()
+    assert len(tables) >= 10, tables
+    # An UPDATE or DELETE checks the identity of each table it may change, even when no row matches.
+    statements = ["UPDATE %s SET %s = %s WHERE false; DELETE FROM %s WHERE false;" % (t, c, c, t)
+                  for t, c in (line.split(" ", 1) for line in tables)]
+    kinds.psql("BEGIN; %s ROLLBACK;" % " ".join(statements), dbname=dbname)
+    if dbname != "pagila":
+        assert kinds.psql("UPDATE feat.history SET what = what || '!' WHERE what = 'event 7' RETURNING what; "
+                          "DELETE FROM feat.events WHERE what = 'e7' RETURNING what", dbname=dbname) == "event 7!\ne7"
+        assert kinds.psql(NO_KEY_IDENTITIES, dbname=dbname) == "ffff"
