@@ -19,7 +19,7 @@ import shutil
 import time
 from collections import OrderedDict
 
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import pg_extensions, pgwire
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import pg_extensions, pg_ssl_files, pgwire
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import (
     OperationError, effective_user, ensure_directory, parse_version, port_holder, process_info, read_text, run_as,
     user_ids, write_file)
@@ -28,6 +28,7 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_conf imp
     MANAGED_FILE, OPTION_SETTINGS, changed_settings, normalize_settings, parse_conf, parse_describe_config,
     render_conf, with_include)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_install import major_of
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_locale import initdb_locale_arguments
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_process import (
     ControlDataError, controldata, parse_postmaster_pid, postmaster, process_alive)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_service import manager as service_manager
@@ -36,9 +37,13 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_session 
 DATA_CHECKSUMS_DEFAULT_FROM = 18   # initdb enables data checksums by default from PostgreSQL 18 on
 
 
-def initdb_arguments(initdb, data_dir, major, data_checksums=None, locale="C.UTF-8", encoding="UTF8"):
-    argv = [initdb, "-D", data_dir, "--auth-local=peer", "--auth-host=scram-sha-256",
-            "--encoding=%s" % encoding, "--locale=%s" % locale]
+DEFAULT_LOCALE = {"encoding": "UTF8", "locale": "C.UTF-8"}
+
+
+def initdb_arguments(initdb, data_dir, major, data_checksums=None, locale=None):
+    """``locale``: a pg_locale.cluster_locale() dict, DEFAULT_LOCALE when None."""
+    argv = [initdb, "-D", data_dir, "--auth-local=peer", "--auth-host=scram-sha-256"]
+    argv += initdb_locale_arguments(locale or DEFAULT_LOCALE)
     if data_checksums:
         argv.append("--data-checksums")
     elif data_checksums is False and int(str(major).split(".", maxsplit=1)[0]) >= DATA_CHECKSUMS_DEFAULT_FROM:
@@ -225,7 +230,7 @@ class PostgresInstance(Instance):
         return dict(process_info(info["pid"]), data_dir=info["data_dir"])
 
     # -- create -------------------------------------------------------------------------
-    def create(self, data_checksums=None, locale="C.UTF-8", encoding="UTF8"):
+    def create(self, data_checksums=None, locale=None):
         """initdb when there is no data directory yet; returns dict(created, data_checksums)."""
         self.check_owner()
         binaries = self.binaries_major()
@@ -240,21 +245,22 @@ class PostgresInstance(Instance):
         if self.module.check_mode:
             return dict(created=True, data_checksums=data_checksums)
         if self.service.kind == "debian":
-            return self._create_cluster(binaries, data_checksums, locale, encoding)
+            return self._create_cluster(binaries, data_checksums, locale or DEFAULT_LOCALE)
         created_dir = ensure_directory(self.module, self.spec.data_dir, owner=self.spec.owner, mode=0o700)
-        argv = initdb_arguments(self._bin("initdb"), self.spec.data_dir, binaries, data_checksums, locale, encoding)
+        argv = initdb_arguments(self._bin("initdb"), self.spec.data_dir, binaries, data_checksums, locale)
         rc, out, err = self._run(argv)
         if rc != 0:
             if created_dir:
                 shutil.rmtree(self.spec.data_dir, ignore_errors=True)
             raise OperationError("initdb of %s failed (rc=%d): %s" % (self.spec.data_dir, rc, (err or out).strip()),
-                                 "fix the cause shown by initdb (locale %s must exist on the host: locale -a)"
-                                 % locale)
+                                 "fix the cause shown by initdb (the locale %s must exist on the host, locale -a "
+                                 "lists them; a provider's locale must be known to this release)"
+                                 % " ".join(initdb_locale_arguments(locale or DEFAULT_LOCALE)))
         if self.service.kind == "systemd":
             self.service.install_unit()  # disabled: the cutover enables it
         return dict(created=True, data_checksums=self.data_checksums())
 
-    def _create_cluster(self, major, data_checksums, locale, encoding):
+    def _create_cluster(self, major, data_checksums, locale):
         """A postgresql-common cluster (pg_createcluster, as root), not started and not started at boot
         (start.conf manual) until the cutover makes it the production server."""
         service = self.service
@@ -266,11 +272,15 @@ class PostgresInstance(Instance):
             raise OperationError("service.version %s is not the release's major version %s" % (service.version, major),
                                  "set service.version to %s" % major)
         argv = ["pg_createcluster", "-u", self.spec.owner, "-d", self.spec.data_dir, "-s", self.spec.socket_dir,
-                "--locale", locale, "-e", encoding, "--start-conf", "manual"]
+                "--start-conf", "manual"]
+        # pg_createcluster's own options for encoding and libc locale (it writes them into postgresql.conf too),
+        # initdb's (after --) for the rest
+        initdb_options = initdb_arguments("initdb", self.spec.data_dir, major, data_checksums, locale)
+        own = ("--encoding=", "--locale=", "--lc-")
+        argv += [a for a in initdb_options if a.startswith(own)]
         if self.spec.port:
             argv += ["-p", str(self.spec.port)]
-        initdb_options = initdb_arguments("initdb", self.spec.data_dir, major, data_checksums, locale, encoding)
-        wanted = [a for a in initdb_options[3:] if a.startswith("--auth") or "checksums" in a]
+        wanted = [a for a in initdb_options[3:] if not a.startswith(own)]
         argv += [major, service.cluster, "--"] + wanted
         rc, out, err = self.module.run_command(argv, environ_update={"LC_ALL": "C"})
         if rc != 0:
@@ -405,6 +415,11 @@ class PostgresInstance(Instance):
                 "install them for this release (Debian: the postgresql-%s-<extension> package), or remove them from "
                 "shared_preload_libraries on the old server first" % self.binaries_version().split(".", 1)[0],
                 missing_libraries=missing)
+
+    def carry_ssl_files(self, old, settings):
+        """``settings`` inherited from the instance ``old``, with the SSL files it keeps in its data directory
+        copied into this one; returns (settings, files copied)."""
+        return pg_ssl_files.carry(self.module, settings, old.spec.data_dir, self.spec.data_dir, self.spec.owner)
 
     def read_hba(self):
         return read_text(self.hba_path())

@@ -22,7 +22,7 @@ import shutil
 import socket
 import tempfile
 
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import pgwire, pg_record
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import pg_database_settings, pgwire, pg_record
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import (
     OperationError, parse_version, read_text, run_as, user_ids)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engine import Migrator
@@ -285,8 +285,21 @@ class PostgresMigrator(Migrator):
                 argv.append("--no-role-passwords")
             self._run(argv, "pg_dumpall --globals-only")
             os.chmod(path + ".globals.sql", 0o600)  # may hold password hashes
+            self._append_cluster_database_settings(path + ".globals.sql")
         result.update(size_bytes=os.path.getsize(path), sha256=file_sha256(path))
         return result
+
+    def _append_cluster_database_settings(self, globals_path):
+        """The settings and comments of postgres and template1, which no dump carries, go with the globals."""
+        session = connect(self.spec, dbname="postgres")
+        try:
+            statements = pg_database_settings.statements(session)
+        finally:
+            session.close()
+        if statements:
+            with open(globals_path, "a") as handle:
+                handle.write("\n-- fleetdb: settings and comments of the cluster's own databases\n")
+                handle.write("\n".join(statements) + "\n")
 
     # -- list / describe (ttMigrate -l / -d) ------------------------------------------------
     def list(self, path):
@@ -414,7 +427,8 @@ class PostgresMigrator(Migrator):
                     if name in roles:
                         continue
                     created.append(name)
-                elif not re.match(r"^(ALTER ROLE|GRANT|CREATE TABLESPACE|ALTER TABLESPACE|COMMENT)", statement):
+                elif not re.match(r"^(ALTER ROLE|ALTER DATABASE|GRANT|CREATE TABLESPACE|ALTER TABLESPACE|COMMENT)",
+                                  statement):
                     continue  # SET lines and the like
                 if self.module.check_mode:
                     continue

@@ -15,19 +15,22 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common impo
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import pg_extensions
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_fence import fence_blockers
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_install import PostgresInstaller
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_locale import cluster_locale
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_physical_copy import (
     COPY_APPLICATION_NAME, max_rate_problem)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_sizing import copy_parallelism, host_resources
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_process import (
     postmaster, postmaster_pid, system_identifier)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_session import connect
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_ssl_files import SSL_FILE_SETTINGS
 
-# Settings that describe where and how this instance runs, not what the new one should inherit.
+# Settings that describe where and how this instance runs, not what the new one should inherit.  The lc_*
+# categories, TimeZone and default_text_search_config are inherited: applications read times and search text
+# through them.
 NOT_INHERITED = frozenset([
     "port", "data_directory", "config_file", "hba_file", "ident_file", "external_pid_file", "cluster_name",
     "include", "include_dir", "include_if_exists", "wal_level", "max_replication_slots", "max_wal_senders",
-    "lc_messages", "lc_monetary", "lc_numeric", "lc_time", "default_text_search_config", "log_timezone",
-    "TimeZone", "dynamic_shared_memory_type", "data_sync_retry",
+    "dynamic_shared_memory_type", "data_sync_retry",
 ])
 
 UNLOGGED_TABLES_SQL = """
@@ -120,6 +123,7 @@ class PostgresPreflight:
             self._ports()
             self._transactions(session)
             self.facts["old_settings"] = self._inheritable_settings(session)
+            self.facts["old_locale"] = cluster_locale(session)
             if self.method == "replication":
                 self._replication_settings(session)
                 self._fence_blockers(session)
@@ -480,6 +484,12 @@ class PostgresPreflight:
             if name in NOT_INHERITED:
                 continue
             settings[name] = _with_unit(setting, unit)
+        if session.scalar("SHOW ssl") == "on":
+            # Their defaults (server.crt, server.key in the data directory) too: the new instance's data
+            # directory holds no such files until the instance module copies them there.
+            settings.update((name, value) for name, value in session.query(
+                "SELECT name, setting FROM pg_settings WHERE name = ANY($1::text[])", [list(SSL_FILE_SETTINGS)]).rows
+                if value)
         return settings
 
 

@@ -57,9 +57,29 @@ options:
     type: bool
   locale:
     description:
-      - Locale of a new data directory (C(initdb --locale)).
+      - Locale of a new data directory (C(initdb --locale)), for every category that O(lc_collate) and
+        O(lc_ctype) do not set.
     type: str
     default: C.UTF-8
+  lc_collate:
+    description:
+      - C(LC_COLLATE) of a new data directory, when it differs from O(locale).
+    type: str
+  lc_ctype:
+    description:
+      - C(LC_CTYPE) of a new data directory, when it differs from O(locale).
+    type: str
+  locale_provider:
+    description:
+      - Locale provider of a new data directory (C(initdb --locale-provider)); C(icu) and C(builtin) take their
+        locale from O(provider_locale).
+    type: str
+    choices: [libc, icu, builtin]
+    default: libc
+  provider_locale:
+    description:
+      - The ICU locale (C(--icu-locale)) or the builtin one (C(--builtin-locale)) of O(locale_provider).
+    type: str
   encoding:
     description:
       - Encoding of a new data directory (C(initdb --encoding)).
@@ -91,6 +111,10 @@ options:
     description:
       - An instance (running or not) whose client authentication files (C(pg_hba.conf) and C(pg_ident.conf),
         wherever its configuration keeps them) this instance gets, unless O(hba_content) is given.
+      - The SSL files that O(inherited_settings) name inside its data directory (C(ssl_cert_file),
+        C(ssl_key_file), C(ssl_ca_file), C(ssl_crl_file), C(ssl_crl_dir), C(ssl_dh_params_file); a relative name is
+        relative to it) are copied into this data directory under the same name, with their mode, owned by
+        O(owner); files elsewhere are named by their absolute path. Their contents are never shown.
     type: dict
     suboptions:
       data_dir:
@@ -204,6 +228,12 @@ skipped_settings:
   returned: always
   type: list
   elements: str
+ssl_files_copied:
+  description: SSL files copied (or, in check mode, to copy) from the data directory of O(inherit_from), relative to it.
+  returned: when the instance was created or configured
+  type: list
+  elements: str
+  sample: [server.crt, server.key]
 created:
   description: Whether the data directory was created (C(initdb) ran).
   returned: always
@@ -248,6 +278,10 @@ def main():
         inherited_settings=dict(type="dict", default={}),
         data_checksums=dict(type="bool"),
         locale=dict(type="str", default="C.UTF-8"),
+        lc_collate=dict(type="str"),
+        lc_ctype=dict(type="str"),
+        locale_provider=dict(type="str", default="libc", choices=["libc", "icu", "builtin"]),
+        provider_locale=dict(type="str"),
         encoding=dict(type="str", default="UTF8"),
         hba_content=dict(type="str"),
         inherit_from=dict(type="dict", options=instance_suboptions()),
@@ -271,22 +305,26 @@ def main():
     try:
         # Settings checked before anything is created: names this release knows, libraries it has.
         instance.desired_settings(p["settings"], p["inherited_settings"])
-        created = instance.create(data_checksums=p["data_checksums"], locale=p["locale"], encoding=p["encoding"])
+        locale = dict(encoding=p["encoding"], locale=p["locale"], lc_collate=p["lc_collate"], lc_ctype=p["lc_ctype"],
+                      provider=p["locale_provider"], provider_locale=p["provider_locale"])
+        created = instance.create(data_checksums=p["data_checksums"], locale=locale)
         socket_dir_created = instance.ensure_socket_dir()
-        hba, ident = p["hba_content"], None
+        hba, ident, inherited, ssl_files = p["hba_content"], None, p["inherited_settings"], []
         if p["inherit_from"]:
             # Client authentication as the old instance has it, wherever its configuration names the files.
             old = get_engine(p["engine"]).instance(module, spec_from(p["inherit_from"]))
             hba = hba if hba is not None else old.read_hba()
             ident = old.read_ident()
-        configured = instance.configure(p["settings"], p["inherited_settings"], hba, ident)
+            inherited, ssl_files = instance.carry_ssl_files(old, inherited)
+        configured = instance.configure(p["settings"], inherited, hba, ident)
     except OperationError as exc:
         module.fail_json(**exc.as_result())
     for name in configured["skipped_settings"]:
         module.warn("inherited setting %s is unknown to PostgreSQL %s and was not written"
                     % (name, instance.binaries_version()))
     module.exit_json(
-        changed=created["created"] or socket_dir_created or configured["changed"],
+        changed=created["created"] or socket_dir_created or configured["changed"] or bool(ssl_files),
+        ssl_files_copied=ssl_files,
         diff=configured["diff"],
         data_dir=p["data_dir"],
         major=instance.binaries_major(),

@@ -177,9 +177,20 @@ pooler:
   returned: when a pooler was given and its checks passed
   type: dict
 old_settings:
-  description: Settings of the old server's configuration files that the new instance inherits.
+  description:
+    - Settings of the old server's configuration files (C(postgresql.conf), its includes, C(ALTER SYSTEM)) that the
+      new instance inherits, C(lc_*), C(TimeZone) and C(default_text_search_config) among them; with C(ssl = on),
+      the SSL files' settings too, as the old server names them.
   returned: when the old server answered
   type: dict
+old_locale:
+  description:
+    - The old cluster's locale as C(initdb) gave it to C(template0) - C(encoding), C(locale), C(lc_collate),
+      C(lc_ctype), C(provider) (libc, icu or builtin) and C(provider_locale) - for the new instance's C(initdb).
+  returned: when the old server answered
+  type: dict
+  sample: {"encoding": "UTF8", "locale": "en_US.UTF-8", "lc_collate": "en_US.UTF-8", "lc_ctype": "en_US.UTF-8",
+           "provider": "libc", "provider_locale": null}
 new_release_needs:
   description:
     - What the new release must provide - C(extensions) per database with their installed versions,

@@ -82,7 +82,7 @@ class CutoverFlow(Flow):
 
     def prepare(self, rows, old_settings=None, writers=True):
         """16 on 5432 (PREPARE of test_upgrade_flows plus ``old_settings``), seeded, the TCP proof writers."""
-        text = PREPARE % dict(tarball=dist("16"), data=OLD_DATA, bin=PG16, pw=APP_PASSWORD)
+        text = PREPARE % dict(tarball=dist("16"), data=OLD_DATA, bin=PG16, pw=APP_PASSWORD, locale="C.UTF-8")
         if old_settings:
             anchor = "max_connections: 100}"
             assert anchor in text, "PREPARE of test_upgrade_flows changed: adapt CutoverFlow.prepare"

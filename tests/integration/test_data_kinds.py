@@ -23,6 +23,7 @@ object"). One PostgreSQL 16 host, driven by playbooks/upgrade.yml like test_upgr
 import difflib
 import os
 import re
+import subprocess
 
 import pytest
 
@@ -38,6 +39,9 @@ ACK_LOG = "/root/measurements.ack"
 UNUSED_SEQUENCES = 12000  # one UNION ALL of 10,000 of them exceeds the default max_stack_depth (2 MB)
 TABLESPACE_DIR = "/srv/ts_app"
 OPT_INS = ("-e", "online_upgrade_unlogged_tables=empty", "-e", "online_upgrade_tables_without_key=replica_identity_full")
+TLS_PASSWORD = "tls-only-pw"
+DBA_SETTINGS = ("TimeZone = 'Europe/Berlin'", "default_text_search_config = 'pg_catalog.german'", "lc_time = 'C'",
+                "log_timezone = 'Europe/Berlin'")
 NO_KEY = ("feat.events", "feat.history")
 NO_KEY_IDENTITIES = ("SELECT string_agg(relreplident::text, '' ORDER BY relname) FROM pg_class WHERE relname IN "
                      "('history', 'events', 'events_early', 'events_late') AND relnamespace = 'feat'::regnamespace")
@@ -63,6 +67,8 @@ done
 
 
 class DataKindsFlow(Flow):
+    locale = "en_US.UTF-8"
+
     def __init__(self, tmp_path):
         super().__init__(tmp_path, PORT)
         with open(self.inventory) as handle:
@@ -93,6 +99,7 @@ class DataKindsFlow(Flow):
 
     def prepare(self):
         self.prepare_16()   # app with the proof's tables and four writers
+        self.set_up_as_a_dba_would()
         self.sql16("CREATE ROLE reporting NOLOGIN; CREATE ROLE stock LOGIN PASSWORD 'stock-pw'")
         self.sql16("CREATE DATABASE inventory OWNER stock")
         self.sql16("ALTER DATABASE inventory SET work_mem = '8MB'")
@@ -120,6 +127,34 @@ class DataKindsFlow(Flow):
         self.host.copy_in(script, "/root/partition-writer.sh")
         self.sh("rm -f /root/stop-measurements %s; nohup bash /root/partition-writer.sh > /dev/null 2>&1 &" % ACK_LOG)
         wait_for("the partition writer", lambda: self.host.run("test -s %s" % ACK_LOG).returncode == 0, timeout=30)
+
+    def set_up_as_a_dba_would(self):
+        """TLS with the key and certificate in the data directory under their default names, a role that may
+        log in over TCP with TLS only; the time zone, text search and lc_time of another country; settings and a
+        comment on the postgres database."""
+        key, crt = str(self.tmp / "server.key"), str(self.tmp / "server.crt")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", crt,
+                        "-days", "2", "-subj", "/CN=localhost"], check=True, capture_output=True)
+        for path in (key, crt):
+            self.host.copy_in(path, "%s/%s" % (OLD_DATA, os.path.basename(path)))
+        self.sh("cd %s && chown postgres:postgres server.key server.crt && chmod 600 server.key" % OLD_DATA)
+        self.sh("sed -i -e '1i hostssl all tls_only all scram-sha-256' -e '1i hostnossl all tls_only all reject' "
+                "%s/pg_hba.conf" % OLD_DATA)
+        self.sql16("CREATE ROLE tls_only LOGIN PASSWORD '%s'" % TLS_PASSWORD)
+        for change in DBA_SETTINGS:
+            self.sql16("ALTER SYSTEM SET " + change)
+        self.sql16("ALTER SYSTEM SET ssl = on")
+        self.sql16("SELECT pg_reload_conf()")
+        self.sql16("ALTER DATABASE postgres SET maintenance_work_mem = '96MB'; "
+                   "ALTER ROLE app IN DATABASE postgres SET work_mem = '5MB'; "
+                   "COMMENT ON DATABASE postgres IS 'the maintenance database'")
+        assert self.tls_login("require") == "t"
+
+    def tls_login(self, sslmode):
+        """Whether tls_only's session over TCP uses TLS ('t'), or None when the login fails."""
+        proc = self.host.run("PGPASSWORD=%s %s/psql 'host=127.0.0.1 dbname=postgres user=tls_only sslmode=%s' -XAtc "
+                             "'SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()'" % (TLS_PASSWORD, PG16, sslmode))
+        return proc.stdout.strip() if proc.returncode == 0 else None
 
     def tables(self, dbname, port, bin_dir):
         return self.psql(TABLES_SQL, port=port, bin_dir=bin_dir, dbname=dbname).split()
@@ -334,3 +369,28 @@ def test_update_and_delete_work_on_every_table_of_18_with_the_rollback_publicati
         assert kinds.psql("UPDATE feat.history SET what = what || '!' WHERE what = 'event 7' RETURNING what; "
                           "DELETE FROM feat.events WHERE what = 'e7' RETURNING what", dbname=dbname) == "event 7!\ne7"
         assert kinds.psql(NO_KEY_IDENTITIES, dbname=dbname) == "ffff"
+
+
+def test_tls_serves_18_with_the_old_key_and_certificate_and_non_tls_logins_stay_rejected(kinds):
+    assert kinds.psql("SHOW ssl") == "on"
+    assert kinds.psql("SHOW ssl_cert_file") == "server.crt"
+    assert kinds.sh("stat -c '%%a %%U' %s/server.key" % NEW_DATA).strip() == "600 postgres"
+    assert kinds.tls_login("require") == "t"
+    assert kinds.tls_login("disable") is None
+
+
+def test_the_cluster_keeps_its_locale_time_zone_text_search_and_the_settings_of_postgres(kinds):
+    for db in ("postgres", "template0", "template1"):
+        assert kinds.psql("SELECT datcollate || ' ' || datctype FROM pg_database WHERE datname = '%s'" % db) == \
+            "en_US.UTF-8 en_US.UTF-8", db
+    settings = dict(line.split("\t") for line in kinds.psql(
+        "SELECT name, setting FROM pg_settings WHERE name IN ('TimeZone', 'log_timezone', 'default_text_search_config', "
+        "'lc_time', 'lc_messages')").splitlines())
+    assert settings == {"default_text_search_config": "pg_catalog.german", "lc_messages": "en_US.UTF-8", "lc_time": "C",
+                        "log_timezone": "Europe/Berlin", "TimeZone": "Europe/Berlin"}, settings
+    settings = kinds.psql("SELECT coalesce(r.rolname, '-') || ' ' || array_to_string(s.setconfig, ',') "
+                          "FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase "
+                          "LEFT JOIN pg_roles r ON r.oid = s.setrole WHERE d.datname = 'postgres' ORDER BY 1")
+    assert settings.splitlines() == ["- maintenance_work_mem=96MB", "app work_mem=5MB"], settings
+    assert kinds.psql("SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = 'postgres'") \
+        == "the maintenance database"

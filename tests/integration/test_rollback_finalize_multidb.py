@@ -36,7 +36,7 @@ class MultiDbFlow(Flow):
     def prepare(self):
         path = str(self.tmp / "prepare.yml")
         with open(path, "w") as handle:
-            handle.write(PREPARE % dict(tarball=dist("16"), data=OLD_DATA, bin=PG16, pw=APP_PASSWORD))
+            handle.write(PREPARE % dict(tarball=dist("16"), data=OLD_DATA, bin=PG16, pw=APP_PASSWORD, locale="C.UTF-8"))
         self.ok(path)
         self.psql("CREATE DATABASE inventory OWNER app", bin_dir=PG16, dbname="postgres")
         self.sh("install -d -o postgres -g postgres -m 700 %s" % TABLESPACE_DIR)

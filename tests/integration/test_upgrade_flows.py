@@ -49,6 +49,7 @@ PREPARE = """---
         bin_dir: %(bin)s
         port: 5432
         data_checksums: false
+        locale: "%(locale)s"
         settings: {listen_addresses: "*", wal_level: logical, max_connections: 100}
         hba_content: |
           local   all   all                 peer
@@ -88,6 +89,8 @@ def env():
 
 class Flow:
     """One test host with 16 serving 127.0.0.1:<client_port>, writers, and the playbooks."""
+
+    locale = "C.UTF-8"   # of the 16 cluster (initdb)
 
     def __init__(self, tmp_path, client_port):
         self.tmp = tmp_path
@@ -160,7 +163,7 @@ class Flow:
         """Like molecule/default/prepare.yml: 16 on 5432, the app, 100k rows, four writers."""
         path = str(self.tmp / "prepare.yml")
         with open(path, "w") as handle:
-            handle.write(PREPARE % dict(tarball=dist("16"), data=OLD_DATA, bin=PG16, pw=APP_PASSWORD))
+            handle.write(PREPARE % dict(tarball=dist("16"), data=OLD_DATA, bin=PG16, pw=APP_PASSWORD, locale=self.locale))
         self.ok(path)
         seeded = self.proof("seed", "--rows", str(ROWS))
         assert seeded.returncode == 0, seeded.stderr
