@@ -399,7 +399,9 @@ class PostgresPreflight:
         used_slots = len(self._foreign_slots(session))
         senders = len([name for name, in session.query("SELECT application_name FROM pg_stat_replication").rows
                        if not self._ours(name)])
-        needed = len(self.databases)
+        # A slot and a sender per database, and one more of each for the table syncs of the database being copied
+        # (the databases are copied one after another).
+        needed = len(self.databases) + 1
         if int(settings.get("max_replication_slots", 0)) < used_slots + needed:
             self.findings.problem(
                 "max_replication_slots", "max_replication_slots is %s, %d in use, %d more needed"
@@ -415,7 +417,8 @@ class PostgresPreflight:
             cores, memory, len(self.databases), int(settings.get("max_replication_slots", 0)) - used_slots,
             int(settings.get("max_wal_senders", 0)) - senders, new_major=(self.new_major or (18,))[0],
             old_settings=dict(session.query("SELECT name, setting FROM pg_settings WHERE name IN "
-                                            "('max_logical_replication_workers', 'max_worker_processes')").rows))
+                                            "('max_logical_replication_workers', 'max_worker_processes', "
+                                            "'max_replication_slots', 'max_wal_senders')").rows))
 
     def _lock_table(self, db, session):
         """pg_dump (the schema migrate, dump/restore, pg_upgrade) holds a lock on every table and sequence of a

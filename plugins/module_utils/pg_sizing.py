@@ -61,10 +61,28 @@ def copy_parallelism(cores, memory, databases, free_slots, free_senders, new_maj
                     max_worker_processes=logical_workers + 1 + 8)
     if new_major >= 16:
         settings["max_parallel_apply_workers_per_subscription"] = apply_workers
+    settings.update(replication_capacity(databases, sync, new_major))
     for name, value in (old_settings or {}).items():
-        if name in ("max_logical_replication_workers", "max_worker_processes") and str(value).isdigit():
+        if name in settings and name != "max_sync_workers_per_subscription" and str(value).isdigit():
             settings[name] = max(settings[name], int(value))
     return dict(
         cores=cores, memory_mb=memory // 2 ** 20, databases=databases, limited_by=limited_by,
         sync_workers_per_subscription=sync, parallel_apply_workers_per_subscription=apply_workers,
         restore_jobs=restore_jobs, maintenance_work_mem_mb=maintenance_mb, settings=settings)
+
+
+def replication_capacity(databases, sync_workers, new_major):
+    """What the new server needs for the upgrade's replication, beyond PostgreSQL's defaults (10 each).
+
+    During the copy it subscribes once per database; the databases are copied one after another, so the table
+    syncs of one of them hold a replication origin at a time.  Origins count against max_replication_slots
+    before PostgreSQL 18 and against max_active_replication_origins from 18 on.  After the cutover it keeps a
+    rollback slot per database, which a rollback streams from through a WAL sender each.  Two to spare: a
+    session's own slot (pg_basebackup, a check) must not be refused."""
+    origins = databases + sync_workers + 2
+    rollback = databases + 2
+    settings = dict(max_replication_slots=max(10, rollback if new_major >= 18 else rollback + origins),
+                    max_wal_senders=max(10, rollback))
+    if new_major >= 18:
+        settings["max_active_replication_origins"] = max(10, origins)
+    return settings
