@@ -1,0 +1,87 @@
+"""A host upgraded twice, 16 -> 17 -> 18, driven by the playbooks like test_upgrade_flows.py, writers running
+through both upgrades, each upgrade with nothing but its two versions, archive and password:
+
+  finalize between   16 -> 17, finalize, 17 -> 18: the second upgrade sets the first one's records aside
+                     (state directory history/), creates its own instance, copies, cuts over; a rollback then goes
+                     back one step, to 17, with every write;
+  without finalize   16 -> 17, then 17 -> 18 at once: 17 (serving) is the old server of the second upgrade, and
+                     is only reconfigured for another port once 18 serves.
+
+Either way every acknowledged write is on the last server, and the Record of Upgrades in the database holds
+sets 001 (16 -> 17) and 002 (17 -> 18). A run with the first upgrade's versions while the second is unfinished
+is refused before anything changes.
+"""
+import os
+
+import pytest
+
+from test_upgrade_flows import Flow, dist, sha256
+
+PORTS = iter(range(int(os.environ.get("SECOND_PORT_BASE", "25091")), 25095))
+BIN = "/opt/fleetdb/postgresql/%s/bin"
+DATA = "/var/lib/fleetdb/postgresql/%s/main"
+RECORD_SQL = ("SELECT string_agg(number || ' ' || split_part(source_version, '.', 1) || ' ' "
+              "|| split_part(target_version, '.', 1), ', ' ORDER BY number) "
+              "FROM (SELECT * FROM fleetdb_upgrade_record.ttrep_schema_version_001_upgrade UNION ALL "
+              "SELECT * FROM fleetdb_upgrade_record.ttrep_schema_version_002_upgrade) r")
+
+
+class ChainFlow(Flow):
+    def upgrade_to(self, old, new, playbook="upgrade.yml"):
+        """Run ``playbook`` with the versions and archive of the upgrade from ``old`` to ``new``."""
+        archive = dist(new)
+        with open(self.inventory) as handle:
+            lines = [line for line in handle.read().splitlines() if not line.startswith((
+                "online_upgrade_old_version=", "online_upgrade_new_version=", "online_upgrade_archive_src=",
+                "online_upgrade_archive_checksum="))]
+        lines += ["online_upgrade_old_version=%s" % old, "online_upgrade_new_version=%s" % new,
+                  "online_upgrade_archive_src=%s" % archive, "online_upgrade_archive_checksum=sha256:%s" % sha256(archive)]
+        with open(self.inventory, "w") as handle:
+            handle.write("\n".join(lines) + "\n")
+        self.client = BIN % new   # a psql that is on the host from now on
+        return self.ok(playbook)
+
+    def serving(self):
+        return self.psql("SHOW server_version", bin_dir=self.client).split(".")[0]
+
+    def record(self, major):
+        return self.psql(RECORD_SQL, bin_dir=BIN % major)
+
+
+@pytest.fixture
+def chain(tmp_path):
+    made = ChainFlow(tmp_path, next(PORTS))
+    made.prepare_16()
+    yield made
+    made.close()
+
+
+def test_a_second_upgrade_after_finalize_then_a_rollback_goes_back_one_step(chain):
+    chain.upgrade_to(16, 17)
+    assert chain.serving() == "17"
+    chain.upgrade_to(16, 17, "finalize.yml")
+    assert chain.host.run("test -e %s" % (DATA % "16")).returncode != 0
+    chain.upgrade_to(17, 18)
+    assert chain.serving() == "18"
+    assert chain.record("18") == "1 16 17, 2 17 18"
+    assert chain.sh("ls /var/lib/fleetdb/online_upgrade/history").strip().startswith("16-to-17-")
+    # The first upgrade's versions while the second is done: another upgrade, which 18 is not the old one of.
+    rc, out = chain.playbook("rollback.yml", "-e", "online_upgrade_old_version=16", "-e",
+                             "online_upgrade_new_version=17")
+    assert rc != 0 and "This host records the upgrade from 17 to 18, not 16 to 17" in out, out[-3000:]
+    assert chain.serving() == "18"
+    chain.upgrade_to(17, 18, "rollback.yml")
+    assert chain.serving() == "17"
+    chain.stop_and_verify("17")
+
+
+def test_a_second_upgrade_without_finalize_between(chain):
+    chain.upgrade_to(16, 17)
+    chain.upgrade_to(17, 18)
+    assert chain.serving() == "18"
+    assert chain.record("18") == "1 16 17, 2 17 18"
+    # 17 is stopped and configured for another port; 16 stays as the first upgrade left it
+    for major in ("16", "17"):
+        assert chain.host.run("test -e %s/postmaster.pid" % (DATA % major)).returncode != 0, major
+    assert chain.sh("grep -h '^port' %s/fleetdb.conf" % (DATA % "17")).split("=")[1].strip(" '\n") == "5433"
+    chain.stop_and_verify("18")
