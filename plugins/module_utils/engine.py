@@ -62,6 +62,10 @@ class Installer:
         """Fail (OperationError) when the release lacks an extension or library the databases use."""
         raise NotImplementedError
 
+    def remove(self, module, version, bin_dir):
+        """Remove the release whose binaries are in ``bin_dir``; files a package owns are left to its manager."""
+        raise NotImplementedError
+
 
 class Instance:
     """One server instance: a data directory served by one release's binaries."""

@@ -10,6 +10,8 @@ Two ways, one result (a ``bin_dir`` whose binaries run):
             into place once its binaries are known to run;
   package   the operating system's package (Debian: postgresql-<major>,
             RPM: postgresql<major>-server from the PGDG repository).
+
+Removal (``remove``, in pg_uninstall) takes away only what no package owns.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -27,6 +29,7 @@ import zlib
 
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import OperationError, parse_version
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import pg_extensions
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_uninstall import ReleaseRemoval
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engine import Installer
 
 DEFAULT_PREFIX = "/opt/fleetdb/postgresql"
@@ -478,6 +481,14 @@ class PostgresInstaller(Installer):
                                  "configured, or use method=archive")
         raise OperationError("%s failed (rc=%d): %s" % (" ".join(argv[:2]), rc, text[-2000:]),
                              "fix the package manager's problem shown above and run again")
+
+    # -- removal -----------------------------------------------------------------
+    def remove(self, module, version, bin_dir):
+        """Remove the release whose binaries are in ``bin_dir``, unless a package owns it (pg_uninstall)."""
+        def identify(path):
+            found = self._binary_version(path, "postgres")
+            return dict(version=found, major=major_of(found))
+        return ReleaseRemoval(module, identify).remove(requested_release(version)[0], bin_dir)
 
     # -- both --------------------------------------------------------------------
     def _already_installed(self, installed, major, full_version, method, **extra):

@@ -9,7 +9,7 @@ __metaclass__ = type
 
 DOCUMENTATION = r"""
 module: install
-short_description: Install a major release of the database server beside the ones already there
+short_description: Install a major release of the database server beside the ones already there, or remove one
 version_added: "1.0.0"
 description:
   - Puts the binaries of one major release on the host without touching other releases, the first step
@@ -27,12 +27,27 @@ description:
   - Before reporting success it runs C(postgres), C(initdb) and C(pg_ctl) with C(--version) and checks every
     server and client binary with C(ldd). A missing shared library fails the task, naming the library and
     the Debian package that provides it.
+  - "O(state=absent) removes a release's directory, the parent of O(bin_dir) (by default the one O(method) puts
+    it in), and only when it is one: C(bin/postgres) of the major O(version) in it, that version in the
+    directory's name, no running process executing a binary from it. Anything else fails the task and removes
+    nothing; a directory that is not there is no change."
+  - "Files a package owns are never removed: before removing anything it asks C(dpkg-query -S) (and C(rpm -qf)
+    where rpm exists) about the directory and every file in it. When a package owns any, nothing is removed,
+    the task reports no change with a warning, and RV(packages) and RV(package_remove_command) name the
+    packages and the command that removes them the package manager's way (C(apt-get remove postgresql-15))."
 extends_documentation_fragment:
   - fleetdb.online_upgrade.engine
 options:
+  state:
+    description:
+      - V(present) installs the release, V(absent) removes it (see above).
+    type: str
+    choices: [present, absent]
+    default: present
   version:
     description:
       - The release to install, a major version (V("16")) or a full one (V("16.15")). Quote it in YAML.
+      - With O(state=absent), the major version of the release to remove; a directory of another one is refused.
       - The major version decides the directory and the package; with a full version a different installed
         minor version is reported (RV(requested_version) and a warning), not replaced.
     type: str
@@ -65,6 +80,11 @@ options:
       - With O(method=package), refresh the package lists first (C(apt-get update) / C(dnf makecache)).
     type: bool
     default: false
+  bin_dir:
+    description:
+      - With O(state=absent), the bin directory of the release to remove; its parent directory is removed.
+      - Default C(<prefix>/<major>/bin) with O(method=archive), the package's with O(method=package).
+    type: path
   release_must_provide:
     description:
       - What the old server's databases use, as M(fleetdb.online_upgrade.preflight) returns it
@@ -77,7 +97,8 @@ notes:
   - On Debian, installing C(postgresql-<major>) creates and starts a cluster C(<major>/main) unless
     C(create_main_cluster = false) is set in C(/etc/postgresql-common/createcluster.conf); the module warns
     when that happened. Set it before the first install on hosts whose instances this collection manages.
-  - Supports check mode (the checksum is verified in check mode too) and runs as root.
+  - Supports check mode (the checksum is verified in check mode too; with O(state=absent) every check runs and
+    nothing is removed) and diff mode (with O(state=absent)), and runs as root.
 author:
   - fleetdb contributors (@fleetdb)
 """
@@ -106,12 +127,24 @@ EXAMPLES = r"""
 - name: Use the binaries
   ansible.builtin.debug:
     msg: "initdb of 16 is {{ pg16.bin_dir }}/initdb, of 15 {{ pg15.bin_dir }}/initdb"
+
+- name: Remove PostgreSQL 15 once no instance uses it (a package's files are left to apt-get, with a warning)
+  fleetdb.online_upgrade.install:
+    version: "15"
+    state: absent
+    bin_dir: /usr/lib/postgresql/15/bin
+  register: removed
+
+- name: Say how to remove the package
+  ansible.builtin.debug:
+    msg: "run {{ removed.package_remove_command }}"
+  when: removed.packages | length > 0
 """
 
 RETURN = r"""
 version:
   description: Version of the installed binaries (in check mode, before an install, the requested one).
-  returned: always
+  returned: always with O(state=present); with O(state=absent) when the release was there
   type: str
   sample: "16.15"
 major:
@@ -126,12 +159,12 @@ bin_dir:
   sample: /opt/fleetdb/postgresql/16/bin
 method:
   description: How the release was (or is to be) installed.
-  returned: always
+  returned: with O(state=present)
   type: str
   sample: archive
 install_dir:
-  description: The release's directory, C(<prefix>/<major>).
-  returned: with O(method=archive)
+  description: The release's directory, C(<prefix>/<major>); with O(state=absent) the directory removed (or not).
+  returned: with O(method=archive) or O(state=absent)
   type: str
   sample: /opt/fleetdb/postgresql/16
 checksum:
@@ -156,6 +189,27 @@ requested_version:
   returned: when O(version) is a full version that differs from the installed one
   type: str
   sample: "16.14"
+removed:
+  description: Whether the release's directory was (in check mode, would be) removed.
+  returned: with O(state=absent)
+  type: bool
+  sample: true
+packages:
+  description: The packages that own the release's directory or files in it; nothing was removed when there are any.
+  returned: with O(state=absent)
+  type: list
+  elements: str
+  sample: [postgresql-15, postgresql-client-15]
+package_remove_command:
+  description: The package manager's command that removes RV(packages).
+  returned: with O(state=absent) when a package owns the release's files
+  type: str
+  sample: apt-get remove postgresql-15 postgresql-client-15
+processes:
+  description: The processes running a binary of the release, which refuse its removal (pid, command, cmdline, user).
+  returned: on failure with O(state=absent) because the release is in use
+  type: list
+  elements: dict
 missing_libraries:
   description: Shared libraries the binaries need and the host lacks.
   returned: on failure because of missing libraries
@@ -170,16 +224,28 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common impo
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engines import get_engine
 
 
+def remove(module, installer):
+    p = module.params
+    bin_dir = p["bin_dir"] or installer.release_bin_dir(p["method"], p["version"], p["prefix"])
+    result = installer.remove(module, p["version"], bin_dir)
+    if result["removed"] and module._diff:
+        result["diff"] = dict(before=dict(path=result["install_dir"], state="directory"),
+                              after=dict(path=result["install_dir"], state="absent"))
+    return result
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
             engine=dict(type="str", default="postgresql", choices=["postgresql"]),
+            state=dict(type="str", choices=["present", "absent"], default="present"),
             version=dict(type="str", required=True),
             method=dict(type="str", choices=["archive", "package"], default="archive"),
             archive=dict(type="path"),
             checksum=dict(type="str"),
             prefix=dict(type="path", default="/opt/fleetdb/postgresql"),
             update_cache=dict(type="bool", default=False),
+            bin_dir=dict(type="path"),
             release_must_provide=dict(type="dict"),
         ),
         supports_check_mode=True,
@@ -187,6 +253,11 @@ def main():
     p = module.params
     installer = get_engine(p["engine"]).installer(module)
     try:
+        if p["state"] == "absent":
+            module.exit_json(**remove(module, installer))
+        if p["bin_dir"]:
+            raise OperationError("bin_dir is for state=absent", "leave it out: the release's bin directory "
+                                 "follows from method and prefix (and is returned as bin_dir)")
         if p["method"] == "archive":
             result = installer.install_archive(module, p["archive"], p["checksum"], p["prefix"], p["version"])
         else:

@@ -172,6 +172,54 @@ def test_install_names_a_missing_shared_library_and_its_package(host, module, ch
     assert not exists(host, "/opt/no-zstd")
 
 
+# -- install state=absent ---------------------------------------------------------------------------
+
+def test_remove_an_archive_release_in_check_mode_then_once(host, module, checksum):
+    prefix = "/opt/remove-me"
+    installed = module("install", version="16", archive=ARCHIVE, checksum=checksum, prefix=prefix)
+    assert installed["changed"] and not installed.get("failed"), installed
+    before = snapshot(host, prefix)
+    checked = module("install", check=True, diff=True, state="absent", version="16", bin_dir=prefix + "/16/bin")
+    assert checked["changed"] and checked["removed"] and checked["packages"] == [], checked
+    assert checked["msg"] == "would remove PostgreSQL %s: %s/16" % (installed["version"], prefix)
+    assert checked["diff"]["after"] == dict(path=prefix + "/16", state="absent")
+    assert snapshot(host, prefix) == before
+    removed = module("install", state="absent", version="16", prefix=prefix)     # bin_dir from method and prefix
+    assert removed["changed"] and removed["removed"] and removed["install_dir"] == prefix + "/16", removed
+    assert sh(host, "ls -A %s" % prefix) == ""                                  # nothing set aside is left
+    again = module("install", state="absent", version="16", bin_dir=prefix + "/16/bin")
+    assert again["changed"] is False and again["removed"] is False and "nothing to remove" in again["msg"]
+
+
+def test_remove_leaves_a_package_owned_release_to_apt(host, module, releases):
+    before = snapshot(host, "/usr/lib/postgresql/15")
+    # also through /lib, the merged-/usr link: dpkg knows the files by their /usr path
+    for bin_dir in ("/usr/lib/postgresql/15/bin", "/lib/postgresql/15/bin"):
+        for check in (True, False):
+            result = module("install", check=check, state="absent", version="15", bin_dir=bin_dir)
+            assert not result.get("failed") and result["changed"] is False and result["removed"] is False, result
+            assert "postgresql-15" in result["packages"], result
+            assert result["package_remove_command"].startswith("apt-get remove postgresql-15"), result
+            assert "belongs to the packages postgresql-15, postgresql-client-15: nothing was removed" in \
+                result["warnings"][0]
+    by_method = module("install", state="absent", version="15", method="package")
+    assert by_method["install_dir"] == "/usr/lib/postgresql/15" and by_method["removed"] is False, by_method
+    assert snapshot(host, "/usr/lib/postgresql/15") == before
+    assert host.run("dpkg-query -W -f '${Status}' postgresql-15").stdout == "install ok installed"
+
+
+def test_remove_refuses_what_is_not_a_release_of_that_version(host, module, releases):
+    sh(host, "mkdir -p /opt/not-pg/15/bin && touch /opt/not-pg/15/bin/psql")
+    before = snapshot(host, "/opt/not-pg", PREFIX)
+    not_release = module("install", state="absent", version="15", bin_dir="/opt/not-pg/15/bin")
+    failed_with(not_release, "/opt/not-pg/15 holds no bin/postgres: it is not a PostgreSQL release directory",
+                "nothing was removed")
+    other_major = module("install", state="absent", version="15", bin_dir=PG16["bin_dir"])
+    failed_with(other_major, "%s/16 holds PostgreSQL 16." % PREFIX, "not 15: nothing was removed",
+                "the new release is never removed")
+    assert snapshot(host, "/opt/not-pg", PREFIX) == before
+
+
 # -- instance -----------------------------------------------------------------------------------
 
 def test_instance_in_check_mode_creates_nothing(host, module, releases):
@@ -294,6 +342,18 @@ def test_server_refuses_to_start_on_a_port_held_by_another_process(host, module,
         assert not exists(host, PG15["data_dir"] + "/postmaster.pid")
     finally:
         sh(host, "kill %s" % pid)
+
+
+def test_remove_refuses_the_release_a_server_runs(host, module, instances):
+    """In check mode, which runs every check: a miss cannot take away the release the other tests use."""
+    try:
+        started = server(module, PG16, "started")
+        result = module("install", check=True, state="absent", version="16", bin_dir=PG16["bin_dir"])
+        failed_with(result, "in %s/16 is in use by pid %d" % (PREFIX, started["pid"]), "nothing was removed",
+                    "stop the servers of PostgreSQL 16 first")
+        assert started["pid"] in [p["pid"] for p in result["processes"]]
+    finally:
+        stop_all(module)
 
 
 def test_server_stop_restart_reload_and_status(host, module, instances):

@@ -361,6 +361,11 @@ def test_finalize_removes_the_old_release_and_refuses_rollback_afterwards(shared
     assert rc != 0 and "After finalize the old data directory is gone" in out, out[-3000:]
     again = flow.ok("finalize.yml")
     assert changed_count(again) == 0, again[-3000:]
+    asked = ("-e", "online_upgrade_finalize_remove_old_binaries=true")
+    removed = flow.ok("finalize.yml", *asked)
+    assert changed_count(removed) == 1, removed[-3000:]
+    assert flow.host.run("test -e %s" % os.path.dirname(PG16)).returncode != 0, "16's binaries are still there"
+    assert changed_count(flow.ok("finalize.yml", *asked)) == 0
     flow.stop_and_verify("18")
 
 
