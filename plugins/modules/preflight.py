@@ -180,6 +180,12 @@ old_settings:
   description: Settings of the old server's configuration files that the new instance inherits.
   returned: when the old server answered
   type: dict
+old_socket_directories:
+  description: Every directory the old server serves its Unix socket in (C(unix_socket_directories)), in order.
+  returned: when the old server answered
+  type: list
+  elements: str
+  sample: [/var/run/postgresql, /tmp]
 new_release_needs:
   description:
     - What the new release must provide - C(extensions) per database with their installed versions,
