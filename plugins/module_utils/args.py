@@ -52,4 +52,5 @@ def spec_from(params):
         dbname=params.get("dbname") or "postgres",
         config_file=params.get("config_file"),
         service=params.get("service"),
+        socket_directories=params.get("socket_directories"),
     )

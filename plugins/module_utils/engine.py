@@ -25,12 +25,14 @@ class InstanceSpec:
 
     def __init__(self, data_dir, bin_dir, owner="postgres", port=None, socket_dir=None,
                  log_file=None, login_user=None, login_password=None, dbname=None, config_file=None,
-                 service=None):
+                 service=None, socket_directories=None):
         self.data_dir = data_dir
         self.bin_dir = bin_dir
         self.owner = owner
         self.port = port
-        self.socket_dir = socket_dir
+        self.socket_dir = socket_dir    # where this collection's own sessions connect
+        # Every directory the server serves its Unix socket in (None: socket_dir alone); clients may use any.
+        self.socket_directories = socket_directories
         self.log_file = log_file
         self.login_user = login_user
         self.login_password = login_password

@@ -12,6 +12,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import os
 import re
 from collections import OrderedDict
 
@@ -114,6 +115,42 @@ def with_include(text):
     if text and not text.endswith("\n"):
         text += "\n"
     return text + "\n# Settings managed by fleetdb.online_upgrade\n" + INCLUDE_LINE + "\n"
+
+
+_DIRECTORY = re.compile(r'\s*"((?:[^"]|"")*)"\s*(?:,|$)|\s*([^,]*?)\s*(?:,|$)')
+
+
+def split_directories(value):
+    """unix_socket_directories -> its entries, split as PostgreSQL does: at commas, blanks around each
+    trimmed, an entry in double quotes may hold commas ("" is one quote).  '' -> [] (no Unix socket)."""
+    entries, pos, text = [], 0, value or ""
+    while pos < len(text):
+        match = _DIRECTORY.match(text, pos)
+        quoted, bare = match.group(1), match.group(2)
+        if quoted is not None:
+            entries.append(quoted.replace('""', '"'))
+        elif bare:
+            entries.append(bare)
+        pos = match.end() if match.end() > pos else len(text)
+    return entries
+
+
+def join_directories(entries):
+    """The unix_socket_directories value of ``entries``: quoted where a comma, a quote or blanks would split."""
+    return ", ".join('"%s"' % e.replace('"', '""') if re.search(r'[,"]|^\s|\s$', e) else e for e in entries)
+
+
+def same_directory(one, other):
+    return os.path.realpath(one) == os.path.realpath(other)
+
+
+def with_socket_dir(entries, socket_dir):
+    """``entries`` with ``socket_dir`` (where the collection's own sessions connect) added at the end, unless one
+    of them is that directory already (/var/run/postgresql is /run/postgresql on most hosts)."""
+    entries = list(entries or [])
+    if socket_dir and not any(e.startswith("/") and same_directory(e, socket_dir) for e in entries):
+        entries.append(socket_dir)
+    return entries
 
 
 def parse_describe_config(text):

@@ -25,8 +25,8 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common impo
     user_ids, write_file)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engine import Instance
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_conf import (
-    MANAGED_FILE, OPTION_SETTINGS, changed_settings, normalize_settings, parse_conf, parse_describe_config,
-    render_conf, with_include)
+    MANAGED_FILE, OPTION_SETTINGS, changed_settings, join_directories, normalize_settings, parse_conf,
+    parse_describe_config, render_conf, split_directories, with_include, with_socket_dir)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_install import major_of
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_locale import initdb_locale_arguments
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_process import (
@@ -348,9 +348,18 @@ class PostgresInstance(Instance):
             return None
         return None if version is None else version != "0"
 
+    def socket_directories(self):
+        """Every directory the server is to serve its socket in: spec.socket_directories and socket_dir."""
+        return with_socket_dir(self.spec.socket_directories or [], self.spec.socket_dir)
+
     def ensure_socket_dir(self):
-        """The socket directory, created owner-owned 2775 like postgresql-common does; True when created."""
-        return ensure_directory(self.module, self.spec.socket_dir, owner=self.spec.owner, mode=0o2775)
+        """The socket directories, created owner-owned 2775 like postgresql-common does; True when one was created.
+        Abstract sockets (@name) and relative entries (under the data directory) need no directory here."""
+        created = False
+        for directory in self.socket_directories():
+            if directory.startswith("/"):
+                created = ensure_directory(self.module, directory, owner=self.spec.owner, mode=0o2775) or created
+        return created
 
     # -- settings ---------------------------------------------------------------------------
     def contexts(self):
@@ -397,7 +406,7 @@ class PostgresInstance(Instance):
             desired["port"] = str(self.spec.port)
         elif current and "port" in current:
             desired["port"] = current["port"]
-        desired["unix_socket_directories"] = self.spec.socket_dir
+        desired["unix_socket_directories"] = join_directories(self.socket_directories())
         self._check_preload_libraries(desired.get("shared_preload_libraries"))
         return desired, skipped
 
@@ -459,7 +468,12 @@ class PostgresInstance(Instance):
         before = self.managed_settings()
         after = OrderedDict(before)
         after["port"] = str(port)
-        after.setdefault("unix_socket_directories", self.spec.socket_dir)
+        if "unix_socket_directories" not in after:
+            # What the instance serves stays (a rollback starts the old server again); socket_dir is added if missing.
+            configured = split_directories(self.show_configured("unix_socket_directories"))
+            served = with_socket_dir(configured, self.spec.socket_dir)
+            if served != configured:
+                after["unix_socket_directories"] = join_directories(served)
         names = changed_settings(before, after)
         result = dict(changed=False, diff=[], previous_port=previous, configured_port=port,
                       restart_required=False, pending_restart=[], reloaded=False)

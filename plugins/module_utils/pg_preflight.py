@@ -13,6 +13,8 @@ import re
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import (
     OperationError, human_bytes, parse_version, port_holder, process_argvs, read_text)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import pg_extensions
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_conf import split_directories
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_discover import socket_problem
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_fence import fence_blockers
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_install import PostgresInstaller
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_locale import cluster_locale
@@ -124,6 +126,7 @@ class PostgresPreflight:
             self._transactions(session)
             self.facts["old_settings"] = self._inheritable_settings(session)
             self.facts["old_locale"] = cluster_locale(session)
+            self.facts["old_socket_directories"] = split_directories(session.scalar("SHOW unix_socket_directories"))
             if self.method == "replication":
                 self._replication_settings(session)
                 self._fence_blockers(session)
@@ -209,6 +212,10 @@ class PostgresPreflight:
         if postmaster_pid(self.old.data_dir) is None:
             self.findings.problem("old_server", "the old server (%s) is not running" % self.old.data_dir,
                                   "start it: the online upgrade copies from the running server")
+            return False
+        refused = socket_problem(self.old)
+        if refused:
+            self.findings.problem("old_server", refused.msg, refused.fix)
             return False
         try:
             connect(self.old, timeout=5).close()

@@ -12,10 +12,15 @@ module: discover
 short_description: Find the running server of a port as its host runs it, and plan the new instance alike
 version_added: "1.1.0"
 description:
-  - Reads the running postmaster that serves O(port) (its socket lock file, executable, owner, cgroup) and the
-    server itself (C(SHOW data_directory), C(config_file), C(hba_file), C(ident_file),
-    C(unix_socket_directories)), and finds its service manager - a postgresql-common cluster (Debian, Ubuntu),
-    a systemd unit of its own (PGDG packages), or none (a bare C(pg_ctl) server).
+  - Reads the running postmaster that serves O(port) (its socket lock file, or else its own C(postmaster.pid),
+    found through the working directory of each running C(postgres) process, which names its data directory,
+    port and first socket directory; its executable, owner, cgroup) and the server itself (C(SHOW
+    data_directory), C(config_file), C(hba_file), C(ident_file), C(unix_socket_directories)), and finds its
+    service manager - a postgresql-common cluster (Debian, Ubuntu), a systemd unit of its own (PGDG packages), or
+    none (a bare C(pg_ctl) server). Its socket may be in any directory.
+  - "A server with no Unix socket in a directory (C(unix_socket_directories = ''), TCP only) is refused before
+    anything changes, since every session of the upgrade logs in as its owner by peer authentication on a socket.
+    The fix names the statement that gives it one in O(socket_dir) and the command that restarts it on this host."
   - Plans the new instance in the same layout - for a Debian cluster C(/etc/postgresql/<new>/<cluster>),
     C(/var/lib/postgresql/<new>/<cluster>) and binaries under C(/usr/lib/postgresql/<new>); for a unit, the unit
     and data directory named with the new version.
@@ -30,7 +35,8 @@ options:
   socket_dir:
     description:
       - Where to look first for the server's Unix socket (C(/var/run/postgresql), C(/run/postgresql) and C(/tmp)
-        are looked at too).
+        are looked at too, then every running postmaster's C(postmaster.pid)), and the directory the fix for a
+        server without a Unix socket proposes.
     type: path
     default: /var/run/postgresql
   login_user:
@@ -91,11 +97,24 @@ EXAMPLES = r"""
 RETURN = r"""
 old:
   description:
-    - The old instance - C(data_dir), C(bin_dir), C(owner), C(port), C(socket_dir), C(config_file) (null when in
-      the data directory), C(hba_file), C(ident_file), C(version), C(major), C(service) (C(kind), C(unit),
-      C(version), C(cluster)).
+    - The old instance - C(data_dir), C(bin_dir), C(owner), C(port), C(socket_dir) (the socket directory this
+      collection's sessions use), C(socket_directories) (every entry of its C(unix_socket_directories), in order;
+      the new instance serves them all), C(config_file) (null when in the data directory), C(hba_file),
+      C(ident_file), C(version), C(major), C(service) (C(kind), C(unit), C(version), C(cluster)).
   returned: always
   type: dict
+  contains:
+    socket_directories:
+      description: Every directory the old server serves its Unix socket in; absent from a record of an older version.
+      type: list
+      elements: str
+      sample: [/var/run/postgresql, /tmp]
+reason:
+  description:
+    - Why discovery failed - C(not_found) (nothing serves O(port)), C(no_socket) (no Unix socket where this
+      collection can log in) or C(login) (peer authentication refused).
+  returned: on failure
+  type: str
 new:
   description: The planned new instance - C(data_dir), C(config_file), C(prefix), C(service).
   returned: always

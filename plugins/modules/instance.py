@@ -15,7 +15,7 @@ description:
   - Creates the data directory of an instance when there is none (C(initdb) as O(owner), with
     C(--auth-local=peer --auth-host=scram-sha-256), the O(encoding) and O(locale) given, and data checksums as
     O(data_checksums) says), then writes the settings this collection manages.
-  - "Managed settings live in C(<data_dir>/fleetdb.conf): O(port), O(socket_dir) (as
+  - "Managed settings live in C(<data_dir>/fleetdb.conf): O(port), O(socket_directories) and O(socket_dir) (as
     C(unix_socket_directories)), O(inherited_settings) and O(settings). The file holds exactly these: a
     setting dropped from O(settings) is removed from it; without O(port) the configured port is kept.
     C(postgresql.conf) includes it from one line
@@ -27,7 +27,7 @@ description:
     C(fleetdb.conf) is written; a value it rejects fails the task with its message, and nothing is written.
   - When the server runs, it is reloaded after a change, and RV(pending_restart) lists what needs a restart.
     The server is never started, stopped or restarted here; use M(fleetdb.online_upgrade.server).
-  - Makes sure O(socket_dir) exists (owned by O(owner), mode 2775).
+  - Makes sure each socket directory exists (a missing one is created owned by O(owner), mode 2775).
 extends_documentation_fragment:
   - fleetdb.online_upgrade.instance
 options:
@@ -36,7 +36,7 @@ options:
       - Server settings for C(fleetdb.conf), for example C(wal_level), C(max_replication_slots),
         C(listen_addresses), C(shared_buffers). Values may be strings, numbers, booleans (written C(on)/C(off))
         or lists (joined with commas, for C(shared_preload_libraries)).
-      - C(port) and C(unix_socket_directories) are set with O(port) and O(socket_dir) instead.
+      - C(port) and C(unix_socket_directories) are set with O(port), O(socket_directories) and O(socket_dir) instead.
       - A name the release does not know fails the task (extension settings, with a dot, are accepted).
     type: dict
     default: {}
@@ -48,6 +48,15 @@ options:
         in RV(skipped_settings).
     type: dict
     default: {}
+  socket_directories:
+    description:
+      - Every directory the server serves its Unix-domain socket in (C(unix_socket_directories)), in order, for
+        example those of the old instance of an upgrade (RV(fleetdb.online_upgrade.discover#module:old.socket_directories)),
+        so that its clients find the new server wherever they look.
+      - O(socket_dir), where this collection's own sessions connect, is added at the end unless it is one of them.
+      - Unset, the server serves O(socket_dir) alone.
+    type: list
+    elements: str
   data_checksums:
     description:
       - Whether a new data directory gets data page checksums. Unset means the release's default, which is
@@ -217,7 +226,7 @@ settings:
   description: Everything C(fleetdb.conf) holds now, as text values.
   returned: always
   type: dict
-  sample: {port: "5432", unix_socket_directories: /var/run/postgresql, wal_level: logical}
+  sample: {port: "5432", unix_socket_directories: "/var/run/postgresql, /tmp", wal_level: logical}
 changed_settings:
   description: Names of the settings added, changed or removed in C(fleetdb.conf).
   returned: always
@@ -274,6 +283,7 @@ def main():
     argument_spec = instance_options()
     argument_spec.update(
         port=dict(type="int"),
+        socket_directories=dict(type="list", elements="str"),
         settings=dict(type="dict", default={}),
         inherited_settings=dict(type="dict", default={}),
         data_checksums=dict(type="bool"),

@@ -191,6 +191,12 @@ old_locale:
   type: dict
   sample: {"encoding": "UTF8", "locale": "en_US.UTF-8", "lc_collate": "en_US.UTF-8", "lc_ctype": "en_US.UTF-8",
            "provider": "libc", "provider_locale": null}
+old_socket_directories:
+  description: Every directory the old server serves its Unix socket in (C(unix_socket_directories)), in order.
+  returned: when the old server answered
+  type: list
+  elements: str
+  sample: [/var/run/postgresql, /tmp]
 new_release_needs:
   description:
     - What the new release must provide - C(extensions) per database with their installed versions,
