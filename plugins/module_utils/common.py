@@ -125,21 +125,25 @@ def write_file(module, path, content, owner=None, mode=0o600):
     if before == content:
         return False, diff
     if not module.check_mode:
-        directory = os.path.dirname(path)
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".fleetdb-")
-        try:
-            with os.fdopen(fd, "w") as handle:
-                handle.write(content)
-            os.chmod(tmp, mode)
-            if owner and os.geteuid() == 0:
-                uid, gid, _home = user_ids(owner)
-                os.chown(tmp, uid, gid)
-            os.rename(tmp, path)
-        except Exception:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        replace_file(path, content.encode("utf-8"), owner, mode)
     return True, diff
+
+
+def replace_file(path, data, owner=None, mode=0o600):
+    """Put ``data`` (bytes) at ``path`` at once: written beside it with its mode and owner, then renamed."""
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".fleetdb-")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(tmp, mode)
+        if owner and os.geteuid() == 0:
+            uid, gid, _home = user_ids(owner)
+            os.chown(tmp, uid, gid)
+        os.rename(tmp, path)
+    except Exception:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 def ensure_directory(module, path, owner=None, mode=0o700):

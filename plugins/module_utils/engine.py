@@ -80,8 +80,9 @@ class Instance:
         """dict(exists, major, configured_port, running, pid, port, accepting)."""
         raise NotImplementedError
 
-    def create(self, data_checksums=None, locale="C.UTF-8", encoding="UTF8"):
-        """Initialise the data directory; never touch one of another major version."""
+    def create(self, data_checksums=None, locale=None):
+        """Initialise the data directory with ``locale`` (dict: encoding, locale, lc_collate, lc_ctype, provider,
+        provider_locale); never touch one of another major version."""
         raise NotImplementedError
 
     def configure(self, settings):
@@ -90,6 +91,19 @@ class Instance:
 
     def set_port(self, port):
         """Change the configured port without starting the server."""
+        raise NotImplementedError
+
+    def alter_system(self, settings, at_least=False):
+        """Settings of the running server, the way its own configuration keeps them last (with ``at_least``,
+        numbers only raised).  Returns dict(changed, statements, diff, pending_restart)."""
+        raise NotImplementedError
+
+    def restart(self, port=None, mode="fast", timeout=60):
+        """Stop and start the server through its service manager."""
+        raise NotImplementedError
+
+    def databases(self):
+        """The databases clients may connect to."""
         raise NotImplementedError
 
     def start(self, port=None, timeout=60):

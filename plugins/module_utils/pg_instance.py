@@ -19,7 +19,8 @@ import shutil
 import time
 from collections import OrderedDict
 
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import pg_extensions, pg_ssl_files, pgwire
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import (
+    pg_alter_system, pg_extensions, pg_ssl_files, pgwire)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import (
     OperationError, effective_user, ensure_directory, parse_version, port_holder, process_info, read_text, run_as,
     user_ids, write_file)
@@ -760,6 +761,29 @@ class PostgresInstance(Instance):
             raise OperationError("reloading the server of %s failed: %s" % (self.spec.data_dir, (err or out).strip()),
                                  "check that the server runs and its configuration loads")
         return True
+
+    def alter_system(self, settings, at_least=False):
+        """Settings of the running server through ALTER SYSTEM and a reload (pg_alter_system); returns its
+        result: what only a restart applies is in ``pending_restart``."""
+        if self.postmaster() is None and self.module.check_mode:   # a check run that would have started it
+            return dict(changed=True, statements=["ALTER SYSTEM SET %s = ... (compared once it runs)" % name
+                                                  for name in settings], diff={}, pending_restart=[])
+        if self.postmaster() is None:
+            raise OperationError("the server of %s is not running" % self.spec.data_dir,
+                                 "start it (fleetdb.online_upgrade.server state=started): ALTER SYSTEM needs it")
+        session = self.connect()
+        try:
+            return pg_alter_system.alter_system(self.module, session, settings, at_least)
+        finally:
+            session.close()
+
+    def databases(self):
+        session = self.connect()
+        try:
+            return [row[0] for row in session.query(
+                "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY 1").rows]
+        finally:
+            session.close()
 
     def connect(self, dbname=None, port=None):
         info = self.postmaster()

@@ -26,6 +26,12 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_process 
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_session import connect
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_ssl_files import SSL_FILE_SETTINGS
 
+# The way to give the old server a setting it lacks (a command that works on every layout).
+PREPARE_FIX = ("run ansible-playbook fleetdb.online_upgrade.prepare (playbooks/prepare.yml) with this inventory and "
+               "-e online_upgrade_prepare_restart=true when clients may see a restart: it sets %s (and whatever else "
+               "preflight names of the old server) with ALTER SYSTEM, then restarts the old server; without that "
+               "variable it restarts nothing and says what waits for a restart")
+
 # Settings that describe where and how this instance runs, not what the new one should inherit.  The lc_*
 # categories, TimeZone and default_text_search_config are inherited: applications read times and search text
 # through them.
@@ -120,6 +126,7 @@ class PostgresPreflight:
         session = connect(self.old, timeout=5)
         try:
             self._versions(session)
+            self._databases_left_out(session)
             self.databases = self.databases or self._all_databases(session)
             self._disk(session)
             self._ports()
@@ -242,6 +249,22 @@ class PostgresPreflight:
                 "versions", "the new version %s is not newer than the running %s" % (self.facts["new_version"],
                                                                                      self.facts["old_version"]),
                 "an online upgrade goes to a newer major version; downgrades are not supported")
+
+    def _old_server_needs(self, name, value):
+        """A setting the old server must have (playbooks/prepare.yml sets them: old_server_needs)."""
+        needs = self.facts.setdefault("old_server_needs", {})
+        needs[name] = max(needs.get(name, value), value) if isinstance(value, int) else value
+
+    def _databases_left_out(self, session):
+        """A database not upgraded would be missing once the new server takes the port (postgres is always
+        there, made by initdb)."""
+        left_out = [db for db in self._all_databases(session) if db not in self.databases and db != "postgres"]
+        if self.databases and left_out:
+            self.findings.problem(
+                "databases", "online_upgrade_databases leaves out %s: the new server would take the production port "
+                "without them" % ", ".join(left_out),
+                "add them to online_upgrade_databases (or leave it empty: every database), or drop them on the old "
+                "server")
 
     def _all_databases(self, session):
         return [r[0] for r in session.query(
@@ -397,12 +420,10 @@ class PostgresPreflight:
             "SELECT name, setting FROM pg_settings WHERE name IN ('wal_level', 'max_replication_slots', "
             "'max_wal_senders', 'max_worker_processes')").rows)
         if settings.get("wal_level") != "logical":
+            self._old_server_needs("wal_level", "logical")
             self.findings.problem(
                 "wal_level", "wal_level is %s on the old server; logical replication needs logical"
-                % settings.get("wal_level"),
-                "set wal_level = logical on the old server and restart it once in a maintenance slot "
-                "(fleetdb.online_upgrade.instance settings + server state=restarted); it is the only restart "
-                "clients will see")
+                % settings.get("wal_level"), PREPARE_FIX % "wal_level = logical")
         used_slots = len(self._foreign_slots(session))
         senders = len([name for name, in session.query("SELECT application_name FROM pg_stat_replication").rows
                        if not self._ours(name)])
@@ -410,15 +431,17 @@ class PostgresPreflight:
         # (the databases are copied one after another).
         needed = len(self.databases) + 1
         if int(settings.get("max_replication_slots", 0)) < used_slots + needed:
+            self._old_server_needs("max_replication_slots", used_slots + needed)
             self.findings.problem(
                 "max_replication_slots", "max_replication_slots is %s, %d in use, %d more needed"
                 % (settings.get("max_replication_slots"), used_slots, needed),
-                "raise max_replication_slots to at least %d on the old server (needs a restart)" % (used_slots + needed))
+                PREPARE_FIX % ("max_replication_slots = %d" % (used_slots + needed)))
         if int(settings.get("max_wal_senders", 0)) < senders + needed:
+            self._old_server_needs("max_wal_senders", senders + needed)
             self.findings.problem(
                 "max_wal_senders", "max_wal_senders is %s, %d in use, %d more needed"
                 % (settings.get("max_wal_senders"), senders, needed),
-                "raise max_wal_senders to at least %d on the old server (needs a restart)" % (senders + needed))
+                PREPARE_FIX % ("max_wal_senders = %d" % (senders + needed)))
         cores, memory = host_resources()
         self.facts["copy_parallelism"] = copy_parallelism(
             cores, memory, len(self.databases), int(settings.get("max_replication_slots", 0)) - used_slots,
@@ -439,8 +462,9 @@ class PostgresPreflight:
                 "server's lock table holds about %d (max_locks_per_transaction %d x %d server processes and "
                 "prepared transactions): it would fail with 'out of shared memory'"
                 % (needed, db, per_process * processes, per_process, processes),
-                "set max_locks_per_transaction = %d on the old server and restart it before the upgrade (the new "
-                "server inherits it)" % max(wanted, per_process * 2))
+                PREPARE_FIX % ("max_locks_per_transaction = %d (the new server inherits it)"
+                               % max(wanted, per_process * 2)))
+            self._old_server_needs("max_locks_per_transaction", max(wanted, per_process * 2))
 
     def _what_replication_carries(self, db, session):
         """Tables it cannot publish, and data it does not carry: each named, with the ways out."""

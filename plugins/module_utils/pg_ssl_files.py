@@ -12,11 +12,10 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
-import shutil
 import stat
-import tempfile
 
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import OperationError, user_ids
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import (
+    OperationError, replace_file, user_ids)
 
 SSL_FILE_SETTINGS = ("ssl_cert_file", "ssl_key_file", "ssl_ca_file", "ssl_crl_file", "ssl_crl_dir",
                      "ssl_dh_params_file")
@@ -49,22 +48,6 @@ def _same(source, dest):
             os.stat(dest).st_mode)
 
 
-def _copy(source, dest, owner):
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(dest), prefix=".fleetdb-")
-    try:
-        with os.fdopen(fd, "wb") as handle, open(source, "rb") as original:
-            shutil.copyfileobj(original, handle)
-        os.chmod(tmp, stat.S_IMODE(os.stat(source).st_mode))
-        if owner and os.geteuid() == 0:
-            uid, gid, _home = user_ids(owner)
-            os.chown(tmp, uid, gid)
-        os.rename(tmp, dest)
-    except Exception:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def carry(module, settings, old_data_dir, new_data_dir, owner):
     """Copy the SSL files ``settings`` name in ``old_data_dir`` into ``new_data_dir``; returns (settings naming
     those relative to the new data directory and the others by absolute path, the files copied or to copy)."""
@@ -89,5 +72,6 @@ def carry(module, settings, old_data_dir, new_data_dir, owner):
             if not _same(path, dest):
                 copied.append(os.path.relpath(path, old_data_dir))
                 if not module.check_mode:
-                    _copy(path, dest, owner)
+                    with open(path, "rb") as original:
+                        replace_file(dest, original.read(), owner, stat.S_IMODE(os.stat(path).st_mode))
     return carried, copied

@@ -34,7 +34,8 @@ import os
 import shutil
 import time
 
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import pg_process, pg_sequences, pgwire
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import (
+    pg_cluster_objects, pg_process, pg_sequences, pgwire)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import (
     OperationError, PhaseTimer, read_text, write_file)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engine import Switchover
@@ -167,7 +168,7 @@ class PostgresSwitchover(Switchover):
         self._lift_stale_fence()
         self._resume_verified()
         self._check_pooler()
-        self._check_login_roles()
+        pg_cluster_objects.check(self._old(first), self._new(first), self.replication_user)
         self._check_fence_blockers()
         for db in self.databases:
             old = self._old(db)  # every session the window uses is opened now: the fence lets no new one in
@@ -216,16 +217,6 @@ class PostgresSwitchover(Switchover):
         """{role: password hash} of every role that can log in (hashes never leave this module)."""
         return dict(session.query("SELECT rolname, coalesce(rolpassword, '') FROM pg_authid "
                                   "WHERE rolcanlogin AND rolname <> $1", [self.replication_user]).rows)
-
-    def _check_login_roles(self):
-        """Roles are not replicated: a login role missing on the new server would lock its clients out."""
-        old_roles = self._login_roles(self._old(self.databases[0]))
-        new_roles = self._login_roles(self._new(self.databases[0]))
-        missing = sorted(set(old_roles) - set(new_roles))
-        if missing:
-            raise OperationError("login roles of the old server are missing on the new one: %s" % ", ".join(missing),
-                                 "create them on the new server (or run fleetdb.online_upgrade.migrate mode=create "
-                                 "and mode=restore again, which carries roles), then run again")
 
     def _check_fence_blockers(self):
         blockers = fence_blockers(self._old(self.databases[0]))

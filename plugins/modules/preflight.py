@@ -176,6 +176,14 @@ pooler:
   description: With O(pooler), PgBouncer's version and the databases the cutover would pause.
   returned: when a pooler was given and its checks passed
   type: dict
+old_server_needs:
+  description:
+    - Settings the old server lacks for the upgrade, with the value each needs (C(wal_level),
+      C(max_replication_slots), C(max_wal_senders), C(max_locks_per_transaction)); each is also a problem.
+      C(playbooks/prepare.yml) gives them to it (M(fleetdb.online_upgrade.settings)).
+  returned: when the old server lacks one
+  type: dict
+  sample: {"wal_level": "logical", "max_replication_slots": 31}
 old_settings:
   description:
     - Settings of the old server's configuration files (C(postgresql.conf), its includes, C(ALTER SYSTEM)) that the

@@ -192,6 +192,18 @@ def test_a_temporary_port_held_by_a_foreign_process_is_refused(pghost, old, modu
 
 # -- the old instance ----------------------------------------------------------------------------------------------
 
+def test_preflight_refuses_a_database_list_that_leaves_one_out(pghost, old, module):
+    """The new server would take the production port without it."""
+    sh(pghost, "runuser -u postgres -- %s/psql -h %s -XAtq -c 'CREATE DATABASE left_out'" % (OLD["bin_dir"], SOCK))
+    try:
+        refused = preflight(module, databases=["postgres"])
+        assert re.search(r"online_upgrade_databases leaves out (\S+, )*left_out\b", problem(refused, "databases")["msg"]), \
+            refused
+        assert "add them to online_upgrade_databases" in problem(refused, "databases")["fix"], refused
+    finally:
+        sh(pghost, "runuser -u postgres -- %s/psql -h %s -XAtq -c 'DROP DATABASE left_out'" % (OLD["bin_dir"], SOCK))
+
+
 def test_preflight_names_a_data_directory_that_does_not_exist(pghost, old, module):
     before = snapshot(pghost)
     missing = "/var/lib/fleetdb/postgresql/16/mian"
@@ -303,7 +315,9 @@ def test_preflight_refuses_more_tables_than_pg_dump_can_lock(pghost, old, module
         counted = re.search(r"pg_dump would lock the (\d+) tables and sequences of database postgres at once; .* "
                             r"\(max_locks_per_transaction 64 x (\d+) server processes", found["msg"])
         assert counted and int(counted.group(1)) >= 6300, found
-        assert found["fix"].startswith("set max_locks_per_transaction = 128 on the old server and restart it"), found
+        assert "fleetdb.online_upgrade.prepare" in found["fix"], found
+        assert "max_locks_per_transaction = 128 (the new server inherits it)" in found["fix"], found
+        assert result["old_server_needs"] == {"max_locks_per_transaction": 128}, result.get("old_server_needs")
         assert snapshot(pghost) == before
     finally:
         drop = "\n".join(b.replace("$1", "'DROP'").replace("$2", "''") for b in batches) + "\nDROP SCHEMA lots;\n"
@@ -327,6 +341,13 @@ pool_mode = %s
 query_wait_timeout = %d
 pidfile = /var/run/postgresql/pgbouncer.pid
 logfile = /var/log/postgresql/pgbouncer.log
+"""
+
+# A client that logs in through PgBouncer and asks a question every 20 ms, 300 times; "failed" when it could not.
+THROUGH_PGBOUNCER = """for i in $(seq 300); do
+  PGPASSWORD=right-pw-123 %s/psql -h 127.0.0.1 -p 6432 -U admin -d postgres -XAtqc 'SELECT 1' || echo failed
+  sleep 0.02
+done > /tmp/through-pgbouncer.log 2>&1
 """
 
 
@@ -366,6 +387,26 @@ def test_preflight_names_what_keeps_pgbouncer_from_holding_clients(pghost, old, 
         named = preflight(module, pooler=dict(pooler, databases=["postgres", "nosuch"]))
         assert "has no database nosuch" in problem(named, "pooler")["msg"], named
         assert snapshot(pghost) == before
+
+        # prepare.yml's restart of the old server through PgBouncer: its clients wait in a PAUSE, none fails.
+        pghost.write_file("/etc/pgbouncer/userlist.txt", '"fleetdb_admin" "pgb-admin-pw-1"\n"admin" "right-pw-123"\n')
+        configure("transaction", 120)
+        pghost.write_file("/tmp/through-pgbouncer.sh", THROUGH_PGBOUNCER % OLD["bin_dir"])
+        client = sh(pghost, "rm -f /tmp/through-pgbouncer.log; nohup bash /tmp/through-pgbouncer.sh >/dev/null 2>&1 & "
+                            "echo $!").strip()
+        pid = sh(pghost, "head -1 %s/postmaster.pid" % OLD["data_dir"]).strip()
+        wanted = int(sh(pghost, "runuser -u postgres -- %s/psql -h %s -XAtqc 'SHOW max_wal_senders'"
+                        % (OLD["bin_dir"], SOCK))) + 1
+        restarted = module("settings", settings=dict(max_wal_senders=wanted), restart=True,
+                           pooler=dict(pooler, pause_timeout=10), **OLD)
+        assert restarted["restarted"] and restarted["statements"] == [
+            "ALTER SYSTEM SET max_wal_senders = '%d'" % wanted], restarted
+        assert sh(pghost, "head -1 %s/postmaster.pid" % OLD["data_dir"]).strip() != pid
+        sh(pghost, "while kill -0 %s 2>/dev/null; do sleep 0.2; done" % client)
+        answers = sh(pghost, "cat /tmp/through-pgbouncer.log").split()
+        assert answers.count("1") == 300 and "failed" not in answers, answers[-20:]
+        again = module("settings", settings=dict(max_wal_senders=wanted), restart=True, pooler=pooler, **OLD)
+        assert not again["changed"] and not again["restarted"], again
     finally:
         sh(pghost, "kill $(cat /var/run/postgresql/pgbouncer.pid) 2>/dev/null; true")
 

@@ -82,16 +82,6 @@ class DataKindsFlow(Flow):
     def sql16(self, sql, dbname="postgres"):
         return self.psql(sql, bin_dir=PG16, dbname=dbname)
 
-    def restart16(self, change):
-        """ALTER SYSTEM ``change`` on 16, then a restart by the server module (the writers reconnect)."""
-        self.sql16("ALTER SYSTEM " + change)
-        path = str(self.tmp / "restart16.yml")
-        with open(path, "w") as handle:
-            handle.write("---\n- hosts: all\n  gather_facts: false\n  tasks:\n"
-                         "    - fleetdb.online_upgrade.server: {data_dir: %s, bin_dir: %s, state: restarted}\n"
-                         % (OLD_DATA, PG16))
-        self.ok(path)
-
     def load_file(self, path, dbname):
         self.host.copy_in(path, "/tmp/load.sql")
         self.sh("chmod 644 /tmp/load.sql && runuser -u postgres -- %s/psql -h /var/run/postgresql -d %s -XAq "

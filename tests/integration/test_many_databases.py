@@ -1,10 +1,12 @@
 """Thirty databases on one host (postgres, app and 28 more: the default database list), driven by the playbooks
 like test_upgrade_flows.py, writers on app:
 
-  1. with PostgreSQL's default max_replication_slots and max_wal_senders (10), preflight refuses, naming the
-     values the copy needs (a slot and a sender per database, and one more of each for the table syncs of the
-     database being copied), and changes nothing;
-  2. with those values set on 16 as the message says, the upgrade completes: the new server was given what
+  1. with wal_level = replica and PostgreSQL's default max_replication_slots and max_wal_senders (10), preflight
+     refuses, naming the values the copy needs (a slot and a sender per database, and one more of each for the
+     table syncs of the database being copied) and the fix, playbooks/prepare.yml, and changes nothing;
+  2. that fix as written: prepare.yml sets them with ALTER SYSTEM and says they wait for a restart; with
+     online_upgrade_prepare_restart=true it restarts 16 (the writers reconnect);
+  3. the upgrade completes: the new server was given what
      thirty subscriptions, their table syncs and thirty rollback slots need (max_active_replication_origins,
      max_replication_slots, max_wal_senders), every write is on 18, every database holds its rows, and the only
      slots left are the rollback slots on 18.
@@ -30,20 +32,12 @@ class ManyDbFlow(Flow):
 
     def prepare(self):
         self.prepare_16()
+        self.restart16("SET wal_level = replica")
         sql = "".join("CREATE DATABASE %s OWNER app;\n" % db for db in EXTRA)
         self.psql(sql, bin_dir=PG16, dbname="postgres")
         for db in EXTRA:
             self.psql("CREATE TABLE t (id int PRIMARY KEY, v text); "
                       "INSERT INTO t SELECT g, '%s ' || g FROM generate_series(1, 100) g" % db, bin_dir=PG16, dbname=db)
-
-    def restart16(self, changes):
-        self.psql("; ".join("ALTER SYSTEM SET %s" % c for c in changes), bin_dir=PG16, dbname="postgres")
-        path = str(self.tmp / "restart16.yml")
-        with open(path, "w") as handle:
-            handle.write("---\n- hosts: all\n  gather_facts: false\n  tasks:\n"
-                         "    - fleetdb.online_upgrade.server: {data_dir: %s, bin_dir: %s, state: restarted}\n"
-                         % (OLD_DATA, PG16))
-        self.ok(path)
 
 
 @pytest.fixture(scope="module")
@@ -58,15 +52,31 @@ def test_preflight_names_the_slots_and_senders_thirty_databases_need_and_changes
     rc, out = many.playbook("upgrade.yml")
     assert rc != 0, out[-3000:]
     assert "the host is not ready for the upgrade (nothing was changed)" in out, out[-4000:]
+    assert "wal_level is replica on the old server; logical replication needs logical" in out, out[-4000:]
     for name in ("max_replication_slots", "max_wal_senders"):
         assert "%s is 10, 0 in use, 31 more needed" % name in out, out[-4000:]
-        assert "raise %s to at least 31 on the old server (needs a restart)" % name in out, out[-4000:]
+        assert "run ansible-playbook fleetdb.online_upgrade.prepare (playbooks/prepare.yml) with this inventory and " \
+               "-e online_upgrade_prepare_restart=true when clients may see a restart: it sets %s = 31" % name \
+               in out, out[-4000:]
     assert many.psql("SELECT count(*) FROM pg_replication_slots", bin_dir=PG16, dbname="postgres") == "0"
     assert many.host.run("test -e /opt/fleetdb/postgresql/18").returncode != 0
 
 
+def test_the_fix_preflight_names_readies_the_old_server_at_the_moment_chosen(many):
+    pid = many.sh("head -1 %s/postmaster.pid" % OLD_DATA).strip()
+    out = " ".join(many.ok("prepare.yml").split())   # the callback folds long messages
+    assert "Set max_replication_slots, max_wal_senders, wal_level for the next start of the old server" in out, \
+        out[-3000:]
+    assert many.sh("head -1 %s/postmaster.pid" % OLD_DATA).strip() == pid, "restarted without being told"
+    out = " ".join(many.ok("prepare.yml", "-e", "online_upgrade_prepare_restart=true").split())
+    assert "Restarted the old server: max_replication_slots = 31, max_wal_senders = 31, wal_level = logical in " \
+        "effect." in out, out[-3000:]
+    assert many.psql("SELECT current_setting('wal_level') || ' ' || current_setting('max_replication_slots') || ' ' "
+                     "|| current_setting('max_wal_senders')", bin_dir=PG16, dbname="postgres") == "logical 31 31"
+    assert "lacks nothing" in " ".join(many.ok("prepare.yml").split())
+
+
 def test_with_the_values_preflight_named_thirty_databases_come_across(many):
-    many.restart16(["max_replication_slots = 31", "max_wal_senders = 31"])
     many.ok("upgrade.yml")
     settings = dict(line.split("\t") for line in many.psql(
         "SELECT name, setting FROM pg_settings WHERE name IN ('max_active_replication_origins', "

@@ -17,7 +17,7 @@ import pytest
 
 from test_upgrade_flows import Flow, dist, sha256
 
-PORTS = iter(range(int(os.environ.get("SECOND_PORT_BASE", "25091")), 25095))
+PORTS = list(range(int(os.environ.get("SECOND_PORT_BASE", "25091")), 25095))
 BIN = "/opt/fleetdb/postgresql/%s/bin"
 DATA = "/var/lib/fleetdb/postgresql/%s/main"
 RECORD_SQL = ("SELECT string_agg(number || ' ' || split_part(source_version, '.', 1) || ' ' "
@@ -50,7 +50,7 @@ class ChainFlow(Flow):
 
 @pytest.fixture
 def chain(tmp_path):
-    made = ChainFlow(tmp_path, next(PORTS))
+    made = ChainFlow(tmp_path, PORTS.pop(0))
     made.prepare_16()
     yield made
     made.close()

@@ -195,6 +195,26 @@ def test_a_schema_change_on_the_old_server_stops_the_switchover_before_the_fence
     assert not checked.get("failed") and "checks passed" in checked["msg"], checked
 
 
+def test_a_database_tablespace_and_login_role_created_during_the_copy_stop_the_switchover_before_the_fence(
+        pghost, servers, replicated, module):
+    """None of them is replicated: the new server would take the production port without them."""
+    sh(pghost, "install -d -o postgres -g postgres -m 700 /srv/late_ts")
+    for sql in ("CREATE DATABASE late_db", "CREATE TABLESPACE late_ts LOCATION '/srv/late_ts'",
+                "CREATE ROLE late_role LOGIN"):
+        psql(pghost, "16", "postgres", sql)
+    refused = module("switchover", **switchover_args(servers))
+    assert refused.get("failed"), refused
+    assert ("the old server has databases and tablespaces and login roles that the new one lacks (created after "
+            "the copy began; none is replicated): databases: late_db; tablespaces: late_ts; login roles: late_role"
+            ) in refused["msg"], refused["msg"]
+    assert "run playbooks/upgrade.yml again" in refused["msg"], refused["msg"]
+    assert "BEGIN fleetdb.online_upgrade fence" not in sh(pghost, "cat %s/pg_hba.conf" % servers["16"]["data_dir"])
+    for sql in ("DROP DATABASE late_db", "DROP TABLESPACE late_ts", "DROP ROLE late_role"):
+        psql(pghost, "16", "postgres", sql)
+    checked = module("switchover", check=True, **switchover_args(servers))
+    assert not checked.get("failed") and "checks passed" in checked["msg"], checked
+
+
 def test_a_schema_change_after_the_check_before_the_fence_is_found_inside_the_window(
         pghost, servers, replicated, module):
     """The full comparison runs before the fence; the window reads each server's catalog token again. A column

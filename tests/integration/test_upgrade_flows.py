@@ -169,6 +169,17 @@ class Flow:
         assert seeded.returncode == 0, seeded.stderr
         self.start_writers()
 
+    def restart16(self, *changes):
+        """ALTER SYSTEM with each of ``changes`` on 16 ("SET x = 1", "RESET y"), then a restart by the server
+        module (the writers reconnect)."""
+        self.psql("; ".join("ALTER SYSTEM " + change for change in changes), bin_dir=PG16, dbname="postgres")
+        path = str(self.tmp / "restart16.yml")
+        with open(path, "w") as handle:
+            handle.write("---\n- hosts: all\n  gather_facts: false\n  tasks:\n"
+                         "    - fleetdb.online_upgrade.server: {data_dir: %s, bin_dir: %s, state: restarted}\n"
+                         % (OLD_DATA, PG16))
+        self.ok(path)
+
     # -- the application ------------------------------------------------------------------
     def proof(self, *args, timeout=120):
         return subprocess.run([sys.executable, PROOF, "--port", str(self.client_port)] + list(args),

@@ -1,0 +1,125 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, fleetdb contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: settings
+short_description: Give a running server settings with ALTER SYSTEM, and restart it only when told to
+version_added: "1.1.0"
+description:
+  - Sets each of O(settings) that the server does not have yet with C(ALTER SYSTEM SET) (kept in
+    C(postgresql.auto.conf) in the data directory, read after every other configuration file on every layout, a
+    Debian cluster's C(/etc/postgresql) included), then reloads the server.
+  - Settings that only a restart applies (C(wal_level), C(max_replication_slots), C(max_wal_senders),
+    C(max_locks_per_transaction)...) are listed in RV(pending_restart); the server is restarted only with
+    O(restart=true), through its service manager, at the moment the operator chooses. This is how
+    C(playbooks/prepare.yml) readies an old server for an upgrade.
+  - Values are compared as text with what C(postgresql.auto.conf) (or, without it there, the server) has, so
+    give them as the server shows them (C(logical), C(32)).
+extends_documentation_fragment:
+  - fleetdb.online_upgrade.instance
+  - fleetdb.online_upgrade.pooler
+options:
+  settings:
+    description:
+      - Name and value of each setting.
+    type: dict
+    required: true
+  at_least:
+    description:
+      - Treat each value as a minimum - a setting the server has at least that much of stays as it is (for
+        counts like C(max_logical_replication_workers), where a larger value a DBA chose must not be lowered).
+    type: bool
+    default: false
+  restart:
+    description:
+      - Restart the server when a setting only takes effect at start. Clients are disconnected for the restart;
+        with O(pooler), PgBouncer's databases that lead to this server are PAUSEd around it, so that clients wait
+        instead (RESUMEd whatever happens).
+    type: bool
+    default: false
+notes:
+  - Supports check mode (RV(statements) lists what would run) and diff mode.
+author:
+  - fleetdb contributors (@fleetdb)
+"""
+
+EXAMPLES = r"""
+- name: What an online upgrade needs of the old server, applied by a restart now
+  fleetdb.online_upgrade.settings:
+    data_dir: /var/lib/postgresql/15/main
+    bin_dir: /usr/lib/postgresql/15/bin
+    config_file: /etc/postgresql/15/main/postgresql.conf
+    service: {kind: debian, version: "15", cluster: main}
+    settings: {wal_level: logical, max_replication_slots: 12, max_wal_senders: 12}
+    restart: true
+"""
+
+RETURN = r"""
+statements:
+  description: The C(ALTER SYSTEM) statements run (in check mode, that would run).
+  returned: always
+  type: list
+  elements: str
+  sample: ["ALTER SYSTEM SET wal_level = 'logical'"]
+pending_restart:
+  description: Settings that take effect only at the server's next start.
+  returned: always
+  type: list
+  elements: str
+restarted:
+  description: Whether the server was restarted.
+  returned: always
+  type: bool
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.args import instance_options, spec_from
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import OperationError
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engines import get_engine
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pgbouncer import from_params, pooler_options
+
+
+def restart(instance, pooler):
+    """Restart the server; clients behind ``pooler`` wait in its PAUSE meanwhile."""
+    names = []
+    if pooler is not None:
+        names = [row["name"] for row in pooler.entries(instance.postmaster()["port"], instance.databases())]
+        pooler.pause(names)
+    try:
+        instance.restart()
+    finally:
+        if names:
+            pooler.resume(names)
+
+
+def main():
+    argument_spec = instance_options()
+    argument_spec.update(settings=dict(type="dict", required=True), restart=dict(type="bool", default=False),
+                         at_least=dict(type="bool", default=False),
+                         pooler=dict(type="dict", options=pooler_options()))
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    p = module.params
+    instance = get_engine(p["engine"]).instance(module, spec_from(p))
+    try:
+        result = instance.alter_system(p["settings"], at_least=p["at_least"])
+        result["restarted"] = False
+        if p["restart"] and result["pending_restart"] and not module.check_mode:
+            restart(instance, from_params(p["pooler"]))
+            result.update(changed=True, restarted=True, pending_restart=[])
+    except OperationError as exc:
+        module.fail_json(**exc.as_result())
+    if result["pending_restart"]:
+        module.warn("these settings take effect at the next start of the server: %s (restart: true restarts it)"
+                    % ", ".join(result["pending_restart"]))
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
