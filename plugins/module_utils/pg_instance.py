@@ -25,6 +25,7 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common impo
     OperationError, effective_user, ensure_directory, parse_version, port_holder, process_info, read_text, run_as,
     user_ids, write_file)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engine import Instance
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_cluster_objects import DATABASES_SQL
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_conf import (
     MANAGED_FILE, OPTION_SETTINGS, changed_settings, join_directories, normalize_settings, parse_conf,
     parse_describe_config, render_conf, split_directories, with_include, with_socket_dir)
@@ -780,8 +781,7 @@ class PostgresInstance(Instance):
     def databases(self):
         session = self.connect()
         try:
-            return [row[0] for row in session.query(
-                "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY 1").rows]
+            return [row[0] for row in session.query(DATABASES_SQL).rows]
         finally:
             session.close()
 

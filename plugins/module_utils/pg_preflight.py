@@ -13,6 +13,7 @@ import re
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import (
     OperationError, human_bytes, parse_version, port_holder, process_argvs, read_text)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import pg_extensions
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_cluster_objects import DATABASES_SQL
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_conf import split_directories
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_discover import socket_problem
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_fence import fence_blockers
@@ -267,8 +268,7 @@ class PostgresPreflight:
                 "server")
 
     def _all_databases(self, session):
-        return [r[0] for r in session.query(
-            "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY 1").rows]
+        return [r[0] for r in session.query(DATABASES_SQL).rows]
 
     def _physical_copy(self, session):
         """What fleetdb.online_upgrade.physical_copy cannot carry (its room is the disk check's second copy)."""

@@ -9,13 +9,16 @@ like test_upgrade_flows.py, writers on app:
   3. the upgrade completes: the new server was given what
      thirty subscriptions, their table syncs and thirty rollback slots need (max_active_replication_origins,
      max_replication_slots, max_wal_senders), every write is on 18, every database holds its rows, and the only
-     slots left are the rollback slots on 18.
+     slots left are the rollback slots on 18;
+  4. a rollback: 16, which had PostgreSQL's default 4 logical replication workers, is given one per database
+     (restarted while still fenced), replays what 18 took in each of the thirty, and serves again; no slot is
+     left on either server.
 """
 import os
 
 import pytest
 
-from test_upgrade_flows import OLD_DATA, PG16, Flow
+from test_upgrade_flows import NEW_DATA, OLD_DATA, PG16, PG18, Flow
 
 PORT = int(os.environ.get("MANYDB_PORT", "25086"))
 EXTRA = ["db%02d" % i for i in range(1, 29)]
@@ -91,3 +94,15 @@ def test_with_the_values_preflight_named_thirty_databases_come_across(many):
     for db in EXTRA:
         assert many.psql("SELECT count(*) || ' ' || sum(id) FROM t", dbname=db) == "100 5050", db
     many.stop_and_verify()
+
+
+def test_a_rollback_brings_the_thirty_databases_back_to_16(many):
+    for db in EXTRA:
+        many.psql("INSERT INTO t VALUES (1000, 'on 18')", bin_dir=PG18, dbname=db)
+    many.ok("rollback.yml")
+    assert many.psql("SHOW server_version", bin_dir=PG16, dbname="postgres").startswith("16")
+    assert int(many.psql("SHOW max_logical_replication_workers", bin_dir=PG16, dbname="postgres")) >= 32
+    for db in EXTRA:
+        assert many.psql("SELECT count(*) || ' ' || sum(id) FROM t", bin_dir=PG16, dbname=db) == "101 6050", db
+    assert many.psql("SELECT count(*) FROM pg_replication_slots", bin_dir=PG16, dbname="postgres") == "0"
+    assert many.sh("ls -A %s/pg_replslot" % NEW_DATA).strip() == ""
