@@ -225,7 +225,11 @@ def plan_new(old, new_major, prefix=None):
     new_major = str(new_major)
     if kind == "debian":
         cluster = old["service"].get("cluster") or "main"
-        return dict(data_dir="/var/lib/postgresql/%s/%s" % (new_major, cluster),
+        # Beside the old one, when a DBA moved it (data_directory = '/srv/pg/15/main': to a disk of its own).
+        data_dir = _with_version(old["data_dir"], old["major"], new_major)
+        if data_dir == old["data_dir"]:
+            data_dir = "/var/lib/postgresql/%s/%s" % (new_major, cluster)
+        return dict(data_dir=data_dir,
                     config_file="/etc/postgresql/%s/%s/postgresql.conf" % (new_major, cluster),
                     prefix=prefix or DEBIAN_PREFIX,
                     service=dict(kind="debian", version=new_major, cluster=cluster,
