@@ -15,9 +15,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "unit"))
 import conftest  # noqa: E402,F401 pylint: disable=unused-import
 
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import release_environment  # noqa: E402
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engine import InstanceSpec  # noqa: E402
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_session import connect  # noqa: E402
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import (  # noqa: E402
+    release_environment)
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.engine import InstanceSpec  # noqa: E402
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.session import connect  # noqa: E402
 
 OWNER = "postgres" if os.geteuid() == 0 else None
 PROOF = os.path.join(ROOT, "tools", "fleetdb_proof.py")
@@ -196,7 +197,8 @@ class PgBouncer:
         run([shutil.which("pgbouncer") or "/usr/sbin/pgbouncer", "-d", ini])
 
     def pooler(self):
-        from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pgbouncer import PgBouncer as Pooler
+        from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.pgbouncer import (
+            PgBouncer as Pooler)
         return Pooler("127.0.0.1", self.port, "fleetdb_admin", self.ADMIN_PASSWORD)
 
     def stop(self):

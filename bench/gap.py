@@ -141,7 +141,7 @@ def seed_template(L, work, bin16, scenario, port):
 
 
 def upgrade_online(L, work, old, bin18, ports, copy_method="logical"):
-    from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_switchover import PostgresSwitchover
+    from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.switchover import PostgresSwitchover
     prod, temp = ports["prod"], ports["temp"]
     new = L.Cluster(work, bin18, "new", prod).initdb()  # configured for the production port
     began = time.monotonic()
@@ -160,14 +160,14 @@ def upgrade_online(L, work, old, bin18, ports, copy_method="logical"):
 
 
 def _replication(L, old, new, ports, **extra):
-    from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_replication import PostgresReplication
+    from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.replication import PostgresReplication
     return PostgresReplication(L.Module(), old.spec(), new.spec(ports["temp"]), "app",
                                replication_password="bench-repl", timeout=3600, **extra)
 
 
 def copy_logically(L, work, old, new, ports):
     """The role's default: schema by pg_dump/pg_restore, tables by the subscription, indexes, catch-up."""
-    from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_migrate import PostgresMigrator
+    from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.migrate import PostgresMigrator
     temp = ports["temp"]
     new.start(port=temp)
     steps = dict(schema=time.time())
@@ -189,7 +189,7 @@ def copy_logically(L, work, old, new, ports):
 def copy_physically(L, work, old, new, ports):
     """online_upgrade_copy_method: physical: the publication, the base backup recovered to the slot's point and
     upgraded by pg_upgrade, then the subscription from that point."""
-    from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_physical_copy import PhysicalCopy
+    from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.physical_copy import PhysicalCopy
     steps = dict(copy=time.time())
     _replication(L, old, new, ports).ensure("published")
     copied = PhysicalCopy(L.Module(), old.spec(), new.spec(ports["temp"]), ["app"], temporary_port=ports["temp"],

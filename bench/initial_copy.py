@@ -24,10 +24,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "unit"))
 import conftest  # noqa: E402,F401 pylint: disable=unused-import
 
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engine import InstanceSpec  # noqa: E402
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_physical_copy import PhysicalCopy  # noqa: E402
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_replication import PostgresReplication  # noqa: E402
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_session import connect  # noqa: E402
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.engine import InstanceSpec  # noqa: E402
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.physical_copy import (  # noqa: E402
+    PhysicalCopy)
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.replication import (  # noqa: E402
+    PostgresReplication)
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.session import connect  # noqa: E402
 
 from _local import OWNER, Module  # noqa: E402  (bench/ is on sys.path: the script's own directory)
 

@@ -15,7 +15,7 @@ the retry harmless if the first attempt had committed before the answer was
 lost.  Only a write whose COMMIT answer arrived is logged as acknowledged.
 
 Needs only the standard library and the collection's wire client
-(plugins/module_utils/pgwire.py).
+(plugins/module_utils/postgres/pgwire.py).
 """
 
 import argparse
@@ -28,7 +28,7 @@ import time
 from multiprocessing import Process
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_spec = importlib.util.spec_from_file_location("pgwire", os.path.join(ROOT, "plugins", "module_utils", "pgwire.py"))
+_spec = importlib.util.spec_from_file_location("pgwire", os.path.join(ROOT, "plugins", "module_utils", "postgres", "pgwire.py"))
 pgwire = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(pgwire)
 

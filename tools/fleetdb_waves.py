@@ -17,8 +17,8 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, ".cache", "collections"))
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import fleet_plan  # noqa: E402
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import human_bytes  # noqa: E402
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core import fleet_plan  # noqa: E402
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import human_bytes  # noqa: E402
 
 
 def load_summary(path):

@@ -41,7 +41,7 @@ _value:
   type: dict
 """
 
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.fleet_plan import summarize
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.fleet_plan import summarize
 
 
 class FilterModule(object):

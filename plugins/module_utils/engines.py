@@ -7,7 +7,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgresql import PostgresEngine
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.postgres_engine import PostgresEngine
 
 ENGINES = {
     PostgresEngine.name: PostgresEngine,

@@ -130,7 +130,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import (
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import (
     OperationError, read_text, write_file)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engines import get_engine
 

@@ -67,11 +67,12 @@ import glob
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import engines, pg_record
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.args import instance_suboptions, spec_from
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import OperationError
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_session import connect
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pgwire import PgError
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import engines
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import record as pg_record
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.args import instance_suboptions, spec_from
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import OperationError
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.session import connect
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.pgwire import PgError
 
 SUBSCRIPTIONS_SQL = """
 SELECT s.subname AS name, s.subenabled::text AS enabled, s.subslotname AS slot, d.datname AS dbname,

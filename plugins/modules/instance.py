@@ -273,9 +273,9 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.args import (
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.args import (
     instance_options, instance_suboptions, spec_from)
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import OperationError
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import OperationError
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engines import get_engine
 
 

@@ -190,9 +190,9 @@ description:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import engines
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.args import instance_options, spec_from
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import OperationError
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pgwire import PgError
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.args import instance_options, spec_from
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import OperationError
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.pgwire import PgError
 
 
 def main():

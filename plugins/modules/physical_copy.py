@@ -153,11 +153,11 @@ extensions_updated:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.args import instance_suboptions, spec_from
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import OperationError
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.args import instance_suboptions, spec_from
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import OperationError
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engines import get_engine
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_physical_copy import max_rate_problem
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pgwire import PgError
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.physical_copy import max_rate_problem
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.pgwire import PgError
 
 
 def main():

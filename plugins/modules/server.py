@@ -148,8 +148,8 @@ holder:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.args import instance_options, spec_from
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import OperationError
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.args import instance_options, spec_from
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import OperationError
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engines import get_engine
 
 

@@ -143,10 +143,10 @@ class CutoverFlow(Flow):
 
     def install_proof_tool(self):
         """The proof tool (and the wire client it loads) inside the host, for writers on the Unix socket."""
-        self.sh("mkdir -p /opt/fleetdb-proof/tools /opt/fleetdb-proof/plugins/module_utils")
+        self.sh("mkdir -p /opt/fleetdb-proof/tools /opt/fleetdb-proof/plugins/module_utils/postgres")
         self.host.copy_in(PROOF, TOOL)
-        self.host.copy_in(os.path.join(ROOT, "plugins", "module_utils", "pgwire.py"),
-                          "/opt/fleetdb-proof/plugins/module_utils/pgwire.py")
+        self.host.copy_in(os.path.join(ROOT, "plugins", "module_utils", "postgres", "pgwire.py"),
+                          "/opt/fleetdb-proof/plugins/module_utils/postgres/pgwire.py")
         self.sh("chmod -R a+rX /opt/fleetdb-proof")
 
 

@@ -1,5 +1,5 @@
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import OperationError, parse_version
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_preflight import _with_unit
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import OperationError, parse_version
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.preflight import _with_unit
 
 
 def test_parse_version_of_server_banners():
@@ -29,7 +29,7 @@ def test_read_text_of_a_process_that_exits_while_it_is_read_is_none(monkeypatch,
     import builtins
     import errno as errno_module
 
-    from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import common
+    from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core import common
 
     def gone(*_args, **_kwargs):
         raise ProcessLookupError(errno_module.ESRCH, "No such process")
@@ -50,7 +50,7 @@ def test_process_argvs_lists_each_process_with_its_arguments_and_not_this_one():
     import os
     import subprocess
     import sys
-    from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import process_argvs, process_info
+    from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import process_argvs, process_info
     argv = [sys.executable, "-c", "import time; print('started', flush=True); time.sleep(30)", "fleetdb test arg"]
     child = subprocess.Popen(argv, stdout=subprocess.PIPE)  # pylint: disable=consider-using-with
     try:

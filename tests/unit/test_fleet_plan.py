@@ -1,7 +1,7 @@
-"""The fleet summary and wave plan (plugins/module_utils/fleet_plan.py) on hand-made reports."""
+"""The fleet summary and wave plan (plugins/module_utils/core/fleet_plan.py) on hand-made reports."""
 import pytest
 
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import fleet_plan
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core import fleet_plan
 
 GB = 1024 ** 3
 

@@ -1,7 +1,7 @@
 """What the new release must provide to the databases: extensions (with update paths) and preload libraries."""
 import os
 
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import pg_extensions
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import extensions as pg_extensions
 
 
 class NoPgConfig:

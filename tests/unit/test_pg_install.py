@@ -8,8 +8,8 @@ import tarfile
 
 import pytest
 
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import OperationError
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_install import (
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import OperationError
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.install import (
     PostgresInstaller, debian_package_for, describe_missing, loader_error_library, major_of, missing_libraries,
     package_layout, parse_checksum, requested_release, single_top_directory, unsafe_member, version_string)
 

@@ -3,8 +3,8 @@ slots its new server's subscriptions leave when that server stops in the middle 
 import os
 import struct
 
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_preflight import PostgresPreflight
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_process import system_identifier
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.preflight import PostgresPreflight
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.process import system_identifier
 
 SYSTEM_ID = 7714407194255615608
 
@@ -38,7 +38,7 @@ def test_another_subscribers_slots_are_not(tmp_path):
 
 
 def test_the_physical_copys_rate_limit_is_one_pg_basebackup_takes():
-    from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_physical_copy import max_rate_problem
+    from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.physical_copy import max_rate_problem
     for fine in (None, "", "32", "200M", "1024M", "512k", "1048576"):
         assert max_rate_problem(fine) is None, fine
     for wrong in ("fast", "31", "1025M", "0", "20 M", "20MB", "-5", "1.5M"):

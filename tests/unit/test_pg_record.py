@@ -1,5 +1,5 @@
 """Record of Upgrades: names and numbering."""
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import pg_record as r
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import record as r
 
 
 def test_names_are_zero_padded():

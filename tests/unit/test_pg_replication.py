@@ -1,7 +1,7 @@
 """Replication: names, conninfo without password, pg_hba lines, passfile, SCRAM, hash SQL, capacity."""
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import pg_replication as r
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import pg_replication_access as access
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_replication import subscription_name
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import replication as r
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import replication_access as access
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.replication import subscription_name
 
 
 def test_names_match_switchover():

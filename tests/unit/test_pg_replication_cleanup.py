@@ -1,5 +1,5 @@
 """What finalize removes of the replication set-up: exactly the pg_hba.conf lines and passfile lines it wrote."""
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import pg_replication_access as r
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import replication_access as r
 
 
 def test_hba_lines_removed_exactly_and_the_block_with_them():

@@ -1,5 +1,5 @@
 """The logical copy's workers sized to the host, within what the old server has free."""
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_sizing import copy_parallelism
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.sizing import copy_parallelism
 
 GB = 2 ** 30
 

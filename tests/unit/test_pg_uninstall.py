@@ -5,9 +5,9 @@ import sys
 
 import pytest
 
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import OperationError
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_install import PostgresInstaller
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_uninstall import (
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import OperationError
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.install import PostgresInstaller
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.uninstall import (
     dpkg_owners, leftovers, names_major, release_dir_of, removal_command, rpm_owners, running_from)
 
 DPKG_OUTPUT = """\

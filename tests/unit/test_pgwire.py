@@ -6,7 +6,7 @@ import struct
 
 import pytest
 
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import pgwire
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import pgwire
 
 
 @pytest.mark.parametrize("name, quoted", [

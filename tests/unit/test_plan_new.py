@@ -1,5 +1,5 @@
 """Where the new instance goes: laid out like the old one."""
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_discover import plan_new
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.discover import plan_new
 
 
 def debian(data_dir):

@@ -4,11 +4,11 @@ import os
 
 import pytest
 
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import pg_discover
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engine import InstanceSpec
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_conf import (
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import discover as pg_discover
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.engine import InstanceSpec
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.conf import (
     join_directories, split_directories, with_socket_dir)
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_instance import PostgresInstance
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.instance import PostgresInstance
 
 
 @pytest.mark.parametrize("value, entries", [

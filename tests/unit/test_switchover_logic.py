@@ -1,9 +1,9 @@
 """Pure logic of the cutover: the fence block, schema comparison, names."""
 import pytest
 
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import pg_fence as fence
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import pg_switchover as sw
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import OperationError
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import fence
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade import switchover as sw
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import OperationError
 
 HBA = "local all all peer\nhost all all 0.0.0.0/0 scram-sha-256\n"
 
@@ -54,7 +54,7 @@ def test_the_proof_needs_a_clean_shutdown_and_the_drain_xid():
 def test_schema_differences_name_each_drift():
     old = [("public.a", "r", "id bigint not null"), ("public.b", "r", "id int"), ("public.s", "S", "")]
     new = [("public.a", "r", "id bigint not null, note text"), ("public.s", "S", ""), ("public.c", "r", "x int")]
-    from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_cutover_logic import schema_differences
+    from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.cutover_logic import schema_differences
     problems = schema_differences(old, new)
     assert any("public.a differs" in p for p in problems)
     assert "public.b exists only on the old server" in problems
@@ -68,7 +68,7 @@ def test_subscription_names_are_unique_per_database_only_when_needed():
 
 
 def test_tables_the_subscription_does_not_carry_are_named():
-    from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_cutover_logic import unreplicated_tables
+    from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.cutover_logic import unreplicated_tables
     assert unreplicated_tables(["app.a", "app.b", "feat.m_2027"], ["app.a", "app.b"]) == ["feat.m_2027"]
     assert unreplicated_tables(["app.a"], ["app.a", "app.gone"]) == []
 
@@ -76,7 +76,7 @@ def test_tables_the_subscription_does_not_carry_are_named():
 # -- row counts at one point of replication (pg_row_check) ------------------------------------------------------
 
 def test_visibility_in_a_snapshot_follows_xmin_xmax_and_the_in_progress_list():
-    from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_row_check import visible_in_snapshot
+    from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.row_check import visible_in_snapshot
     snapshot = "1000:1010:1003,1007"
     assert visible_in_snapshot("999", snapshot)
     assert visible_in_snapshot("1005", snapshot)
@@ -90,7 +90,7 @@ def test_visibility_in_a_snapshot_follows_xmin_xmax_and_the_in_progress_list():
 
 
 def test_transactions_in_the_gap_move_the_expected_difference_both_ways():
-    from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import pg_row_check as rc
+    from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade import row_check as rc
     snapshot = "100:110:105"
     changes = [
         ("101", "true", "app.t", "3", "false"),    # applied on the new server, visible in the snapshot: counted both
@@ -110,7 +110,7 @@ def test_transactions_in_the_gap_move_the_expected_difference_both_ways():
 def test_side_by_side_runs_each_call_at_once_and_raises_the_first_error():
     import threading
     import pytest
-    from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_session import side_by_side
+    from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.session import side_by_side
     barrier = threading.Barrier(2, timeout=5)   # both calls must be running together to get past it
     assert side_by_side(lambda: barrier.wait() * 0 + 1, lambda: barrier.wait() * 0 + 2) == [1, 2]
 
@@ -121,7 +121,7 @@ def test_side_by_side_runs_each_call_at_once_and_raises_the_first_error():
 
 
 def test_union_all_rows_reads_1201_relations_in_three_statements_of_at_most_500_branches():
-    from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_session import union_all_rows
+    from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.session import union_all_rows
 
     class Session:
         statements = []
@@ -137,7 +137,7 @@ def test_union_all_rows_reads_1201_relations_in_three_statements_of_at_most_500_
 
 
 def test_the_digest_queries_keep_the_check_query_whole():
-    from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_schema_check import (
+    from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.schema_check import (
         digest_sql, with_digest_sql)
     sql = "SELECT 1 AS x WHERE 1 <> ALL ($1::text[]) ORDER BY 1"
     assert digest_sql(sql).startswith("WITH f AS (%s) SELECT md5(" % sql)
@@ -145,7 +145,7 @@ def test_the_digest_queries_keep_the_check_query_whole():
 
 
 def test_the_catalog_token_reads_each_catalog_once_with_one_horizon():
-    from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_schema_check import (
+    from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.schema_check import (
         CATALOG_TOKEN_SQL, CATALOGS)
     for catalog in CATALOGS:
         assert CATALOG_TOKEN_SQL.count("FROM h, pg_catalog.%s c" % catalog) == 1, catalog

@@ -21,7 +21,7 @@ SOCKET_DIR = "/run/postgresql"
 STATE_DIR = "/var/lib/fleetdb/online_upgrade"
 RECAP = re.compile(r"^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 
-_SPEC = importlib.util.spec_from_file_location("pgwire", os.path.join(ROOT, "plugins", "module_utils", "pgwire.py"))
+_SPEC = importlib.util.spec_from_file_location("pgwire", os.path.join(ROOT, "plugins", "module_utils", "postgres", "pgwire.py"))
 pgwire = importlib.util.module_from_spec(_SPEC)
 _SPEC.loader.exec_module(pgwire)
 

@@ -24,7 +24,7 @@ import os
 import re
 import subprocess
 
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import (
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import (
     OperationError, read_text, release_environment, run_as, user_ids, write_file)
 
 KINDS = ("pg_ctl", "systemd", "debian")

@@ -25,17 +25,17 @@ import re
 import stat
 import time
 
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import pgwire
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import (
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import pgwire
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import (
     OperationError, human_bytes, read_text, user_ids, write_file)
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engine import Replication
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_replication_access import (
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.engine import Replication
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.replication_access import (
     HBA_BEGIN, HBA_END, conninfo, default_passfile, scram_verifier, verifier_matches, with_hba_lines,
     with_passfile_line, without_hba_lines, without_passfile_lines)
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_process import server_log
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_replica_identity import (
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.process import server_log
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.replica_identity import (
     alignment as replica_identity_alignment, leaves_without_identity, qualified)
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_session import (
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.session import (
     connect, execute_unlogged, side_by_side)
 
 # Failed copy or apply attempts (the workers retry every wal_retrieve_retry_interval, 5 s by default) after which

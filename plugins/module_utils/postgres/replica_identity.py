@@ -15,7 +15,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import pgwire
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import pgwire
 
 # Every permanent table and partition: its identity and, for USING INDEX, the index.
 IDENTITIES_SQL = """

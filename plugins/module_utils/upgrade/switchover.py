@@ -34,24 +34,24 @@ import os
 import shutil
 import time
 
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import (
-    pg_cluster_objects, pg_process, pg_sequences, pgwire)
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import (
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import (
+    cluster_objects as pg_cluster_objects, process as pg_process, sequences as pg_sequences, pgwire)
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import (
     OperationError, PhaseTimer, read_text, write_file)
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engine import Switchover
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_cutover_logic import (
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.engine import Switchover
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.cutover_logic import (
     PUBLISHED_TABLES_SQL, SUBSCRIBED_TABLES_SQL, XID_SQL, drain_is_clean, proof_problems)
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_cutover_state import (
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.cutover_state import (
     BEFORE_STOP, FenceGuardian, Guardian, StateFile)
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_fence import (
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.fence import (
     blockers_fix, blockers_message, fence_block, fence_blockers, is_fenced, retired_block, without_fence)
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_instance import PostgresInstance
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_row_check import RowCountCheck
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_schema_check import SchemaCheck
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_replication import (  # noqa: F401
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.instance import PostgresInstance
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.row_check import RowCountCheck
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.schema_check import SchemaCheck
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.replication import (  # noqa: F401
     reattach_subscription, subscription_name)
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_service import manager as service_manager
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_session import connect, execute_unlogged
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.service import manager as service_manager
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.session import connect, execute_unlogged
 
 MARKER_SCHEMA = "fleetdb_switchover"
 MARKER_TABLE = "fleetdb_switchover.drain_marker"

@@ -10,22 +10,23 @@ __metaclass__ = type
 import os
 import re
 
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import (
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import (
     OperationError, human_bytes, parse_version, port_holder, process_argvs, read_text)
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import pg_extensions
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_cluster_objects import DATABASES_SQL
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_conf import split_directories
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_discover import socket_problem
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_fence import fence_blockers
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_install import PostgresInstaller
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_locale import cluster_locale
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_physical_copy import (
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import extensions as pg_extensions
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.cluster_objects import DATABASES_SQL
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.conf import split_directories
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.discover import socket_problem
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.fence import fence_blockers
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.install import PostgresInstaller
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.cluster_locale import cluster_locale
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.physical_copy import (
     COPY_APPLICATION_NAME, max_rate_problem)
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_sizing import copy_parallelism, host_resources
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_process import (
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.sizing import (
+    copy_parallelism, host_resources)
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.process import (
     postmaster, postmaster_pid, system_identifier)
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_session import connect
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_ssl_files import SSL_FILE_SETTINGS
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.session import connect
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.ssl_files import SSL_FILE_SETTINGS
 
 # The way to give the old server a setting it lacks (a command that works on every layout).
 PREPARE_FIX = ("run ansible-playbook fleetdb.online_upgrade.prepare (playbooks/prepare.yml) with this inventory and "

@@ -23,9 +23,9 @@ import stat
 import tempfile
 import time
 
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import read_text, write_file
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_fence import without_fence
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_process import reload
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import read_text, write_file
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.fence import without_fence
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.process import reload
 
 # The phases of the window, in order, as the state file names them.
 WINDOW_PHASES = ("pause", "fence", "drain", "schema", "sequences", "roles", "detach", "stop", "proof",

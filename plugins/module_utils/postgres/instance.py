@@ -19,22 +19,23 @@ import shutil
 import time
 from collections import OrderedDict
 
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import (
-    pg_alter_system, pg_extensions, pg_ssl_files, pgwire)
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import (
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import (
+    alter_system as pg_alter_system, extensions as pg_extensions, ssl_files as pg_ssl_files, pgwire)
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import (
     OperationError, effective_user, ensure_directory, parse_version, port_holder, process_info, read_text, run_as,
     user_ids, write_file)
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engine import Instance
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_cluster_objects import DATABASES_SQL
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_conf import (
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.engine import Instance
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.cluster_objects import DATABASES_SQL
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.conf import (
     MANAGED_FILE, OPTION_SETTINGS, changed_settings, join_directories, normalize_settings, parse_conf,
     parse_describe_config, render_conf, split_directories, with_include, with_socket_dir)
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_install import major_of
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_locale import initdb_locale_arguments
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_process import (
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.install import major_of
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.cluster_locale import (
+    initdb_locale_arguments)
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.process import (
     ControlDataError, controldata, parse_postmaster_pid, postmaster, process_alive)
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_service import manager as service_manager
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_session import connect as pg_connect
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.service import manager as service_manager
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.session import connect as pg_connect
 
 DATA_CHECKSUMS_DEFAULT_FROM = 18   # initdb enables data checksums by default from PostgreSQL 18 on
 

@@ -19,7 +19,7 @@ import struct
 import subprocess
 import time
 
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import (
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import (
     effective_user, read_text, release_environment)
 
 # Line 8 of postmaster.pid (PostgreSQL 10 and later).

@@ -10,8 +10,8 @@ __metaclass__ = type
 import threading
 import time
 
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import pgwire
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import OperationError, effective_user
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import pgwire
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import OperationError, effective_user
 
 
 # Settings that keep a statement out of the server log, for the statements that carry password hashes.

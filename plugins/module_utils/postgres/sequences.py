@@ -10,8 +10,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import pgwire
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_session import side_by_side, union_all_rows
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import pgwire
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.session import (
+    side_by_side, union_all_rows)
 
 # Every sequence and its last value once called.  NULL when never called, or set back with RESTART or
 # setval(..., false): then only the sequence itself says which value comes next (exact_states()).

@@ -27,10 +27,10 @@ import tarfile
 import tempfile
 import zlib
 
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import OperationError, parse_version
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import pg_extensions
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_uninstall import ReleaseRemoval
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engine import Installer
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import OperationError, parse_version
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import extensions as pg_extensions
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.uninstall import ReleaseRemoval
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.engine import Installer
 
 DEFAULT_PREFIX = "/opt/fleetdb/postgresql"
 CHECKSUM_ALGORITHMS = ("sha256", "sha384", "sha512")

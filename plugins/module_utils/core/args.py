@@ -7,7 +7,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engine import InstanceSpec
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.engine import InstanceSpec
 
 
 def instance_options(required_data_dir=True):

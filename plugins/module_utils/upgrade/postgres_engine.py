@@ -7,15 +7,15 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engine import Engine
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_install import PostgresInstaller
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_instance import PostgresInstance
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_migrate import PostgresMigrator
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_physical_copy import PhysicalCopy
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_replication import PostgresReplication
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import pg_discover
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_preflight import PostgresPreflight
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_switchover import PostgresSwitchover
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.engine import Engine
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.install import PostgresInstaller
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.instance import PostgresInstance
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.migrate import PostgresMigrator
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.physical_copy import PhysicalCopy
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.replication import PostgresReplication
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import discover as pg_discover
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.preflight import PostgresPreflight
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.switchover import PostgresSwitchover
 
 
 class PostgresEngine(Engine):

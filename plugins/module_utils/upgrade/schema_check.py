@@ -20,11 +20,11 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import OperationError
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_cutover_logic import (
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import OperationError
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.cutover_logic import (
     OBJECTS_FINGERPRINT_SQL, PUBLISHED_TABLES_SQL, SCHEMA_FINGERPRINT_SQL, SUBSCRIBED_TABLES_SQL,
     schema_differences, unreplicated_tables)
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_session import side_by_side
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.session import side_by_side
 
 EMPTY_DIGEST = "d41d8cd98f00b204e9800998ecf8427e"   # md5(''): what digest_sql() gives for no rows
 _MD5 = "md5(coalesce(string_agg(%s::text, E'\\n' ORDER BY %s::text), ''))"

@@ -18,7 +18,7 @@ __metaclass__ = type
 import os
 import re
 
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pgwire import quote_ident
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.pgwire import quote_ident
 
 USED_SQL = "SELECT extname, extversion FROM pg_extension ORDER BY 1"
 CONTROL_DEFAULT_VERSION = re.compile(r"^\s*default_version\s*=\s*'([^']*)'", re.M)

@@ -22,11 +22,12 @@ import shutil
 import socket
 import tempfile
 
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import pg_database_settings, pgwire, pg_record
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import (
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import (
+    database_settings as pg_database_settings, pgwire, record as pg_record)
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import (
     OperationError, parse_version, read_text, run_as, user_ids)
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engine import Migrator
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_session import connect, execute_unlogged
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.engine import Migrator
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.session import connect, execute_unlogged
 
 SECTIONS = ("pre-data", "keys", "data", "post-data")
 # Longest first so that "TABLE DATA" is not read as "TABLE".

@@ -22,9 +22,10 @@ __metaclass__ = type
 
 import time
 
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import pgwire
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import OperationError
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_session import side_by_side, union_all_rows
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import pgwire
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import OperationError
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.session import (
+    side_by_side, union_all_rows)
 
 XID_EPOCH = 1 << 32
 

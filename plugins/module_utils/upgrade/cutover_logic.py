@@ -7,7 +7,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import pg_process
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import process as pg_process
 
 SCHEMA_FINGERPRINT_SQL = """
 SELECT n.nspname || '.' || c.relname AS relation,

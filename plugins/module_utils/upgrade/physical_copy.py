@@ -32,16 +32,17 @@ import signal
 import socket
 import time
 
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import pg_extensions, pg_process, pg_record
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import (
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import (
+    extensions as pg_extensions, process as pg_process, record as pg_record)
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import (
     OperationError, PhaseTimer, ensure_directory, process_argvs, read_text, run_as, user_ids, write_file)
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engine import InstanceSpec
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_cutover_state import StateFile
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_instance import PostgresInstance, log_tail
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_replication import subscription_name
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_replication_access import (
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.engine import InstanceSpec
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.cutover_state import StateFile
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.instance import PostgresInstance, log_tail
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.replication import subscription_name
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.replication_access import (
     conninfo, default_passfile)
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_session import connect
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.session import connect
 
 PHYSICAL_SLOT = "fleetdb_physical_copy"
 # The application_name of the copy's replication connections (pg_basebackup's, then the recovering copy's): a

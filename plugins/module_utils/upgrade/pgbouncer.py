@@ -18,8 +18,8 @@ __metaclass__ = type
 import re
 import time
 
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import pgwire
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import OperationError
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import pgwire
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import OperationError
 
 # The longest a cutover holds clients once paused (fence ... start) is well under a second in every measurement;
 # PgBouncer's client-side limits must leave room for the pause itself and a slow start on top of that.

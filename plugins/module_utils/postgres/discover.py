@@ -26,11 +26,12 @@ import os
 import pwd
 import re
 
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import (
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import (
     OperationError, effective_user, parse_version, port_holder, read_text)
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import pg_service, pgwire
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_conf import join_directories, split_directories
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_process import (
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import service as pg_service, pgwire
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.conf import (
+    join_directories, split_directories)
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.process import (
     parse_postmaster_pid, postmaster, process_alive, server_log)
 
 DEFAULT_PREFIX = "/opt/fleetdb/postgresql"

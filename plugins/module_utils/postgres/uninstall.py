@@ -20,7 +20,7 @@ import re
 import shutil
 import tempfile
 
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import (
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import (
     OperationError, effective_user, process_info, read_text)
 
 C_LOCALE = {"LC_ALL": "C", "LANG": "C"}

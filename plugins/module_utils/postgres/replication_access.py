@@ -16,7 +16,7 @@ import hmac
 import os
 import re
 
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.pg_fence import hba_quote
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.fence import hba_quote
 
 HBA_BEGIN = "# BEGIN fleetdb.online_upgrade replication"
 HBA_END = "# END fleetdb.online_upgrade replication"

@@ -15,7 +15,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.common import OperationError
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import OperationError
 
 FENCE_BEGIN = "# BEGIN fleetdb.online_upgrade fence"
 FENCE_END = "# END fleetdb.online_upgrade fence"
