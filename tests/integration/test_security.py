@@ -219,8 +219,8 @@ def test_a_login_role_dropped_during_the_copy_stops_the_switchover_before_the_fe
         pghost, servers, replicated, module):
     """A login the DBA removed on the old server must not come back with the new one; the fix printed works."""
     for version in ("16", "18"):   # carried by the copy
-        psql(pghost, version, "postgres", "CREATE ROLE \"gone role\" LOGIN")
-    psql(pghost, "16", "postgres", "DROP ROLE \"gone role\"")
+        psql(pghost, version, "postgres", "CREATE ROLE \\\"gone role\\\" LOGIN")
+    psql(pghost, "16", "postgres", "DROP ROLE \\\"gone role\\\"")
     refused = module("switchover", **switchover_args(servers))
     assert refused.get("failed"), refused
     assert ("the new server has login roles that the old one no longer has (dropped after the copy began): "
