@@ -276,12 +276,13 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.args import (
     instance_options, instance_suboptions, spec_from)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import OperationError
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engines import get_engine
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engines import engine_option, get_engine
 
 
 def main():
     argument_spec = instance_options()
     argument_spec.update(
+        engine=engine_option(),
         port=dict(type="int"),
         socket_directories=dict(type="list", elements="str"),
         settings=dict(type="dict", default={}),

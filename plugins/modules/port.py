@@ -114,12 +114,13 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.args import instance_options, spec_from
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import OperationError, port_holder
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engines import get_engine
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engines import engine_option, get_engine
 
 
 def main():
     argument_spec = instance_options(required_data_dir=False)
     argument_spec.update(
+        engine=engine_option(),
         bin_dir=dict(type="path"),
         port=dict(type="int", required=True),
         state=dict(type="str", choices=["present", "query"], default="present"),
