@@ -18,7 +18,7 @@ description:
     Record of Upgrades (see M(fleetdb.online_upgrade.migrate)).
 extends_documentation_fragment:
   - fleetdb.online_upgrade.engine
-  - fleetdb.online_upgrade.instances.instance_list
+  - fleetdb.online_upgrade.instance.instance_list
 options:
   bin_dirs:
     description:

@@ -29,6 +29,7 @@ description:
     The server is never started, stopped or restarted here; use M(fleetdb.online_upgrade.server).
   - Makes sure each socket directory exists (a missing one is created owned by O(owner), mode 2775).
 extends_documentation_fragment:
+  - fleetdb.online_upgrade.engine
   - fleetdb.online_upgrade.instance
 options:
   settings:

@@ -33,6 +33,7 @@ description:
   - "V(list) and V(describe) (ttMigrate -l / -d) read the file without restoring: its TOC entries, or its database,
     versions, tables, counts by object type and whether data is included."
 extends_documentation_fragment:
+  - fleetdb.online_upgrade.engine
   - fleetdb.online_upgrade.instance
 options:
   mode:

@@ -35,8 +35,8 @@ description:
     is not libc, too little free space beside the new instance."
 extends_documentation_fragment:
   - fleetdb.online_upgrade.engine
-  - fleetdb.online_upgrade.instances.old
-  - fleetdb.online_upgrade.instances.new_stopped
+  - fleetdb.online_upgrade.instance.old
+  - fleetdb.online_upgrade.instance.new_stopped
 options:
   databases:
     description:

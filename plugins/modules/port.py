@@ -22,6 +22,7 @@ description:
     (C(postgresql.auto.conf) from C(ALTER SYSTEM)) overrides it.
   - "O(state=query) only reports who holds O(port): RV(holder); it needs nothing but O(port)."
 extends_documentation_fragment:
+  - fleetdb.online_upgrade.engine
   - fleetdb.online_upgrade.instance
 options:
   port:

@@ -26,7 +26,7 @@ description:
   - Read-only; runs the same in check mode.
 extends_documentation_fragment:
   - fleetdb.online_upgrade.engine
-  - fleetdb.online_upgrade.instances.old
+  - fleetdb.online_upgrade.instance.old
   - fleetdb.online_upgrade.pooler
 options:
   new_version:

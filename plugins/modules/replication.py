@@ -42,8 +42,8 @@ description:
     M(fleetdb.online_upgrade.physical_copy) needs before it creates its slots."
 extends_documentation_fragment:
   - fleetdb.online_upgrade.engine
-  - fleetdb.online_upgrade.instances.source
-  - fleetdb.online_upgrade.instances.target
+  - fleetdb.online_upgrade.instance.source
+  - fleetdb.online_upgrade.instance.target
 options:
   dbname:
     description:

@@ -26,6 +26,7 @@ description:
     V(status): changes nothing."
   - Every state returns the status after the action (in check mode, the status as it is).
 extends_documentation_fragment:
+  - fleetdb.online_upgrade.engine
   - fleetdb.online_upgrade.instance
 options:
   state:

@@ -22,6 +22,7 @@ description:
   - Values are compared as text with what C(postgresql.auto.conf) (or, without it there, the server) has, so
     give them as the server shows them (C(logical), C(32)).
 extends_documentation_fragment:
+  - fleetdb.online_upgrade.engine
   - fleetdb.online_upgrade.instance
   - fleetdb.online_upgrade.pooler
 options:

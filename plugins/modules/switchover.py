@@ -43,8 +43,8 @@ description:
     upgrade's slots are removed from its pg_replslot once the new server serves.
 extends_documentation_fragment:
   - fleetdb.online_upgrade.engine
-  - fleetdb.online_upgrade.instances.old
-  - fleetdb.online_upgrade.instances.new
+  - fleetdb.online_upgrade.instance.old
+  - fleetdb.online_upgrade.instance.new
   - fleetdb.online_upgrade.pooler
 options:
   state:
