@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, fleetdb contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The pooler option: PgBouncer in front of the old server.  Matches ``module_utils.pgbouncer.pooler_options()``."""
+"""The pooler option: PgBouncer in front of the old server.  Matches ``core.args.pooler_options()``."""
 
 from __future__ import absolute_import, division, print_function
 

@@ -26,8 +26,13 @@ import socket
 import struct
 import time
 
+try:
+    from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import DatabaseError
+except ImportError:  # loaded alone as a file (tools, test hosts): the standard library is all there is
+    DatabaseError = Exception
 
-class PgError(Exception):
+
+class PgError(DatabaseError):
     """An error reported by the server (``ErrorResponse``) or the connection."""
 
     def __init__(self, message, sqlstate=None, fields=None):

@@ -27,19 +27,6 @@ WINDOW_ALLOWANCE = 30
 POOL_MODES = ("transaction", "statement")
 
 
-def pooler_options():
-    """The module option ``pooler`` (doc fragment ``pooler``)."""
-    return dict(
-        type=dict(type="str", default="pgbouncer", choices=["pgbouncer"]),
-        host=dict(type="str", default="127.0.0.1"),
-        port=dict(type="int", default=6432),
-        admin_user=dict(type="str", default="pgbouncer"),
-        admin_password=dict(type="str", no_log=True),
-        pause_timeout=dict(type="float", default=10.0),
-        databases=dict(type="list", elements="str"),
-    )
-
-
 def from_params(params):
     """A PgBouncer from the ``pooler`` option, or None when there is none."""
     if not params:
