@@ -7,6 +7,7 @@ import os
 import socket
 import ssl
 import struct
+import subprocess
 import threading
 import time
 
@@ -343,3 +344,44 @@ def test_tls_context_per_sslmode():
     assert full.minimum_version == ssl.TLSVersion.TLSv1_2
     with pytest.raises(ValueError, match="sslmode 'allow'"):
         wire_tls.open_socket("127.0.0.1", 1, 1, sslmode="allow")
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory):
+    """A self-signed certificate for localhost (no SAN: the host name is checked against its CN), and its key."""
+    where = tmp_path_factory.mktemp("tls")
+    key, crt = str(where / "server.key"), str(where / "server.crt")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", crt,
+                    "-days", "2", "-subj", "/CN=localhost"], check=True, capture_output=True)
+    return crt, key
+
+
+def _tls_startup(certificate):
+    def script(sock):
+        assert struct.unpack("!ii", _read(sock, 8))[1] == wire_tls.SSL_REQUEST_CODE
+        sock.sendall(b"S")
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(*certificate)
+        try:
+            tls = context.wrap_socket(sock, server_side=True)
+        except (ssl.SSLError, OSError):
+            return "handshake refused"
+        _startup(tls)
+        return tls.version()
+    return script
+
+
+def test_tls_is_used_when_the_server_answers_s_and_verify_full_checks_ca_and_host_name(certificate):
+    crt = certificate[0]
+    cases = [("prefer", "127.0.0.1", None), ("require", "127.0.0.1", None), ("require", "127.0.0.1", crt),
+             ("verify-full", "localhost", crt)]
+    for sslmode, host, rootcert in cases:
+        server = ScriptedServer([_tls_startup(certificate)])
+        pgwire.Connection(host=host, port=server.port, user="u", sslmode=sslmode, sslrootcert=rootcert).close()
+        assert server.join()[0] in ("TLSv1.2", "TLSv1.3"), sslmode
+    for host, rootcert, reason in [("127.0.0.1", crt, "IP address mismatch"),
+                                   ("localhost", None, "self.signed certificate")]:
+        server = ScriptedServer([_tls_startup(certificate)])
+        with pytest.raises(pgwire.PgConnectError, match=reason):
+            pgwire.Connection(host=host, port=server.port, user="u", sslmode="verify-full", sslrootcert=rootcert)
+        assert server.join() == ["handshake refused"]
