@@ -350,11 +350,11 @@ class Connection:
                            % (self.host, self.port, self._io_timeout, outcome), "57014")
         return PgError("connection lost: %s" % reason, "08006")
 
-    def _cancel(self):
+    def _cancel(self):  # given no longer than the timeout it follows: a host that stopped answering may not answer it
         sslmode = self.sslmode if isinstance(self._sock, ssl.SSLSocket) else "disable"
         try:
-            wire_tls.cancel_request(self.host, self.port, self.backend_pid, self._secret_key, self.connect_timeout,
-                                    sslmode, self.sslrootcert)
+            wire_tls.cancel_request(self.host, self.port, self.backend_pid, self._secret_key,
+                                    min(self.connect_timeout, self._io_timeout), sslmode, self.sslrootcert)
         except (OSError, socket.error) as exc:
             return "cancelling the statement failed (%s)" % exc
         return "the statement was cancelled"
