@@ -48,6 +48,8 @@ def pooler_options():
         admin_password=dict(type="str", no_log=True),
         pause_timeout=dict(type="float", default=10.0),
         databases=dict(type="list", elements="str"),
+        sslmode=dict(type="str", default="prefer", choices=["disable", "prefer", "require", "verify-full"]),
+        sslrootcert=dict(type="path"),
     )
 
 
