@@ -34,6 +34,9 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.cl
     initdb_locale_arguments)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.process import (
     ControlDataError, controldata, parse_postmaster_pid, postmaster, process_alive)
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.hba import HbaFile, hba_path
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.server_control import (
+    ServerControl, log_file, log_tail, reload)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.service import manager as service_manager
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.session import connect as pg_connect
 
@@ -59,13 +62,6 @@ def restart_needed(contexts, names):
     return any(contexts.get(name, "postmaster") == "postmaster" for name in names)
 
 
-def log_tail(path, lines=15):
-    text = read_text(path) if path else None
-    if not text:
-        return ""
-    return "\n".join(text.rstrip("\n").splitlines()[-lines:])
-
-
 # -- the instance ----------------------------------------------------------------------
 
 class PostgresInstance(Instance):
@@ -76,6 +72,7 @@ class PostgresInstance(Instance):
         self._contexts = None
         self._binaries_version = None
         self.service = service_manager(module, spec)
+        self.control = ServerControl(module, spec)
 
     # -- paths ------------------------------------------------------------------
     def _path(self, *names):
@@ -90,20 +87,15 @@ class PostgresInstance(Instance):
     def main_conf(self):
         return self.spec.config_file or self._path("postgresql.conf")
 
-    def _conf_args(self):
-        """What postgres and pg_ctl need to read a configuration kept outside the data directory."""
-        return ["-c", "config_file=%s" % self.spec.config_file] if self.spec.config_file else []
-
     def hba_path(self):
-        """The pg_hba.conf the configuration names (hba_file), or the data directory's."""
-        return self.show_configured("hba_file") or self._path("pg_hba.conf")
+        return hba_path(self.module, self.spec)
 
     def ident_path(self):
         return self.show_configured("ident_file") or self._path("pg_ident.conf")
 
     @property
     def log_file(self):
-        return self.spec.log_file or self._path("log", "server.log")
+        return log_file(self.spec)
 
     def _bin(self, name):
         return os.path.join(self.spec.bin_dir, name)
@@ -163,8 +155,7 @@ class PostgresInstance(Instance):
         """``postgres -C name``: a setting's value from the configuration files, None when they do not load."""
         if self.major() is None:
             return None
-        rc, out, _err = self._run([self._bin("postgres"), "-C", name, "-D", self.spec.data_dir] + self._conf_args(),
-                                  environ_update={"LC_ALL": "C"})
+        rc, out, _err = self.control.postgres_c(name)
         return out.strip() if rc == 0 else None
 
     def facts(self):
@@ -570,10 +561,7 @@ class PostgresInstance(Instance):
     def _config_error(self, settings=None):
         """The error postgres reports when loading the configuration files (with ``settings`` given as -c
         options, which it checks like the files' values), None when they load."""
-        argv = [self._bin("postgres"), "-C", "port", "-D", self.spec.data_dir] + self._conf_args()
-        for name, value in (settings or {}).items():
-            argv += ["-c", "%s=%s" % (name, value)]
-        rc, out, err = self._run(argv, environ_update={"LC_ALL": "C"})
+        rc, out, err = self.control.postgres_c("port", settings)
         if rc == 0:
             return None
         # Drop the log line prefix ('2026-01-01 10:00:00.000 UTC [123] '): the messages are what matters.
@@ -601,35 +589,24 @@ class PostgresInstance(Instance):
             result["changed"] = True
 
     def _write_hba(self, content, result):
-        path = self.hba_path()
         if not content.endswith("\n"):
             content += "\n"
-        previous = read_text(path)
-        changed, diff = write_file(self.module, path, content, owner=self.spec.owner, mode=0o600)
-        if not changed:
+        hba = HbaFile(self.module, self.hba_path(), self.spec.owner, self.spec.data_dir)
+        if hba.read() == content:
             return
+        session = None
+        if not self.module.check_mode and self.postmaster() is not None:
+            try:
+                session = self.connect()
+            except OperationError as exc:
+                self.module.warn("pg_hba.conf written but not checked: %s" % exc.msg)
+        try:
+            _changed, diff = hba.write_checked(content, session, "correct hba_content")
+        finally:
+            if session is not None:
+                session.close()
         result["diff"].append(diff)
         result["changed"] = result["hba_changed"] = True
-        if self.module.check_mode or self.postmaster() is None:
-            return
-        errors = self._hba_errors()
-        if errors:
-            write_file(self.module, path, previous or "", owner=self.spec.owner, mode=0o600)
-            raise OperationError("the new pg_hba.conf has errors, the old one was put back: %s" % "; ".join(errors),
-                                 "correct hba_content")
-
-    def _hba_errors(self):
-        try:
-            session = self.connect()
-        except OperationError as exc:
-            self.module.warn("pg_hba.conf written but not checked: %s" % exc.msg)
-            return []
-        try:
-            # pg_hba_file_rules reads the file on disk, not the rules the server has loaded.
-            return ["line %s: %s" % (r[0], r[1]) for r in session.query(
-                "SELECT line_number, error FROM pg_hba_file_rules WHERE error IS NOT NULL").rows]
-        finally:
-            session.close()
 
     # -- the server process -----------------------------------------------------------
     def start(self, port=None, timeout=60):
@@ -657,7 +634,7 @@ class PostgresInstance(Instance):
             return dict(changed=True, port=target, pid=None, restarted=bool(info), msg="would " + action)
         if info:
             self.stop("fast", timeout)
-        pid = self._pg_ctl_start(target, configured, timeout)
+        pid = self._start_server(target, configured, timeout)
         return dict(changed=True, port=target, pid=pid, restarted=bool(info),
                     msg="%s on port %d" % ("restarted" if info else "started", target))
 
@@ -679,33 +656,20 @@ class PostgresInstance(Instance):
                    holder["user"] or "unknown"),
                 "stop that process or choose another port", holder=holder)
 
-    def _pg_ctl_start(self, port, configured, timeout):
+    def _start_server(self, port, configured, timeout):
         self.ensure_socket_dir()
-        ensure_directory(self.module, os.path.dirname(self.log_file), owner=self.spec.owner, mode=0o700)
-        argv = [self._bin("pg_ctl"), "start", "-D", self.spec.data_dir, "-l", self.log_file,
-                "-w", "-t", str(int(timeout))]
-        options = [" ".join(self._conf_args())] if self._conf_args() else []
-        if port != configured:
-            # A command-line port leaves the configured one as it is (the temporary port of an upgrade).
-            options.append("-p %d" % port)
-        if options:
-            argv += ["-o", " ".join(options)]
         began = time.monotonic()
         if port == configured and self.service.kind != "pg_ctl":
             # On its own port the server runs under its manager (systemd, postgresql-common), which restarts it
             # at boot; on a temporary port it is a bare process (its manager would take the configured port).
+            self.control.ensure_log_dir()
             self.service.start()
             self.wait_accepting(port, timeout)
             self.service.wait_started(timeout)
-            info = self.postmaster()
-            return info["pid"] if info else None
-        rc, out, err = self._run(argv)
-        if rc != 0:
-            raise OperationError("the server of %s did not start on port %d: %s\nlast lines of %s:\n%s"
-                                 % (self.spec.data_dir, port, (err or out).strip(), self.log_file,
-                                    log_tail(self.log_file)),
-                                 "correct the cause named in the log and start again")
-        self.wait_accepting(port, max(1.0, timeout - (time.monotonic() - began)))
+        else:
+            # A command-line port leaves the configured one as it is (the temporary port of an upgrade).
+            self.control.start(port if port != configured else None, timeout)
+            self.wait_accepting(port, max(1.0, timeout - (time.monotonic() - began)))
         info = self.postmaster()
         return info["pid"] if info else None
 
@@ -725,12 +689,11 @@ class PostgresInstance(Instance):
             return dict(changed=False, msg="the server is not running")
         if self.module.check_mode:
             return dict(changed=True, msg="would stop the server (pid %d, %s mode)" % (info["pid"], mode))
-        rc, out, err = self._run([self._bin("pg_ctl"), "stop", "-D", self.spec.data_dir, "-m", mode,
-                                  "-w", "-t", str(int(timeout))])
+        rc, output = self.control.stop(mode, timeout)
         if rc != 0 and self.postmaster() is not None:
             raise OperationError(
                 "the server of %s did not stop within %d s in %s mode: %s%s"
-                % (self.spec.data_dir, timeout, mode, (err or out).strip(),
+                % (self.spec.data_dir, timeout, mode, output,
                    "; it goes on shutting down and refuses new connections meanwhile" if mode == "smart" else ""),
                 "smart mode waits for every session to end: stop with mode=fast (ends them), or raise timeout")
         return dict(changed=True, msg="stopped the server (pid %d, %s mode)" % (info["pid"], mode))
@@ -753,16 +716,10 @@ class PostgresInstance(Instance):
         return result
 
     def reload(self):
-        """Make a running server read its configuration files again (SIGHUP); False when it is not running."""
-        if self.postmaster() is None:
-            return False
+        """Make a running server read its configuration files again; False when it is not running."""
         if self.module.check_mode:
-            return True
-        rc, out, err = self._run([self._bin("pg_ctl"), "reload", "-D", self.spec.data_dir])
-        if rc != 0:
-            raise OperationError("reloading the server of %s failed: %s" % (self.spec.data_dir, (err or out).strip()),
-                                 "check that the server runs and its configuration loads")
-        return True
+            return self.postmaster() is not None
+        return reload(self.spec.data_dir)
 
     def alter_system(self, settings, at_least=False):
         """Settings of the running server through ALTER SYSTEM and a reload (pg_alter_system); returns its

@@ -37,19 +37,21 @@ import time
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import (
     cluster_objects as pg_cluster_objects, process as pg_process, sequences as pg_sequences, pgwire)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import (
-    OperationError, PhaseTimer, read_text, write_file)
+    OperationError, PhaseTimer, read_text)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.engine import Switchover
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.cutover_logic import (
     PUBLISHED_TABLES_SQL, SUBSCRIBED_TABLES_SQL, XID_SQL, drain_is_clean, proof_problems)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.cutover_state import (
     BEFORE_STOP, FenceGuardian, Guardian, StateFile)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.fence import (
-    blockers_fix, blockers_message, fence_block, fence_blockers, is_fenced, retired_block, without_fence)
+    FENCE, blockers_fix, blockers_message, fence_blockers, fence_lines, is_fenced, retired_lines)
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.hba import HbaFile, hba_path
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.instance import PostgresInstance
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.row_check import RowCountCheck
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.schema_check import SchemaCheck
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.replication import (  # noqa: F401
     reattach_subscription, subscription_name)
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.server_control import log_file, log_tail
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.service import manager as service_manager
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.session import connect, execute_unlogged
 
@@ -96,8 +98,8 @@ class PostgresSwitchover(Switchover):
         self._old_sessions = {}
         self._new_sessions = {}
         self._schema = SchemaCheck(SCHEMAS_NOT_COMPARED)
-        self._hba_file = None
-        self._new_hba_file = None
+        self._hba = None       # the old server's pg_hba.conf (pg_hba.HbaFile), the new one's
+        self._new_hba = None
         self._probe_users = []
         self._guardian = None
 
@@ -127,23 +129,23 @@ class PostgresSwitchover(Switchover):
         """Only lift the fence an interrupted cutover left on the running old server (the module died before the
         stop and its guardian could not lift it, or the host rebooted), without connecting: the fence would
         reject the connection.  Nothing else changes; a re-run of the cutover starts over."""
-        hba_file = self.state.data.get("old_hba_file") or os.path.join(self.old.data_dir, "pg_hba.conf")
+        hba = self._hba_of(self.old, self.state.data.get("old_hba_file"))
         resumed = []
         if self.state.data.get("pooler_paused") and self.pooler is not None:
             resumed = self.state.data["pooler_paused"]
             if not self.module.check_mode:
                 self._resume_stale_pause()
         interrupted = self.state.phase in BEFORE_STOP + ("stop", "rescuing", "rescue_failed")
-        if not interrupted or pg_process.postmaster(self.old.data_dir) is None or not is_fenced(read_text(hba_file)):
+        if not interrupted or pg_process.postmaster(self.old.data_dir) is None or not is_fenced(hba.read()):
             if resumed:
                 return dict(changed=True, msg="resumed PgBouncer's %s, paused by an interrupted cutover"
                             % ", ".join(resumed))
             return dict(changed=False, msg="no fence of an interrupted cutover on a running old server")
-        self._hba_file = hba_file
+        self._hba = hba
         if not self.module.check_mode:
             self._lift_fence()
         return dict(changed=True, msg="lifted the fence the cutover interrupted at phase %s left in %s%s"
-                    % (self.state.phase, hba_file, "; resumed PgBouncer's %s" % ", ".join(resumed) if resumed else ""))
+                    % (self.state.phase, hba.path, "; resumed PgBouncer's %s" % ", ".join(resumed) if resumed else ""))
 
     def _phase(self, name):
         """Record the phase (a re-run reads it), then time it."""
@@ -161,9 +163,9 @@ class PostgresSwitchover(Switchover):
                                  % (self.new.data_dir, self.temporary_port),
                                  "start it with fleetdb.online_upgrade.server port=%d" % self.temporary_port)
         first = self.databases[0]
-        self._hba_file = self._old(first).scalar("SHOW hba_file")
-        self._new_hba_file = self._new(first).scalar("SHOW hba_file")
-        self.state.data.update(old_hba_file=self._hba_file, new_hba_file=self._new_hba_file, databases=self.databases,
+        self._hba = self._hba_of(self.old, hba_path(self.module, self.old, self._old(first)))
+        self._new_hba = self._hba_of(self.new, hba_path(self.module, self.new, self._new(first)))
+        self.state.data.update(old_hba_file=self._hba.path, new_hba_file=self._new_hba.path, databases=self.databases,
                                production_port=self.production_port)
         self._lift_stale_fence()
         self._resume_verified()
@@ -332,7 +334,7 @@ class PostgresSwitchover(Switchover):
             self._resume_pooler()
 
     def _window(self, window):
-        self._guardian = FenceGuardian(self._hba_file, self.old.data_dir)
+        self._guardian = FenceGuardian(self._hba)
         self._guardian.start()
         signalled = False
         try:
@@ -373,17 +375,13 @@ class PostgresSwitchover(Switchover):
 
     def _fence(self):
         admin = self._old(self.databases[0])
-        hba = without_fence(read_text(self._hba_file) or "")
-        block = fence_block(self.replication_user, self.databases)
-        write_file(self.module, self._hba_file, block + hba, owner=self.old.owner, mode=0o640)
-        # pg_hba_file_rules reads the file on disk: an error there would make the reload keep the old rules.
-        errors = ["line %s: %s" % tuple(r) for r in admin.query(
-            "SELECT line_number, error FROM pg_hba_file_rules WHERE error IS NOT NULL").rows]
-        if errors:
-            raise OperationError("the fenced pg_hba.conf does not load: %s" % "; ".join(errors),
-                                 "correct %s (the errors may be in its original rules)" % self._hba_file)
-        if admin.scalar("SELECT pg_reload_conf()::text") != "true":
-            raise OperationError("the old server refused to reload pg_hba.conf", "check its log")
+        # Checked before the reload: a file with errors would make the server keep the rules it has.
+        self._hba.write_checked(FENCE.put(self._hba.read(), fence_lines(self.replication_user, self.databases),
+                                          first=True),
+                                admin, "correct %s (the errors may be in its original rules)" % self._hba.path)
+        if not self._hba.reload():
+            raise OperationError("the old server could not be told to reload pg_hba.conf: it no longer runs",
+                                 "check its log")
         self._wait_fence_loaded()
         self._terminate_clients(admin)
 
@@ -403,7 +401,7 @@ class PostgresSwitchover(Switchover):
                 raise OperationError("the fence did not take effect within 5 s: a login as %s was not rejected "
                                      "by pg_hba.conf (%s)" % (user, answer),
                                      "check that %s is the file the old server reads (SHOW hba_file) and its log; "
-                                     "the fence was lifted and the old server keeps serving" % self._hba_file)
+                                     "the fence was lifted and the old server keeps serving" % self._hba.path)
             time.sleep(0.001)
 
     def _probe(self, user):
@@ -631,11 +629,8 @@ class PostgresSwitchover(Switchover):
 
     def _start_new(self):
         """Start the new server on the production port; return once its postmaster.pid says ready."""
-        hba_file = (self._new_hba_file or self.state.data.get("new_hba_file")
-                    or os.path.join(self.new.data_dir, "pg_hba.conf"))
-        hba = read_text(hba_file)
-        if is_fenced(hba):  # a new server that once was an old one (a rollback) carries the fence it retired with
-            write_file(self.module, hba_file, without_fence(hba), owner=self.new.owner, mode=0o640)
+        # A new server that once was an old one (a rollback) carries the fence it retired with.
+        (self._new_hba or self._hba_of(self.new, self.state.data.get("new_hba_file"))).remove_block(FENCE)
         info = pg_process.postmaster(self.new.data_dir)
         if info is not None and info["port"] != self.production_port:
             raise OperationError("the new server runs on port %s, not on the production port %d, with the old server "
@@ -666,15 +661,12 @@ class PostgresSwitchover(Switchover):
                     "the new server is still starting after %d s (postmaster.pid status: %s); it was left running, "
                     "because it may accept writes any moment" % (self.start_timeout, info and info["status"]),
                     "watch its log (%s); once it accepts connections run again, which finishes the cutover. Do not "
-                    "start the old server: the new one may hold writes it lacks"
-                    % (self.new.log_file or self.new.data_dir + "/log/server.log"))
+                    "start the old server: the new one may hold writes it lacks" % log_file(self.new))
             time.sleep(0.002)
 
     def _never_ready(self, why):
-        log_file = self.new.log_file or os.path.join(self.new.data_dir, "log", "server.log")
-        tail = "\n".join((read_text(log_file) or "").rstrip("\n").splitlines()[-10:])
         return NewServerNeverReady("the new server did not start on port %d: %s\nlast lines of %s:\n%s"
-                                   % (self.production_port, why, log_file, tail),
+                                   % (self.production_port, why, log_file(self.new), log_tail(log_file(self.new), 10)),
                                    "correct the cause named in the log, then run again")
 
     def _cleanup(self):
@@ -688,12 +680,10 @@ class PostgresSwitchover(Switchover):
         old_service.settle_stopped()
         self.report["services"] = dict(new=new_service.describe(), old=old_service.describe())
         PostgresInstance(self.module, self.old).set_port(self.old_port_after)
-        hba_file = (self._hba_file or self.state.data.get("old_hba_file")
-                    or os.path.join(self.old.data_dir, "pg_hba.conf"))
         admin = self.old.login_user or self.old.owner
-        write_file(self.module, hba_file, retired_block(admin, self.replication_user, self.databases,
-                                                        peer=not self.old.login_password)
-                   + without_fence(read_text(hba_file) or ""), owner=self.old.owner, mode=0o640)
+        (self._hba or self._hba_of(self.old, self.state.data.get("old_hba_file"))).put_block(
+            FENCE, retired_lines(admin, self.replication_user, self.databases, peer=not self.old.login_password),
+            first=True)
         for db in self.databases:
             session = connect(self.new, dbname=db, port=self.production_port, timeout=self.start_timeout,
                               retry_sqlstates=("53300",))  # clients reconnecting may fill the server for a moment
@@ -773,16 +763,14 @@ class PostgresSwitchover(Switchover):
             self.state.set("aborted", error=str(exc))
 
     def _lift_fence(self):
-        if self._hba_file is None:
+        if self._hba is None:
             return
-        text = read_text(self._hba_file) or ""
-        if is_fenced(text):
-            write_file(self.module, self._hba_file, without_fence(text), owner=self.old.owner, mode=0o640)
-        pg_process.reload(self.old.data_dir)
+        self._hba.remove_block(FENCE)
+        self._hba.reload()
 
     def _lift_stale_fence(self):
         """A fence left by an interrupted run is lifted before checks start over."""
-        if is_fenced(read_text(self._hba_file)):
+        if is_fenced(self._hba.read()):
             if not self.module.check_mode:
                 self._lift_fence()
             self.report["stale_fence_lifted"] = True
@@ -803,10 +791,7 @@ class PostgresSwitchover(Switchover):
             return
         old = PostgresInstance(self.module, self.old)
         try:
-            hba_file = (self._hba_file or self.state.data.get("old_hba_file")
-                        or os.path.join(self.old.data_dir, "pg_hba.conf"))
-            write_file(self.module, hba_file, without_fence(read_text(hba_file) or ""), owner=self.old.owner,
-                       mode=0o640)
+            (self._hba or self._hba_of(self.old, self.state.data.get("old_hba_file"))).remove_block(FENCE)
             old.start(port=self.production_port, timeout=self.start_timeout)
         except OperationError as failure:
             self.report["rescue"] += "; restarting the old server FAILED: %s" % failure.msg
@@ -850,6 +835,11 @@ class PostgresSwitchover(Switchover):
             self._cleanup()
             self.state.set("done")
         return True
+
+    def _hba_of(self, spec, path):
+        """The pg_hba.conf of ``spec`` at ``path`` (what its server said, kept in the state file), else where its
+        configuration says."""
+        return HbaFile(self.module, path or hba_path(self.module, spec), spec.owner, spec.data_dir)
 
     def _sub(self, db):
         return subscription_name(self.subscription, db, self.databases)
