@@ -287,6 +287,6 @@ class InstanceSettings(InstanceFiles):
                                  "start it (fleetdb.online_upgrade.server state=started): ALTER SYSTEM needs it")
         session = self.connect()
         try:
-            return pg_alter_system.alter_system(self.module, session, settings, at_least)
+            return pg_alter_system.alter_system(self.module, session, settings, self.reload, at_least)
         finally:
             session.close()

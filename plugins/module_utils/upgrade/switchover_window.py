@@ -35,10 +35,9 @@ class Window:
 
     def _fence(self):
         admin = self._old(self.databases[0])
+        fenced = FENCE.put(self._hba.read(), fence_lines(self.replication_user, self.databases), first=True)
         # Checked before the reload: a file with errors would make the server keep the rules it has.
-        self._hba.write_checked(FENCE.put(self._hba.read(), fence_lines(self.replication_user, self.databases),
-                                          first=True),
-                                admin, "correct %s (the errors may be in its original rules)" % self._hba.path)
+        self._hba.write_checked(fenced, admin, "correct %s (the errors may be in its original rules)" % self._hba.path)
         if not self._hba.reload():
             raise OperationError("the old server could not be told to reload pg_hba.conf: it no longer runs",
                                  "check its log")
@@ -46,7 +45,7 @@ class Window:
         self._terminate_clients(admin)
 
     def _wait_fence_loaded(self):
-        """pg_reload_conf() only signals the postmaster: probe until new logins, the admin's and an application
+        """A reload only signals the postmaster: probe until new logins, the admin's and an application
         role's included, meet the fence.  Unconfirmed, the cutover does not go on."""
         deadline = time.monotonic() + 5
         waiting = list(self._probe_users)
