@@ -4,8 +4,8 @@ from collections import OrderedDict
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.conf import (
     INCLUDE_LINE, changed_settings, conf_value, has_include, normalize_settings, parse_conf, parse_describe_config,
     quote_conf, render_conf, with_include)
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.instance import (
-    initdb_arguments, restart_needed)
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.instance import initdb_arguments
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.instance_settings import restart_needed
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.process import (
     parse_controldata, parse_postmaster_pid)
 

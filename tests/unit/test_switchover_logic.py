@@ -2,6 +2,7 @@
 import pytest
 
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import fence
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade import cutover_logic
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade import switchover as sw
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import OperationError
 
@@ -37,18 +38,18 @@ def test_without_fence_restores_the_original_text_and_is_idempotent():
 
 
 def test_drain_is_clean_only_when_the_markers_took_every_id():
-    assert sw.drain_is_clean(100, [100, 101], 102, 0)
-    assert not sw.drain_is_clean(100, [101, 102], 103, 0)   # someone took 100
-    assert not sw.drain_is_clean(100, [100, 101], 103, 0)   # someone took 102 and finished
-    assert not sw.drain_is_clean(100, [100, 101], 102, 1)   # someone holds an id
+    assert cutover_logic.drain_is_clean(100, [100, 101], 102, 0)
+    assert not cutover_logic.drain_is_clean(100, [101, 102], 103, 0)   # someone took 100
+    assert not cutover_logic.drain_is_clean(100, [100, 101], 103, 0)   # someone took 102 and finished
+    assert not cutover_logic.drain_is_clean(100, [100, 101], 102, 1)   # someone holds an id
 
 
 def test_the_proof_needs_a_clean_shutdown_and_the_drain_xid():
     clean = {"Database cluster state": "shut down", "Latest checkpoint's NextXID": "1:100"}
-    assert sw.proof_problems(clean, (1 << 32) + 100) == []
-    assert "after the drain" in sw.proof_problems(clean, (1 << 32) + 98)[0]
+    assert cutover_logic.proof_problems(clean, (1 << 32) + 100) == []
+    assert "after the drain" in cutover_logic.proof_problems(clean, (1 << 32) + 98)[0]
     crashed = dict(clean, **{"Database cluster state": "in production"})
-    assert "did not shut down cleanly" in sw.proof_problems(crashed, (1 << 32) + 100)[0]
+    assert "did not shut down cleanly" in cutover_logic.proof_problems(crashed, (1 << 32) + 100)[0]
 
 
 def test_schema_differences_name_each_drift():

@@ -134,14 +134,15 @@ def write_file(module, path, content, owner=None, mode=0o600):
 
 
 def replace_file(path, data, owner=None, mode=0o600):
-    """Put ``data`` (bytes) at ``path`` at once: written beside it with its mode and owner, then renamed."""
+    """Put ``data`` (bytes) at ``path`` at once: written beside it with its mode and owner (a user name, or
+    (uid, gid)), then renamed."""
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".fleetdb-")
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
         os.chmod(tmp, mode)
         if owner and os.geteuid() == 0:
-            uid, gid, _home = user_ids(owner)
+            uid, gid = owner if isinstance(owner, tuple) else user_ids(owner)[:2]
             os.chown(tmp, uid, gid)
         os.rename(tmp, path)
     except Exception:

@@ -35,9 +35,9 @@ def _enough(wanted, value):
         return False
 
 
-def alter_system(module, session, settings, at_least=False):
+def alter_system(module, session, settings, reload, at_least=False):
     """ALTER SYSTEM SET each of ``settings`` the server does not have yet (with ``at_least``, numbers it has less
-    of); reload.  Returns dict(changed, statements, diff, pending_restart: the names a restart must still
+    of); ``reload()`` the server.  Returns dict(changed, statements, diff, pending_restart: the names a restart must still
     apply)."""
     same = _enough if at_least else _same
     names = [name.lower() for name in settings]
@@ -65,7 +65,7 @@ def alter_system(module, session, settings, at_least=False):
             except pgwire.PgError as exc:
                 raise OperationError("%s: %s" % (statement, exc), "correct the value; the statements before it "
                                      "took effect (a re-run goes on from there)", statements=statements)
-        session.execute("SELECT pg_reload_conf()")
+        reload()
     diff = dict(before_header="settings in effect", after_header="postgresql.auto.conf",
                 before="".join(before), after="".join(after))
     return dict(changed=bool(statements), statements=statements, diff=diff, pending_restart=sorted(pending))

@@ -16,9 +16,11 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import OperationError
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.managed_block import ManagedBlock
 
 FENCE_BEGIN = "# BEGIN fleetdb.online_upgrade fence"
 FENCE_END = "# END fleetdb.online_upgrade fence"
+FENCE = ManagedBlock(FENCE_BEGIN, FENCE_END)   # always first in pg_hba.conf: put with first=True
 
 # backend_type of the processes PostgreSQL itself runs (pg_stat_activity); anything else is an extension's.
 CORE_BACKEND_TYPES = (
@@ -49,36 +51,33 @@ def hba_quote(name):
     return '"%s"' % name
 
 
-def fence_block(replication_user, databases):
+def fence_lines(replication_user, databases):
     """pg_hba.conf lines put in front of the existing rules while the fence is up."""
     dbs = ",".join(hba_quote(db) for db in databases)
-    lines = [FENCE_BEGIN,
-             "local   %s   %s   scram-sha-256" % (dbs, hba_quote(replication_user)),
-             "local   all   all   reject",
-             "host    all   all   all   reject",
-             FENCE_END]
-    return "\n".join(lines) + "\n"
+    return ["local   %s   %s   scram-sha-256" % (dbs, hba_quote(replication_user)),
+            "local   all   all   reject",
+            "host    all   all   all   reject"]
 
 
-def retired_block(admin_user, replication_user, databases, peer=True):
+def retired_lines(admin_user, replication_user, databases, peer=True):
     """The fence a stopped old server keeps after the cutover: no client gets in should it ever be started on its
     other port, but the administrator does (a rollback, a look at the data)."""
-    return fence_block(replication_user, databases).replace(
-        "local   all   all   reject",
-        "local   all   %s   %s\nlocal   all   all   reject" % (hba_quote(admin_user), "peer" if peer else "scram-sha-256"))
+    lines = fence_lines(replication_user, databases)
+    return lines[:1] + ["local   all   %s   %s" % (hba_quote(admin_user), "peer" if peer else "scram-sha-256")] + lines[1:]
+
+
+def fence_block(replication_user, databases):
+    """The fence as the text in front of the existing rules."""
+    return FENCE.put("", fence_lines(replication_user, databases))
 
 
 def without_fence(hba_text):
     """The pg_hba.conf text with any fence block removed (idempotent)."""
-    if FENCE_BEGIN not in (hba_text or ""):
-        return hba_text
-    head, rest = hba_text.split(FENCE_BEGIN, 1)
-    _fence, tail = rest.split(FENCE_END, 1)
-    return head + tail.lstrip("\n")
+    return FENCE.without(hba_text)
 
 
 def is_fenced(hba_text):
-    return FENCE_BEGIN in (hba_text or "")
+    return FENCE.present(hba_text)
 
 
 def fence_blockers(session):

@@ -101,10 +101,6 @@ def fast_shutdown(data_dir):
     return signal_postmaster(data_dir, signal.SIGINT)
 
 
-def reload(data_dir):
-    return signal_postmaster(data_dir, signal.SIGHUP)
-
-
 def wait_exit(pids, timeout):
     """Wait until every pid in ``pids`` has exited; False at the deadline."""
     deadline = time.monotonic() + timeout

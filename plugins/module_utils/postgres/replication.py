@@ -22,7 +22,6 @@ __metaclass__ = type
 
 import os
 import re
-import stat
 import time
 
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import pgwire
@@ -32,6 +31,7 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.engine
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.replication_access import (
     HBA_BEGIN, HBA_END, conninfo, default_passfile, scram_verifier, verifier_matches, with_hba_lines,
     with_passfile_line, without_hba_lines, without_passfile_lines)
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.hba import HbaFile, hba_path
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.process import server_log
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.replica_identity import (
     alignment as replica_identity_alignment, leaves_without_identity, qualified)
@@ -415,21 +415,20 @@ class PostgresReplication(Replication):
                 self._act(sql, lambda sql=sql: src.execute(sql))
 
     def _ensure_hba(self, physical=False):
-        hba_file = self.src().scalar("SHOW hba_file")
-        before = read_text(hba_file) or ""
+        hba = self._hba()
+        before = hba.read() or ""
         after = with_hba_lines(before, self.user, self.dbname, physical=physical)
         if before == after:
             return
-        changed, diff = write_file(self.module, hba_file, after, owner=self.source.owner, mode=0o600)
+        changed, diff = hba.write_checked(after, self.src(), "fix the file by hand")
         self.result.setdefault("diff", []).append(diff)
-        self._act("add the replication role's lines to %s and reload" % hba_file,
-                  lambda: self.src().execute("SELECT pg_reload_conf()"))
+        self._act("add the replication role's lines to %s and reload" % hba.path, hba.reload)
         if not self.module.check_mode:
             time.sleep(0.2)  # the postmaster reloads asynchronously
-            errors = self.src().rows("SELECT line_number, error FROM pg_hba_file_rules WHERE error IS NOT NULL")
-            if errors:
-                raise OperationError("%s has errors after adding the replication lines: %s" % (hba_file, errors),
-                                     "fix the file by hand")
+
+    def _hba(self):
+        return HbaFile(self.module, hba_path(self.module, self.source, self.src()), self.source.owner,
+                       self.source.data_dir)
 
     def _ensure_passfile(self):
         before = read_text(self.passfile)
@@ -640,16 +639,14 @@ class PostgresReplication(Replication):
             session.close()
 
     def _remove_hba_lines(self):
-        hba_file = self.src().scalar("SHOW hba_file")
-        before = read_text(hba_file)
+        hba = self._hba()
+        before = hba.read()
         after = without_hba_lines(before, self.user)
         if before is None or after == before:
             return
-        _changed, diff = write_file(self.module, hba_file, after, owner=self.source.owner,
-                                    mode=stat.S_IMODE(os.stat(hba_file).st_mode))
+        _changed, diff = hba.write(after)
         self.result.setdefault("diff", []).append(diff)
-        self._act("remove the replication role's lines from %s and reload" % hba_file,
-                  lambda: self.src().execute("SELECT pg_reload_conf()"))
+        self._act("remove the replication role's lines from %s and reload" % hba.path, hba.reload)
 
     def _remove_passfile(self):
         before = read_text(self.passfile)

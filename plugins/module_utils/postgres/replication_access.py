@@ -4,7 +4,7 @@
 """How the replication role gets in: its lines in the old server's pg_hba.conf, its password as a SCRAM
 verifier (the plain password never reaches the server), and the passfile beside the new server's data
 directory that the subscription's conninfo names (never the password itself).  Pure text functions; the
-replication and physical copy modules write the files."""
+replication and physical copy modules write the files (pg_hba.conf through pg_hba)."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -16,10 +16,12 @@ import hmac
 import os
 import re
 
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.managed_block import ManagedBlock
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.fence import hba_quote
 
 HBA_BEGIN = "# BEGIN fleetdb.online_upgrade replication"
 HBA_END = "# END fleetdb.online_upgrade replication"
+HBA_BLOCK = ManagedBlock(HBA_BEGIN, HBA_END)
 
 
 def conninfo(socket_dir, port, dbname, user, passfile, application_name):
@@ -70,32 +72,21 @@ def physical_hba_line(user):
 def with_hba_lines(text, user, dbname, physical=False):
     """pg_hba.conf with our block (in front of every other rule) holding the lines for ``user`` and ``dbname``
     (and, for a physical copy, the physical replication line)."""
-    text = text or ""
-    if HBA_BEGIN in text:
-        head, rest = text.split(HBA_BEGIN, 1)
-        block, tail = rest.split(HBA_END, 1)
-        existing = [line for line in block.strip("\n").splitlines() if line.strip()]
-    else:
-        head, tail, existing = "", "\n" + text if text else "\n", []
+    existing = HBA_BLOCK.lines(text)
     wanted = hba_lines(user, dbname) + ([physical_hba_line(user)] if physical else [])
-    lines = existing + [line for line in wanted if line not in existing]
-    return head + HBA_BEGIN + "\n" + "\n".join(lines) + "\n" + HBA_END + tail
+    return HBA_BLOCK.put(text, existing + [line for line in wanted if line not in existing])
 
 
 def without_hba_lines(text, user):
     """pg_hba.conf without the lines ``with_hba_lines`` added for ``user``; the block goes once it is empty."""
-    if HBA_BEGIN not in (text or ""):
+    if not HBA_BLOCK.present(text):
         return text
-    head, rest = text.split(HBA_BEGIN, 1)
-    block, tail = rest.split(HBA_END, 1)
 
     def ours(line):
         database = re.match(r'^\S+\s+"([^"]*)"\s', line)  # hba_lines quotes every name
         return (database is not None and line in hba_lines(user, database.group(1))) or line == physical_hba_line(user)
-    kept = [line for line in block.strip("\n").splitlines() if line.strip() and not ours(line)]
-    if kept:
-        return head + HBA_BEGIN + "\n" + "\n".join(kept) + "\n" + HBA_END + tail
-    return head + (tail[1:] if tail.startswith("\n") else tail)
+    kept = [line for line in HBA_BLOCK.lines(text) if not ours(line)]
+    return HBA_BLOCK.put(text, kept) if kept else HBA_BLOCK.without(text)
 
 
 def scram_verifier(password, salt=None, iterations=4096):

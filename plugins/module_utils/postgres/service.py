@@ -22,10 +22,11 @@ __metaclass__ = type
 
 import os
 import re
-import subprocess
 
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import (
-    OperationError, read_text, release_environment, run_as, user_ids, write_file)
+    OperationError, read_text, release_environment, user_ids, write_file)
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.server_control import (
+    ServerControl, start_debian_cluster, unit_commands)
 
 KINDS = ("pg_ctl", "systemd", "debian")
 DEBIAN_CONF_ROOT = "/etc/postgresql"
@@ -45,9 +46,9 @@ Group=%(group)s
 Environment=PGDATA=%(data_dir)s
 %(environment)sOOMScoreAdjust=-900
 # '-': a server already running (started by the cutover itself) is adopted through its PID file.
-ExecStart=-%(bin_dir)s/pg_ctl start -D %(data_dir)s -s -w -t 300 -l %(log_file)s%(options)s
-ExecStop=%(bin_dir)s/pg_ctl stop -D %(data_dir)s -s -m fast
-ExecReload=%(bin_dir)s/pg_ctl reload -D %(data_dir)s -s
+ExecStart=-%(start)s
+ExecStop=%(stop)s
+ExecReload=%(reload)s
 PIDFile=%(data_dir)s/postmaster.pid
 KillMode=mixed
 KillSignal=SIGINT
@@ -112,7 +113,7 @@ class ServiceManager:
 
     def start(self, port=None):
         """Begin starting the server, on ``port`` or the configured one; return at once."""
-        self._pg_ctl_start(port)
+        ServerControl(self.module, self.spec).start(port)
 
     def wait_started(self, timeout=60):
         """Settle the manager's own state once the server is up (outside the window)."""
@@ -134,22 +135,6 @@ class ServiceManager:
         """Clear what the manager says about a server the cutover stopped by a signal; True when it did."""
         return False
 
-    def _pg_ctl_start(self, port=None):
-        options = []
-        if self.spec.config_file:
-            options.append("-c config_file=%s" % self.spec.config_file)
-        if port:
-            options.append("-p %d" % port)
-        log_file = self.spec.log_file or os.path.join(self.spec.data_dir, "log", "server.log")
-        argv = [os.path.join(self.spec.bin_dir, "pg_ctl"), "start", "--no-wait", "-D", self.spec.data_dir,
-                "-l", log_file]
-        if options:
-            argv += ["-o", " ".join(options)]
-        rc, out, err = run_as(self.module, self.spec.owner, argv, cwd="/")
-        if rc != 0:
-            raise OperationError("pg_ctl start of %s failed (rc %d): %s" % (self.spec.data_dir, rc, (err or out).strip()),
-                                 "read %s" % log_file)
-
     def _systemctl(self, *args, **kwargs):
         systemctl = self.module.get_bin_path("systemctl", required=True)
         rc, out, err = self.module.run_command([systemctl] + list(args))
@@ -170,7 +155,7 @@ class SystemdUnit(ServiceManager):
 
     def start(self, port=None):
         if port is not None or not systemd_running():
-            return self._pg_ctl_start(port)  # a temporary port: not the unit's server (yet)
+            return ServerControl(self.module, self.spec).start(port)  # a temporary port: not the unit's server (yet)
         self._systemctl("start", "--no-block", self.unit)
 
     def wait_started(self, timeout=60):
@@ -219,13 +204,11 @@ class SystemdUnit(ServiceManager):
         """Write the unit file of an instance this collection created; returns (changed, diff)."""
         env = release_environment(os.path.join(self.spec.bin_dir, "postgres"))
         environment = "".join("Environment=%s=%s\n" % item for item in sorted(env.items()))
-        log_file = self.spec.log_file or os.path.join(self.spec.data_dir, "log", "server.log")
-        options = ' -o "-c config_file=%s"' % self.spec.config_file if self.spec.config_file else ""
         if group is None:
             group = _group_of(self.spec.owner)
         text = UNIT_TEMPLATE % dict(major=os.path.basename(os.path.dirname(self.spec.bin_dir.rstrip("/"))),
                                     bin_dir=self.spec.bin_dir, data_dir=self.spec.data_dir, owner=self.spec.owner,
-                                    group=group, environment=environment, log_file=log_file, options=options)
+                                    group=group, environment=environment, **unit_commands(self.spec))
         path = os.path.join(UNIT_DIR, self.unit)
         changed, diff = write_file(self.module, path, text, owner=None, mode=0o644)
         if changed and not self.module.check_mode and systemd_running():
@@ -260,14 +243,10 @@ class DebianCluster(SystemdUnit):
 
     def start(self, port=None):
         if port is not None:
-            return self._pg_ctl_start(port)
+            return ServerControl(self.module, self.spec).start(port)
         if systemd_running():
             return self._systemctl("start", "--no-block", self.unit)
-        # pg_ctlcluster waits long after the server is ready: let it run, the cutover polls postmaster.pid.
-        env = dict(os.environ, LC_ALL="C")
-        subprocess.Popen(["pg_ctlcluster", self.version, self.cluster, "start"], env=env, cwd="/",
-                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                         start_new_session=True)
+        return start_debian_cluster(self.version, self.cluster)
 
     def wait_started(self, timeout=60):
         if systemd_running():

@@ -19,13 +19,10 @@ __metaclass__ = type
 import json
 import os
 import signal
-import stat
-import tempfile
 import time
 
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import read_text, write_file
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.fence import without_fence
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.process import reload
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.fence import FENCE
 
 # The phases of the window, in order, as the state file names them.
 WINDOW_PHASES = ("pause", "fence", "drain", "schema", "sequences", "roles", "detach", "stop", "proof",
@@ -122,23 +119,13 @@ class Guardian:
 
 
 class FenceGuardian(Guardian):
-    """Lifts the fence from ``hba_file`` and reloads the old server when the module dies before ``disarm()``
-    (which the cutover calls just before it stops the old server)."""
+    """Lifts the fence from ``hba`` (the old server's pg_hba.HbaFile) and reloads the old server when the module
+    dies before ``disarm()`` (which the cutover calls just before it stops the old server)."""
 
-    def __init__(self, hba_file, data_dir):
+    def __init__(self, hba):
         super(FenceGuardian, self).__init__(self._lift)
-        self.hba_file = hba_file
-        self.data_dir = data_dir
+        self.hba = hba
 
     def _lift(self):
-        text = read_text(self.hba_file)
-        if text is None or without_fence(text) == text:
-            return
-        info = os.stat(self.hba_file)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(self.hba_file), prefix=".fleetdb-")
-        with os.fdopen(fd, "w") as handle:
-            handle.write(without_fence(text))
-        os.chmod(tmp, stat.S_IMODE(info.st_mode))
-        os.chown(tmp, info.st_uid, info.st_gid)
-        os.rename(tmp, self.hba_file)
-        reload(self.data_dir)
+        if self.hba.remove_block(FENCE)[0]:
+            self.hba.reload()

@@ -39,7 +39,9 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core import engine
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.engine import InstanceSpec
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.cutover_state import StateFile
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.instance import PostgresInstance, log_tail
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.instance import PostgresInstance
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.server_control import log_tail
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.hba import HbaFile
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.replication import subscription_name
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.replication_access import (
     conninfo, default_passfile)
@@ -291,8 +293,8 @@ class PhysicalCopy(engine.PhysicalCopy):
         owner = self.old.owner
         write_file(self.module, os.path.join(self.copy_dir, "postgresql.conf"), "\n".join(lines) + "\n", owner=owner)
         write_file(self.module, os.path.join(self.copy_dir, "postgresql.auto.conf"), "", owner=owner)
-        write_file(self.module, os.path.join(self.copy_dir, "pg_hba.conf"),
-                   "local all all peer\nlocal replication all peer\n", owner=owner)
+        HbaFile(self.module, os.path.join(self.copy_dir, "pg_hba.conf"), owner, self.copy_dir).write(
+            "local all all peer\nlocal replication all peer\n")
         write_file(self.module, os.path.join(self.copy_dir, "pg_ident.conf"), "", owner=owner)
         write_file(self.module, os.path.join(self.copy_dir, "standby.signal"), "", owner=owner)
         copy = PostgresInstance(self.module, self._copy_spec())
