@@ -28,8 +28,11 @@ description:
     disabled (their slots stay on the old server); both servers stopped; the proof; the new server started
     on the production port until its postmaster.pid says ready."
   - "The proof: once stopped, the old server's pg_control must show a clean shutdown and the very next
-    transaction id the drain saw. Any other means something wrote past the fence: the new server is not
-    started on the production port and the old server comes back unfenced with all its data."
+    transaction id the drain saw. When ids were taken after it, its WAL since the drain (pg_waldump of the old
+    release) must show that each one wrote only the planner's statistics (pg_statistic, pg_statistic_ext_data,
+    in-place updates of pg_class): what an autovacuum ANALYZE writes, which no fence stops. Anything else means
+    something wrote past the fence: the new server is not started on the production port and the old server
+    comes back unfenced with all its data."
   - If anything fails before the old server is stopped, the fence is lifted, replication resumes and
     the old server keeps serving. If the new server exits before it ever accepted clients, the old server is
     started again on the production port, unfenced, and replication resumes. A new server that may have
@@ -197,7 +200,8 @@ resumed:
   returned: when it applies
   type: bool
 proof:
-  description: What the stopped old server's pg_control showed against the drain (next transaction ids).
+  description: What the stopped old server's pg_control showed against the drain (next transaction ids), and
+    C(statistics_xids), the ids past the drain its WAL showed writing statistics only (autovacuum ANALYZE).
   returned: when the cutover reached the proof
   type: dict
 rescue:

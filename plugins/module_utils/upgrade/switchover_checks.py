@@ -17,7 +17,7 @@ import os
 import time
 
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import (
-    cluster_objects as pg_cluster_objects, process as pg_process, sequences as pg_sequences, pgwire)
+    cluster_objects as pg_cluster_objects, process as pg_process, sequences as pg_sequences, pgwire, waldump)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import OperationError
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.cutover_logic import (
     PUBLISHED_TABLES_SQL, SUBSCRIBED_TABLES_SQL)
@@ -60,15 +60,18 @@ class BeforeWindow:
             self.new.owner, os.path.join(self.new.bin_dir, "psql"), self.new.socket_dir, self.temporary_port)
         pg_cluster_objects.check(self._old(first), self._new(first), self.replication_user, new_psql)
         self._check_fence_blockers()
+        statistics = []
         for db in self.databases:
             old = self._old(db)  # every session the window uses is opened now: the fence lets no new one in
             new = self._new(db)
+            statistics.append(waldump.statistics_relations(old))   # for the proof, should autovacuum ANALYZE
             self._resume_replication(db, new)
             self._check_subscription(db, new)
             self._ensure_marker(db, old, new)   # first: it joins the subscription, which the check reads
             self._schema.compare(db, old, new, self._sub(db))
             if self.rollback_slot and not self.module.check_mode:
                 self._ensure_rollback_publication(db, new)
+        self.state.data["statistics_relations"] = statistics
         self._probe_users = dict((user, self._probe(user)) for user in self._fence_probe_users())
         if self.module.check_mode:
             return

@@ -21,10 +21,10 @@ __metaclass__ = type
 import os
 import time
 
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import process as pg_process, pgwire
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import process as pg_process, pgwire, waldump
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import OperationError
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.cutover_logic import (
-    XID_SQL, drain_is_clean, proof_problems)
+    XID_SQL, drain_is_clean, proof_problems, writes_after_the_drain)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.fence import FENCE, fence_lines
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.session import execute_unlogged
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.switchover_checks import MARKER_TABLE
@@ -116,9 +116,11 @@ class Window:
                             "check replication (state, lag) on the new server's log; the old server was "
                             "unfenced and keeps serving")
                     time.sleep(0.002)
+            # Read before the last xid: every record of a transaction id past the drain lies after this point.
+            lsn = admin.scalar("SELECT pg_current_wal_insert_lsn()::text")
             after, in_progress = (int(v) for v in admin.query(XID_SQL).rows[0])
             if drain_is_clean(before, xids, after, in_progress) and not self._client_backends(admin):
-                self.state.data.update(drain_next_xid=after, drain_attempts=attempt)
+                self.state.data.update(drain_next_xid=after, drain_attempts=attempt, drain_lsn=lsn)
                 self.report["drain_attempts"] = attempt
                 return
             self._check_fence_blockers()  # a prepared transaction holds its id: the drain could never end
@@ -174,9 +176,26 @@ class Window:
     def _prove_drain(self):
         """What the stopped old server's own files say: nothing took a transaction id after the drain."""
         old, new = self._controldata(self.old, self.new)
-        problems = proof_problems(old, self.state.data["drain_next_xid"])
-        self.report["proof"] = dict(old_next_xid=pg_process.controldata_xid(old),
-                                    drain_next_xid=self.state.data["drain_next_xid"], problems=problems)
+        drain_next_xid = self.state.data["drain_next_xid"]
+        problems = proof_problems(old, drain_next_xid)
+        statistics_xids = 0
+        if problems and pg_process.cleanly_shut_down(old) and self.state.data.get("drain_lsn"):
+            # Its WAL tells what the ids past the drain wrote: an autovacuum ANALYZE (no fence stops autovacuum)
+            # writes only the planner's statistics, which the new server has of its own.
+            try:
+                writes = writes_after_the_drain(
+                    waldump.records(self.module, self.old.bin_dir, self.old.data_dir, self.old.owner,
+                                    self.state.data["drain_lsn"]),
+                    drain_next_xid, pg_process.controldata_xid(old), self.state.data.get("statistics_relations", []))
+            except waldump.WalDumpError as exc:
+                writes = ["its WAL could not be read to tell what they wrote (%s)" % exc]
+            if writes:
+                problems = ["%s: %s" % (problems[0], "; ".join(writes[:5]))]
+            else:
+                statistics_xids, problems = pg_process.controldata_xid(old) - drain_next_xid, []
+                self.state.data["statistics_xids"] = statistics_xids
+        self.report["proof"] = dict(old_next_xid=pg_process.controldata_xid(old), drain_next_xid=drain_next_xid,
+                                    statistics_xids=statistics_xids, problems=problems)
         if problems:
             raise OperationError("the proof failed: %s. The new server was not started on the production port"
                                  % "; ".join(problems),
