@@ -20,6 +20,7 @@ import time
 
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import pgwire
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import OperationError
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.session import login
 
 # The longest a cutover holds clients once paused (fence ... start) is well under a second in every measurement;
 # PgBouncer's client-side limits must leave room for the pause itself and a slow start on top of that.
@@ -76,8 +77,8 @@ class PgBouncer:
 
     def console(self, timeout=5):
         try:
-            return pgwire.Connection(host=self.host, port=self.port, user=self.admin_user, dbname="pgbouncer",
-                                     password=self.admin_password, connect_timeout=timeout, io_timeout=timeout)
+            return login(self.host, self.port, self.admin_user, "pgbouncer", password=self.admin_password,
+                         connect_timeout=timeout, io_timeout=timeout)
         except pgwire.PgError as exc:
             raise OperationError("cannot reach the admin console of %r as %s: %s" % (self, self.admin_user, exc),
                                  "check pooler host/port, that %s is in its admin_users, and the admin password"

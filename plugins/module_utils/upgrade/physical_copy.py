@@ -43,6 +43,7 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.re
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.replication_access import (
     conninfo, default_passfile)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.session import connect
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.slots import drop_unused_slot
 
 PHYSICAL_SLOT = "fleetdb_physical_copy"
 # The application_name of the copy's replication connections (pg_basebackup's, then the recovering copy's): a
@@ -380,8 +381,7 @@ class PhysicalCopy:
         session = connect(self.old, dbname=self.databases[0])
         try:
             for slot in (self.state.get("slots") or {}).values():
-                session.query("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
-                              "WHERE slot_name = $1 AND NOT active", [slot])
+                drop_unused_slot(session, slot)
         finally:
             session.close()
         self.result["started_over_from"] = self.state.get("phase")
@@ -412,8 +412,7 @@ class PhysicalCopy:
     def _drop_physical_slot(self):
         session = connect(self.old)
         try:
-            session.query("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
-                          "WHERE slot_name = $1 AND NOT active", [PHYSICAL_SLOT])
+            drop_unused_slot(session, PHYSICAL_SLOT)
         finally:
             session.close()
 

@@ -52,6 +52,7 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.re
     reattach_subscription, subscription_name)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.service import manager as service_manager
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.session import connect, execute_unlogged
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.slots import drop_unused_slot
 
 MARKER_SCHEMA = "fleetdb_switchover"
 MARKER_TABLE = "fleetdb_switchover.drain_marker"
@@ -244,8 +245,7 @@ class PostgresSwitchover(Switchover):
             self.report["databases"][db]["replication_resumed"] = True
         if self.rollback_slot:
             # A rollback slot of an interrupted cutover would replay the catch-up since: start it again.
-            new.query("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
-                      "WHERE slot_name = $1 AND NOT active", [self._rollback_name(db)])
+            drop_unused_slot(new, self._rollback_name(db))
 
     def _check_subscription(self, db, new):
         rows = new.rows(
