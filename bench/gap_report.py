@@ -59,7 +59,6 @@ def _num(value, digits):
     return "%.*f" % (digits, value) if digits else "%d" % value
 
 
-
 def chart(results, path):
     import matplotlib
     matplotlib.use("Agg")

@@ -176,7 +176,6 @@ def globals_statements(sql):
     return statements
 
 
-
 def quote_name(name):
     """How pg_dump writes an identifier: bare when it is a plain lower-case name."""
     return name if re.match(r"^[a-z_][a-z0-9_$]*$", name) else pgwire.quote_ident(name)

@@ -25,7 +25,6 @@ HA_MANAGERS = (
 )
 
 
-
 class HostChecks:
     """The host's part of PostgresPreflight."""
 

@@ -32,6 +32,7 @@ SELECT format('%I.%I', n.nspname, c.relname) AS table_name
  ORDER BY 1
 """
 
+
 class ReplicationChecks:
     """The online method's part of PostgresPreflight."""
 
@@ -120,18 +121,11 @@ class ReplicationChecks:
         # A slot and a sender per database, and one more of each for the table syncs of the database being copied
         # (the databases are copied one after another).
         needed = len(self.databases) + 1
-        if int(settings.get("max_replication_slots", 0)) < used_slots + needed:
-            self._old_server_needs("max_replication_slots", used_slots + needed)
-            self.findings.problem(
-                "max_replication_slots", "max_replication_slots is %s, %d in use, %d more needed"
-                % (settings.get("max_replication_slots"), used_slots, needed),
-                PREPARE_FIX % ("max_replication_slots = %d" % (used_slots + needed)))
-        if int(settings.get("max_wal_senders", 0)) < senders + needed:
-            self._old_server_needs("max_wal_senders", senders + needed)
-            self.findings.problem(
-                "max_wal_senders", "max_wal_senders is %s, %d in use, %d more needed"
-                % (settings.get("max_wal_senders"), senders, needed),
-                PREPARE_FIX % ("max_wal_senders = %d" % (senders + needed)))
+        for name, used in (("max_replication_slots", used_slots), ("max_wal_senders", senders)):
+            if int(settings.get(name, 0)) < used + needed:
+                self._old_server_needs(name, used + needed)
+                self.findings.problem(name, "%s is %s, %d in use, %d more needed" % (name, settings.get(name), used, needed),
+                                      PREPARE_FIX % ("%s = %d" % (name, used + needed)))
         cores, memory = host_resources()
         self.facts["copy_parallelism"] = copy_parallelism(
             cores, memory, len(self.databases), int(settings.get("max_replication_slots", 0)) - used_slots,
