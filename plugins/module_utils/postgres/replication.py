@@ -31,7 +31,8 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.engine
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.compare import Comparison
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.copy_progress import CopyProgress
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.publication import Publication
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.replication_access import HBA_BEGIN, HBA_END, conninfo, default_passfile
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.replication_access import (
+    HBA_BEGIN, HBA_END, conninfo, default_passfile)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.replication_role import ReplicationRole
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.session import connect, login
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.slots import (
