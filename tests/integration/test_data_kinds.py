@@ -20,12 +20,17 @@ object"). One PostgreSQL 16 host, driven by playbooks/upgrade.yml like test_upgr
      same rows, pg_dump --schema-only of old and new differ only by what the docs list, and the tablespace's
      location holds 18's files beside 16's.
 """
+import datetime
 import difflib
+import importlib.util
 import os
 import re
 import subprocess
+import time
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 
 from test_upgrade_flows import NEW_DATA, OLD_DATA, PG16, PG18, Flow, wait_for
 
@@ -127,12 +132,17 @@ class DataKindsFlow(Flow):
                         "-days", "2", "-subj", "/CN=localhost"], check=True, capture_output=True)
         for path in (key, crt):
             self.host.copy_in(path, "%s/%s" % (OLD_DATA, os.path.basename(path)))
-        self.sh("cd %s && chown postgres:postgres server.key server.crt && chmod 600 server.key" % OLD_DATA)
+        self.host.copy_in(crt, "%s/root.crt" % OLD_DATA)   # the CA clients' certificates would be checked against
+        self.host.copy_in(revocation_list(key, crt, str(self.tmp / "root.crl")), "/etc/ssl/root.crl")
+        self.sh("cd %s && chown postgres:postgres server.key server.crt root.crt && chmod 600 server.key && "
+                "chmod 644 /etc/ssl/root.crl" % OLD_DATA)
         self.sh("sed -i -e '1i hostssl all tls_only all scram-sha-256' -e '1i hostnossl all tls_only all reject' "
                 "%s/pg_hba.conf" % OLD_DATA)
         self.sql16("CREATE ROLE tls_only LOGIN PASSWORD '%s'" % TLS_PASSWORD)
         for change in DBA_SETTINGS:
             self.sql16("ALTER SYSTEM SET " + change)
+        self.sql16("ALTER SYSTEM SET ssl_ca_file = 'root.crt'")   # relative: in the data directory
+        self.sql16("ALTER SYSTEM SET ssl_crl_file = '/etc/ssl/root.crl'")   # absolute: stays where it is
         self.sql16("ALTER SYSTEM SET ssl = on")
         self.sql16("SELECT pg_reload_conf()")
         self.sql16("ALTER DATABASE postgres SET maintenance_work_mem = '96MB'; "
@@ -361,10 +371,28 @@ def test_update_and_delete_work_on_every_table_of_18_with_the_rollback_publicati
         assert kinds.psql(NO_KEY_IDENTITIES, dbname=dbname) == "ffff"
 
 
+def revocation_list(key, crt, path):
+    """A CRL signed by the self-signed certificate (revoking nothing), as a CA publishes one."""
+    with open(key, "rb") as handle:
+        private = serialization.load_pem_private_key(handle.read(), password=None)
+    with open(crt, "rb") as handle:
+        issuer = x509.load_pem_x509_certificate(handle.read()).subject
+    now = datetime.datetime.now(datetime.timezone.utc)
+    crl = (x509.CertificateRevocationListBuilder().issuer_name(issuer).last_update(now)
+           .next_update(now + datetime.timedelta(days=2)).sign(private, hashes.SHA256()))
+    with open(path, "wb") as handle:
+        handle.write(crl.public_bytes(serialization.Encoding.PEM))
+    return path
+
+
 def test_tls_serves_18_with_the_old_key_and_certificate_and_non_tls_logins_stay_rejected(kinds):
+    """18 started with ssl = on, which loads every file named (a file it cannot load stops the start)."""
     assert kinds.psql("SHOW ssl") == "on"
     assert kinds.psql("SHOW ssl_cert_file") == "server.crt"
+    assert kinds.psql("SHOW ssl_ca_file") == "root.crt"
+    assert kinds.psql("SHOW ssl_crl_file") == "/etc/ssl/root.crl"
     assert kinds.sh("stat -c '%%a %%U' %s/server.key" % NEW_DATA).strip() == "600 postgres"
+    assert kinds.sh("stat -c '%%a %%U' %s/root.crt" % NEW_DATA) == kinds.sh("stat -c '%%a %%U' %s/root.crt" % OLD_DATA)
     assert kinds.tls_login("require") == "t"
     assert kinds.tls_login("disable") is None
 
@@ -384,3 +412,43 @@ def test_the_cluster_keeps_its_locale_time_zone_text_search_and_the_settings_of_
     assert settings.splitlines() == ["- maintenance_work_mem=96MB", "app work_mem=5MB"], settings
     assert kinds.psql("SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = 'postgres'") \
         == "the maintenance database"
+
+
+def test_the_wire_client_over_tls_cancels_a_statement_past_its_timeout_and_refuses_copy(kinds):
+    """pgwire (loaded as tools load it, a file of its own) from the controller through the published port, as
+    tls_only (a hostssl rule only) on 18 with the old certificate: require, verify-full (CA and host name) and
+    prefer use TLS, disable is refused by pg_hba.conf; a statement past io_timeout is cancelled on the server, not
+    left running; COPY TO STDOUT is refused with a clear error and the session goes on."""
+    spec = importlib.util.spec_from_file_location(
+        "pgwire", os.path.join(ROOT, "plugins", "module_utils", "postgres", "pgwire.py"))
+    pgwire = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pgwire)
+    rootcert = str(kinds.tmp / "server.crt")
+
+    def connect(sslmode, host="127.0.0.1", **kwargs):
+        return pgwire.Connection(host=host, port=PORT, user="tls_only", dbname="postgres", password=TLS_PASSWORD,
+                                 connect_timeout=10, sslmode=sslmode, **kwargs)
+
+    in_tls = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
+    for sslmode, host in (("require", "127.0.0.1"), ("verify-full", "localhost"), ("prefer", "127.0.0.1")):
+        with connect(sslmode, host, sslrootcert=rootcert) as conn:
+            assert conn.scalar(in_tls) == "t", sslmode
+    with pytest.raises(pgwire.PgConnectError, match="IP address mismatch"):
+        connect("verify-full", sslrootcert=rootcert)   # the certificate names localhost
+    with pytest.raises(pgwire.PgConnectError, match="pg_hba.conf"):
+        connect("disable")
+
+    conn = connect("require", io_timeout=1)
+    pid = conn.backend_pid
+    started = time.monotonic()
+    with pytest.raises(pgwire.PgError, match="timed out: .* within io_timeout 1 s; the statement was cancelled"):
+        conn.execute("SELECT pg_sleep(30)")
+    assert conn.closed
+    gone = "SELECT count(*) FROM pg_stat_activity WHERE pid = %d" % pid
+    wait_for("the cancelled backend to end", lambda: kinds.psql(gone, dbname="postgres") == "0", timeout=2)
+    assert time.monotonic() - started < 4
+
+    with connect("require") as conn:
+        with pytest.raises(pgwire.PgError, match="COPY TO STDOUT is not supported by this client"):
+            conn.execute("COPY (SELECT 1) TO STDOUT")
+        assert conn.scalar("SELECT 2") == "2"

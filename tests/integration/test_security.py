@@ -22,7 +22,7 @@ import time
 
 import pytest
 
-from conftest import ROOT
+from conftest import PGWIRE_FILES, ROOT
 
 PREFIX = "/opt/fleetdb/postgresql"
 SOCK = "/var/run/postgresql"
@@ -211,6 +211,24 @@ def test_a_database_tablespace_and_login_role_created_during_the_copy_stop_the_s
     assert "BEGIN fleetdb.online_upgrade fence" not in sh(pghost, "cat %s/pg_hba.conf" % servers["16"]["data_dir"])
     for sql in ("DROP DATABASE late_db", "DROP TABLESPACE late_ts", "DROP ROLE late_role"):
         psql(pghost, "16", "postgres", sql)
+    checked = module("switchover", check=True, **switchover_args(servers))
+    assert not checked.get("failed") and "checks passed" in checked["msg"], checked
+
+
+def test_a_login_role_dropped_during_the_copy_stops_the_switchover_before_the_fence(
+        pghost, servers, replicated, module):
+    """A login the DBA removed on the old server must not come back with the new one; the fix printed works."""
+    for version in ("16", "18"):   # carried by the copy
+        psql(pghost, version, "postgres", "CREATE ROLE \\\"gone role\\\" LOGIN")
+    psql(pghost, "16", "postgres", "DROP ROLE \\\"gone role\\\"")
+    refused = module("switchover", **switchover_args(servers))
+    assert refused.get("failed"), refused
+    assert ("the new server has login roles that the old one no longer has (dropped after the copy began): "
+            "login roles: gone role") in refused["msg"], refused["msg"]
+    assert "BEGIN fleetdb.online_upgrade fence" not in sh(pghost, "cat %s/pg_hba.conf" % servers["16"]["data_dir"])
+    fix = refused["msg"].split("drop them on the new server too, then run again: ")[1].split(". Nothing was changed")[0]
+    assert fix.startswith("runuser -u postgres -- ") and "DROP ROLE" in fix, fix
+    sh(pghost, fix)
     checked = module("switchover", check=True, **switchover_args(servers))
     assert not checked.get("failed") and "checks passed" in checked["msg"], checked
 
@@ -414,7 +432,8 @@ def test_a_rejected_login_never_crashes_the_client(pghost, servers, tmp_path):
         "        seen[repr(exc)] += 1\n"
         "print(dict(seen))\n" % SOCK)
     sh(pghost, "mkdir -p /tmp/fleetdb-pgwire")
-    pghost.copy_in(os.path.join(ROOT, "plugins", "module_utils", "postgres", "pgwire.py"), "/tmp/fleetdb-pgwire/pgwire.py")
+    for name in PGWIRE_FILES:
+        pghost.copy_in(os.path.join(ROOT, "plugins", "module_utils", "postgres", name), "/tmp/fleetdb-pgwire/" + name)
     pghost.copy_in(str(script), "/tmp/fleetdb-pgwire/probe.py")
     seen = sh(pghost, "python3 /tmp/fleetdb-pgwire/probe.py").strip()
     assert seen == "{'rejected': 300}", seen

@@ -12,8 +12,10 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import parse_version
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.engine import Preflight
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import extensions as pg_extensions
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.cluster_locale import cluster_locale
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.cluster_locale import (
+    cluster_locale, icu_databases)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.conf import split_directories
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.session import connect
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.preflight_host import HostChecks
@@ -33,7 +35,7 @@ class Findings:
         self.warnings.append(dict(check=check, msg=msg))
 
 
-class PostgresPreflight(HostChecks, ServerChecks, ReplicationChecks):
+class PostgresPreflight(HostChecks, ServerChecks, ReplicationChecks, Preflight):
     def __init__(self, module, old, new_version, new_data_dir, databases, method, temporary_port,
                  old_port_after, tables_without_key="fail", replication_password_set=True,
                  min_free_disk_ratio=1.2, max_transaction_age=300, unlogged_tables="fail", pooler=None,
@@ -86,6 +88,7 @@ class PostgresPreflight(HostChecks, ServerChecks, ReplicationChecks):
                               "set online_upgrade_replication_password (from a vault)")
             self._ha_managers()
             preload = pg_extensions.preload_libraries(session.scalar("SHOW shared_preload_libraries"))
+            icu = icu_databases(session)
         finally:
             session.close()
         used = {}
@@ -98,7 +101,7 @@ class PostgresPreflight(HostChecks, ServerChecks, ReplicationChecks):
                     self._what_replication_carries(db, session)
             finally:
                 session.close()
-        self._new_release_provides(used, preload)
+        self._new_release_provides(used, preload, icu)
         if self.method == "replication":
             self._pooler()
         return self._result()

@@ -49,11 +49,11 @@ SELECT current_setting('max_locks_per_transaction')::int,
 class ServerChecks:
     """The old server's part of PostgresPreflight."""
 
-    def _new_release_provides(self, used, preload):
+    def _new_release_provides(self, used, preload, icu):
         """The extensions (``used``: per database, name -> version) and preload libraries the databases use,
         checked against the new release's files when it is on the host already; otherwise the install step checks
         them, before any new instance exists."""
-        needs = pg_extensions.needs(used, preload, self.method == "replication" and self.copy_method == "physical")
+        needs = pg_extensions.needs(used, preload, self.method == "replication" and self.copy_method == "physical", icu)
         self.facts["new_release_needs"] = needs
         installer = PostgresInstaller(self.module)
         try:
@@ -112,7 +112,9 @@ class ServerChecks:
             listed = ", ".join("pid %(pid)s (%(usename)s on %(datname)s, %(age)s s)" % r for r in rows[:10])
             self.findings.problem(
                 "long_transactions", "transactions open for more than %d s: %s" % (self.max_transaction_age, listed),
-                "end them (or wait): replication slots cannot be created while they run")
+                "end them, or wait for them to end: a replication slot cannot be created while they run (to end "
+                "them, as a superuser on the old server: SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE pid IN (%s))" % ", ".join(str(r["pid"]) for r in rows))
 
     def _lock_table(self, db, session):
         """pg_dump (the schema migrate, dump/restore, pg_upgrade) holds a lock on every table and sequence of a
