@@ -1,5 +1,5 @@
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import OperationError, parse_version
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.preflight import _with_unit
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.preflight_server import _with_unit
 
 
 def test_parse_version_of_server_banners():

@@ -9,9 +9,12 @@ import tarfile
 import pytest
 
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import OperationError
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.install import (
-    PostgresInstaller, debian_package_for, describe_missing, loader_error_library, major_of, missing_libraries,
-    package_layout, parse_checksum, requested_release, single_top_directory, unsafe_member, version_string)
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.install import PostgresInstaller
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.install_archive import parse_checksum, single_top_directory, unsafe_member
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.install_package import package_layout
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.release_binaries import (
+    debian_package_for, describe_missing, loader_error_library, major_of, missing_libraries, requested_release,
+    version_string)
 
 LDD_OUTPUT = """\
 \tlinux-vdso.so.1 (0x00007ffd3b5f2000)

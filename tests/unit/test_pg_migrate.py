@@ -1,5 +1,5 @@
 """TOC parsing and selection of what a restore runs (pure logic, no server)."""
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import migrate as m
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import dump_toc as m
 
 TOC = """;
 ; Archive created at 2026-11-25 03:35:22 UTC

@@ -1,4 +1,6 @@
 """Replication: names, conninfo without password, pg_hba lines, passfile, SCRAM, hash SQL, capacity."""
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import compare
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import publication
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import replication as r
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import replication_access as access
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.replication import subscription_name
@@ -43,11 +45,11 @@ def test_tables_without_key():
               dict(schema="s", name="full", identity="f", has_pk="f", has_ri_index="f"),
               dict(schema="s", name="idx", identity="i", has_pk="f", has_ri_index="t"),
               dict(schema="s", name="nothing", identity="n", has_pk="t", has_ri_index="f")]
-    assert r.tables_without_key(tables) == ["s.nopk", "s.nothing"]
+    assert publication.tables_without_key(tables) == ["s.nopk", "s.nothing"]
 
 
 def test_hash_sql_is_order_independent_aggregate():
-    sql = r.hash_sql('"public"."t"')
+    sql = compare.hash_sql('"public"."t"')
     assert "md5(t::text)" in sql and "ORDER BY" not in sql and 'FROM "public"."t" AS t' in sql
 
 

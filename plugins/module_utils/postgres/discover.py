@@ -33,6 +33,7 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.co
     join_directories, split_directories)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.process import (
     parse_postmaster_pid, postmaster, process_alive, server_log)
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.session import login
 
 DEFAULT_PREFIX = "/opt/fleetdb/postgresql"
 DEBIAN_PREFIX = "/usr/lib/postgresql"
@@ -211,9 +212,8 @@ def _show(port, socket_dir, owner, login_user, login_password):
                              "set online_upgrade_socket_dir (the discover module's socket_dir) to a directory of "
                              "its unix_socket_directories", reason="no_socket")
     with effective_user(owner):
-        session = pgwire.Connection(host=socket_dir, port=port, user=login_user or owner, dbname="postgres",
-                                    password=login_password, connect_timeout=5, io_timeout=10,
-                                    application_name="fleetdb.online_upgrade discover")
+        session = login(socket_dir, port, login_user or owner, "postgres", password=login_password,
+                        connect_timeout=5, io_timeout=10, application_name="fleetdb.online_upgrade discover")
     try:
         return dict((name, session.scalar("SELECT current_setting($1)", [name])) for name in SETTINGS)
     finally:

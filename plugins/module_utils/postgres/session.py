@@ -45,6 +45,15 @@ def connect(spec, dbname=None, port=None, timeout=10, application_name="fleetdb.
             "pg_hba.conf lets %s in on the local socket" % kwargs["user"])
 
 
+def login(host, port, user, dbname, password=None, connect_timeout=10, io_timeout=None,
+          application_name="fleetdb.online_upgrade"):
+    """A session as ``user``, tried once, on ``host`` (a socket directory or an address): pgwire.PgError when it
+    is refused, for the callers that test the login itself or word the refusal their own way."""
+    return pgwire.Connection(host=host, port=port, user=user, dbname=dbname, password=password,
+                             connect_timeout=connect_timeout, io_timeout=io_timeout,
+                             application_name=application_name)
+
+
 def execute_unlogged(session, sql):
     """Run ``sql`` (one statement that carries a secret, such as a password hash) so that the server does not
     log it, whatever log_statement says.  The settings are local to a transaction of their own, each sent

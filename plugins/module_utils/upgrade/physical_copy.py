@@ -18,7 +18,8 @@ Then fleetdb.online_upgrade.replication subscribes with copy_data = false from t
 advanced to the recovery point, so that replication starts exactly where the copy ends.
 
 The steps are recorded in a state file.  Until the upgraded copy took the new instance's place, a re-run
-starts over: nothing half-made is ever used.
+starts over: nothing half-made is ever used (physical_copy_leftovers.py); the checks before the copy are in
+physical_copy_checks.py.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -28,17 +29,19 @@ __metaclass__ = type
 import os
 import re
 import shutil
-import signal
 import socket
 import time
 
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import (
     extensions as pg_extensions, process as pg_process, record as pg_record)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import (
-    OperationError, PhaseTimer, ensure_directory, process_argvs, read_text, run_as, user_ids, write_file)
+    OperationError, PhaseTimer, ensure_directory, read_text, run_as, user_ids, write_file)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core import engine
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.engine import InstanceSpec
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.cutover_state import StateFile
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.physical_copy_checks import CopyChecks
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.physical_copy_leftovers import (
+    PHYSICAL_SLOT, CopyLeftovers)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.instance import PostgresInstance
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.server_control import log_tail
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.hba import HbaFile
@@ -47,7 +50,6 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.re
     conninfo, default_passfile)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.session import connect
 
-PHYSICAL_SLOT = "fleetdb_physical_copy"
 # The application_name of the copy's replication connections (pg_basebackup's, then the recovering copy's): a
 # re-run's preflight knows them for what a killed run left streaming, not for a standby.
 COPY_APPLICATION_NAME = "fleetdb_physical_copy"
@@ -70,7 +72,7 @@ def max_rate_problem(rate):
             "or a number with the suffix k or M, e.g. 200M" % rate)
 
 
-class PhysicalCopy(engine.PhysicalCopy):
+class PhysicalCopy(CopyChecks, CopyLeftovers, engine.PhysicalCopy):
     def __init__(self, module, old, new, databases, subscription="fleetdb_upgrade", temporary_port=None,
                  copy_port=None, state_file=None, timeout=3600, jobs=2, replication_user="fleetdb_replicator",
                  passfile=None, max_rate=None):
@@ -189,56 +191,6 @@ class PhysicalCopy(engine.PhysicalCopy):
             finally:
                 session.close()
         return numbers
-
-    # -- checks ---------------------------------------------------------------------
-    def _check(self):
-        if pg_process.postmaster(self.old.data_dir) is None:
-            raise OperationError("the old server (%s) is not running" % self.old.data_dir,
-                                 "start it: the physical copy is taken from the running server")
-        new = PostgresInstance(self.module, self.new)
-        if new.major() is None:
-            raise OperationError("there is no new instance in %s" % self.new.data_dir,
-                                 "create it first (fleetdb.online_upgrade.instance): its configuration is kept")
-        if new.postmaster() is not None:
-            raise OperationError("the new server runs (%s): pg_upgrade needs it stopped and empty" % self.new.data_dir,
-                                 "stop it (fleetdb.online_upgrade.server state=stopped), then run again")
-        spaces, missing = [], []
-        for db in self.databases:
-            session = connect(self.old, dbname=db)
-            try:
-                spaces = [r[0] for r in session.query(
-                    "SELECT spcname FROM pg_tablespace WHERE spcname NOT IN ('pg_default', 'pg_global')").rows]
-                name = subscription_name(self.subscription, db, self.databases)
-                if session.scalar("SELECT 1 FROM pg_publication WHERE pubname = $1", [name]) is None:
-                    missing.append("%s (database %s)" % (name, db))
-            finally:
-                session.close()
-        self._check_space()
-        if spaces:
-            raise OperationError("the physical copy does not carry tablespaces yet: %s" % ", ".join(spaces),
-                                 "use online_upgrade_copy_method: logical (nothing was changed)")
-        if missing:
-            raise OperationError("publication %s does not exist on the old server" % ", ".join(missing),
-                                 "create it first (fleetdb.online_upgrade.replication state=published): a slot "
-                                 "can only decode with publications older than itself")
-
-    def _check_space(self):
-        """Room beside the new instance for one copy of the old cluster (its databases and WAL), plus 10 %."""
-        session = connect(self.old)
-        try:
-            needed = int(session.scalar(
-                "SELECT sum(pg_database_size(oid)) + (SELECT coalesce(sum(size), 0) FROM pg_ls_waldir()) "
-                "FROM pg_database"))
-        finally:
-            session.close()
-        where = os.path.dirname(self.new.data_dir.rstrip("/"))
-        stat = os.statvfs(where)
-        free = stat.f_bavail * stat.f_frsize
-        self.result["space"] = dict(needed_bytes=needed, free_bytes=free, where=where)
-        if free < needed * 1.1:
-            raise OperationError("the physical copy needs %d MB beside the new instance (%s), %d MB are free"
-                                 % (needed * 1.1 // 2 ** 20, where, free // 2 ** 20),
-                                 "free space there, or use online_upgrade_copy_method: logical (nothing was changed)")
 
     # -- the steps ---------------------------------------------------------------------
     def _backup(self):
@@ -372,37 +324,6 @@ class PhysicalCopy(engine.PhysicalCopy):
         os.rename(self.staged_dir, self.new.data_dir)
         shutil.rmtree(retired, ignore_errors=True)
 
-    def _start_over(self):
-        """An interrupted copy: its copy, staged directory, physical slot and logical slots go (no subscription
-        uses them yet: the replication step comes after the copy is done)."""
-        self._kill_leftovers()
-        for path in (self.copy_dir, self.staged_dir, os.path.join(os.path.dirname(self.staged_dir),
-                                                                  ".fleetdb-pg_upgrade")):
-            shutil.rmtree(path, ignore_errors=True)
-        self._drop_physical_slot()
-        session = connect(self.old, dbname=self.databases[0])
-        try:
-            for slot in (self.state.get("slots") or {}).values():
-                session.query("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
-                              "WHERE slot_name = $1 AND NOT active", [slot])
-        finally:
-            session.close()
-        self.result["started_over_from"] = self.state.get("phase")
-        self.state.clear()
-
-    def _kill_leftovers(self):
-        """What a killed run left running on the copy or the staged directory: pg_basebackup, pg_upgrade, the
-        copy's postmaster and the servers pg_upgrade started (SIGKILL: their work is thrown away)."""
-        dirs = (self.copy_dir, self.staged_dir)
-        pids = [pid for pid, argv in process_argvs() if any(arg.rstrip("/") in dirs for arg in argv)]
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        pg_process.wait_exit(pids, 30)
-        self.result["leftovers_killed"] = len(pids)
-
     # -- helpers ---------------------------------------------------------------------------
     def _set(self, phase, **extra):
         self.state_file.set(phase, **extra)
@@ -411,14 +332,6 @@ class PhysicalCopy(engine.PhysicalCopy):
         return InstanceSpec(data_dir=self.copy_dir, bin_dir=self.old.bin_dir, owner=self.old.owner,
                             socket_dir=self.old.socket_dir, port=self.copy_port,
                             log_file=os.path.join(self.copy_dir, "log", "recovery.log"))
-
-    def _drop_physical_slot(self):
-        session = connect(self.old)
-        try:
-            session.query("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
-                          "WHERE slot_name = $1 AND NOT active", [PHYSICAL_SLOT])
-        finally:
-            session.close()
 
     def _old_settings(self):
         session = connect(self.old)

@@ -26,6 +26,7 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres im
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import OperationError
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.session import (
     side_by_side, union_all_rows)
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.slots import drop_slot
 
 XID_EPOCH = 1 << 32
 
@@ -203,7 +204,7 @@ class RowCountCheck:
         try:
             changes = self.gap.query(CHANGES_SQL, [copy, upto, publications, applied_upto]).rows
         finally:
-            self.gap.query("SELECT pg_drop_replication_slot($1)", [copy])
+            drop_slot(self.gap, copy)
         return changes, self._commits_since(copy, upto, set(row[0] for row in changes))
 
     def _commits_since(self, copy, upto, decoded):
@@ -223,4 +224,4 @@ class RowCountCheck:
                 "SELECT split_part(data, ' ', 2) FROM pg_logical_slot_peek_changes($1, $2::pg_lsn, NULL, "
                 "'include-xids', '1', 'skip-empty-xacts', '0') WHERE data LIKE 'COMMIT %'", [copy, upto]).rows)
         finally:
-            self.gap.query("SELECT pg_drop_replication_slot($1)", [copy])
+            drop_slot(self.gap, copy)

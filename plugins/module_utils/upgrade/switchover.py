@@ -45,6 +45,7 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.sch
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.replication import (
     reattach_subscription, subscription_name)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.session import connect
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.slots import drop_unused_slot
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.switchover_checks import (
     APPLICATION_NAME, SCHEMAS_NOT_COMPARED, BeforeWindow)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.switchover_window import Window
@@ -199,8 +200,7 @@ class PostgresSwitchover(BeforeWindow, Window, AfterStop, Switchover):
             self.report["databases"][db]["replication_resumed"] = True
         if self.rollback_slot:
             # A rollback slot of an interrupted cutover would replay the catch-up since: start it again.
-            new.query("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
-                      "WHERE slot_name = $1 AND NOT active", [self._rollback_name(db)])
+            drop_unused_slot(new, self._rollback_name(db))
 
     # -- the pooler -----------------------------------------------------------
 

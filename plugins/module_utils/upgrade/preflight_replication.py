@@ -1,0 +1,180 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, fleetdb contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Preflight checks of what the online method needs: replication settings, other consumers of the old server's
+WAL, what the fence and PgBouncer must hold, what replication or the physical copy cannot carry."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import re
+
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.fence import fence_blockers
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.process import system_identifier
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.sizing import copy_parallelism, host_resources
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.physical_copy import COPY_APPLICATION_NAME, max_rate_problem
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.preflight_server import PREPARE_FIX
+
+
+UNLOGGED_TABLES_SQL = """
+SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('r', 'p') AND c.relpersistence = 'u' ORDER BY 1
+"""
+
+TABLES_WITHOUT_KEY_SQL = """
+SELECT format('%I.%I', n.nspname, c.relname) AS table_name
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
+   AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
+   AND c.relreplident IN ('d', 'n')
+   AND (c.relreplident = 'n' OR NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary))
+ ORDER BY 1
+"""
+
+
+class ReplicationChecks:
+    """The online method's part of PostgresPreflight."""
+
+    def _pooler(self):
+        """PgBouncer's admin console answers, its pool mode lets PAUSE finish, its client limits outlast the pause."""
+        if self.pooler is None:
+            return
+        problems = self.pooler.problems(self.old.port, self.databases)
+        for msg, fix in problems:
+            self.findings.problem("pooler", msg, fix)
+        if not problems:
+            self.facts["pooler"] = dict(version=self.pooler.version(), databases=[
+                row["name"] for row in self.pooler.entries(self.old.port, self.databases)])
+
+    def _physical_copy(self, session):
+        """What fleetdb.online_upgrade.physical_copy cannot carry (its room is the disk check's second copy)."""
+        spaces = [r[0] for r in session.query(
+            "SELECT spcname FROM pg_tablespace WHERE spcname NOT IN ('pg_default', 'pg_global') ORDER BY 1").rows]
+        if max_rate_problem(self.physical_copy_max_rate):
+            self.findings.problem("copy_method", max_rate_problem(self.physical_copy_max_rate),
+                                  "set online_upgrade_physical_copy_max_rate to e.g. 200M, or empty for no limit")
+        if spaces:
+            self.findings.problem("copy_method", "the physical copy does not carry tablespaces yet: %s"
+                                  % ", ".join(spaces), "use online_upgrade_copy_method: logical")
+        provider = session.scalar("SELECT datlocprovider::text FROM pg_database WHERE datname = 'template0'")
+        if provider != "c":
+            self.findings.problem("copy_method", "template0 uses the locale provider %s; the physical copy "
+                                  "handles libc only" % provider, "use online_upgrade_copy_method: logical")
+
+    def _other_replication(self, session):
+        """Standbys and other consumers of the old server's WAL do not follow it to the new server."""
+        leftover_copy = False
+        for name, addr in session.query(
+                "SELECT coalesce(r.application_name, ''), coalesce(host(r.client_addr), 'local') "
+                "  FROM pg_stat_replication r JOIN pg_stat_activity a ON a.pid = r.pid WHERE a.datname IS NULL").rows:
+            if name == COPY_APPLICATION_NAME and addr == "local":
+                leftover_copy = True
+                continue
+            self.findings.problem(
+                "standbys", "a physical standby streams from the old server (%s from %s): it cannot follow the "
+                "upgrade (the new server is another system)" % (name or "unnamed", addr),
+                "detach it before the upgrade and rebuild it from the new server afterwards (pg_basebackup)")
+        if leftover_copy:
+            self.findings.warning("standbys", "the physical copy of an interrupted run still streams from the old "
+                                  "server: the copy step stops it and starts over")
+        for slot, plugin, database in self._foreign_slots(session):
+            self.findings.problem(
+                "replication_slots", "the replication slot %s (%s%s) belongs to another consumer: it does not move "
+                "to the new server, and its consumer would miss every change after the cutover"
+                % (slot, plugin or "physical", ", database " + database if database else ""),
+                "drop it (SELECT pg_drop_replication_slot('%s')) once its consumer can start again from the new "
+                "server, or upgrade with that consumer's own procedure" % slot)
+
+    def _ours(self, slot_name):
+        """The upgrade's own slots: fleetdb_*, and the table-sync slots (pg_<subscription>_sync_<table>_<system
+        id>) that the new server's subscriptions left when it stopped in the middle of the copy."""
+        if slot_name.startswith("fleetdb"):
+            return True
+        sync = re.match(r"^pg_\d+_sync_\d+_(\d+)$", slot_name)
+        return bool(sync) and self.new_data_dir is not None and \
+            int(sync.group(1)) == system_identifier(self.new_data_dir)
+
+    def _foreign_slots(self, session):
+        return [row for row in session.query(
+            "SELECT slot_name, coalesce(plugin, ''), coalesce(database, '') FROM pg_replication_slots ORDER BY 1").rows
+            if not self._ours(row[0])]
+
+    def _fence_blockers(self, session):
+        """What the cutover's fence cannot stop (the cutover checks again, inside the window)."""
+        for blocker in fence_blockers(session):
+            self.findings.problem("fence", "the cutover cannot fence this %s: %s" % (blocker["kind"], blocker["name"]),
+                                  blocker["fix"])
+
+    def _replication_settings(self, session):
+        settings = dict(session.query(
+            "SELECT name, setting FROM pg_settings WHERE name IN ('wal_level', 'max_replication_slots', "
+            "'max_wal_senders', 'max_worker_processes')").rows)
+        if settings.get("wal_level") != "logical":
+            self._old_server_needs("wal_level", "logical")
+            self.findings.problem(
+                "wal_level", "wal_level is %s on the old server; logical replication needs logical"
+                % settings.get("wal_level"), PREPARE_FIX % "wal_level = logical")
+        used_slots = len(self._foreign_slots(session))
+        senders = len([name for name, in session.query("SELECT application_name FROM pg_stat_replication").rows
+                       if not self._ours(name)])
+        # A slot and a sender per database, and one more of each for the table syncs of the database being copied
+        # (the databases are copied one after another).
+        needed = len(self.databases) + 1
+        for name, used in (("max_replication_slots", used_slots), ("max_wal_senders", senders)):
+            if int(settings.get(name, 0)) < used + needed:
+                self._old_server_needs(name, used + needed)
+                self.findings.problem(name, "%s is %s, %d in use, %d more needed" % (name, settings.get(name), used, needed),
+                                      PREPARE_FIX % ("%s = %d" % (name, used + needed)))
+        cores, memory = host_resources()
+        self.facts["copy_parallelism"] = copy_parallelism(
+            cores, memory, len(self.databases), int(settings.get("max_replication_slots", 0)) - used_slots,
+            int(settings.get("max_wal_senders", 0)) - senders, new_major=(self.new_major or (18,))[0],
+            old_settings=dict(session.query("SELECT name, setting FROM pg_settings WHERE name IN "
+                                            "('max_logical_replication_workers', 'max_worker_processes', "
+                                            "'max_replication_slots', 'max_wal_senders')").rows))
+
+    def _what_replication_carries(self, db, session):
+        """Tables it cannot publish, and data it does not carry: each named, with the ways out."""
+        self._tables_without_key(db, [r[0] for r in session.query(TABLES_WITHOUT_KEY_SQL).rows])
+        self._unlogged_tables(db, [r[0] for r in session.query(UNLOGGED_TABLES_SQL).rows])
+        self._large_objects(db, int(session.scalar("SELECT count(*) FROM pg_largeobject_metadata")))
+
+    def _tables_without_key(self, db, tables):
+        if not tables:
+            return
+        if self.tables_without_key == "replica_identity_full":
+            self.findings.warning("tables_without_key", "database %s: %s will replicate with REPLICA IDENTITY FULL "
+                                  "(slower apply of updates and deletes)" % (db, ", ".join(tables)))
+            return
+        self.findings.problem(
+            "tables_without_key",
+            "database %s has tables without a primary key or replica identity: %s; publishing them would make "
+            "UPDATE and DELETE fail on the old server" % (db, ", ".join(tables)),
+            "add a primary key to each, or opt in with online_upgrade_tables_without_key=replica_identity_full "
+            "(every column is sent for updates and deletes), or use online_upgrade_method=dump_restore")
+
+    def _unlogged_tables(self, db, tables):
+        if not tables:
+            return
+        if self.unlogged_tables == "empty":
+            self.findings.warning("unlogged_tables", "database %s: %s will be empty on the new server (unlogged "
+                                  "tables are not replicated; online_upgrade_unlogged_tables=empty)"
+                                  % (db, ", ".join(tables)))
+            return
+        self.findings.problem(
+            "unlogged_tables",
+            "database %s has unlogged tables, which logical replication does not carry: %s; their rows would be "
+            "missing on the new server" % (db, ", ".join(tables)),
+            "make them logged for the upgrade (ALTER TABLE ... SET LOGGED; SET UNLOGGED again afterwards), or opt in "
+            "with online_upgrade_unlogged_tables=empty if they may start empty (caches, staging), or use "
+            "online_upgrade_method=dump_restore")
+
+    def _large_objects(self, db, count):
+        if count:
+            self.findings.problem(
+                "large_objects",
+                "database %s holds %d large objects (pg_largeobject), which logical replication does not carry: "
+                "they would be missing on the new server" % (db, count),
+                "upgrade this host with online_upgrade_method=dump_restore (it copies them), or move them into "
+                "bytea columns of a table with a primary key first")
