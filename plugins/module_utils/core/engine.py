@@ -193,3 +193,35 @@ class Engine:
     def discover(self, module, port, **options):
         """The running instance of ``port`` as its host runs it (InstanceSpec fields and its service)."""
         raise NotImplementedError
+
+    def progress(self, module, state_dir):
+        """Where the upgrade of this host stands, as its runs recorded it in ``state_dir`` (a ``Progress``)."""
+        raise NotImplementedError
+
+    def new_instance_settings(self):
+        """Settings the new instance needs for the upgrade, beneath the operator's own."""
+        raise NotImplementedError
+
+
+class Progress:
+    """What an upgrade left on its host for the runs after it: its versions and the phase it reached."""
+
+    def read(self, old_version, new_version, old_data_dir):
+        """dict(phase, past_stop, another_upgrade, recorded, begins, finished, ...) for a run of these versions."""
+        raise NotImplementedError
+
+    def begin(self, old_version, new_version):
+        """Record that the host is in the upgrade from ``old_version`` to ``new_version``; dict(changed)."""
+        raise NotImplementedError
+
+    def start_over(self):
+        """Forget the cutovers of a rolled back upgrade, so that the next one starts afresh; dict(changed)."""
+        raise NotImplementedError
+
+    def set_aside(self):
+        """Move a finished upgrade's records and work files into the history; dict(changed, history_dir)."""
+        raise NotImplementedError
+
+    def record(self, phase, **details):
+        """Record a phase reached outside the cutover (done offline, rolled_back, finalized); dict(changed)."""
+        raise NotImplementedError

@@ -38,6 +38,7 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common
     OperationError, PhaseTimer, ensure_directory, process_argvs, read_text, run_as, user_ids, write_file)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.engine import InstanceSpec
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.cutover_state import StateFile
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade import phases
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.instance import PostgresInstance, log_tail
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.replication import subscription_name
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.replication_access import (
@@ -84,7 +85,7 @@ class PhysicalCopy:
         self.max_rate = max_rate  # pg_basebackup --max-rate: what the copy may read from production per second
         self.timeout = timeout
         self.jobs = jobs
-        self.state_file = StateFile(module, state_file)  # the step reached; a failpoint file stops at one
+        self.state_file = StateFile(module, state_file, known=phases.COPY)  # the step reached; a failpoint file stops at one
         self.state = self.state_file.data
         self.copy_dir = new.data_dir.rstrip("/") + ".copy"
         self.staged_dir = new.data_dir.rstrip("/") + ".staged"

@@ -41,8 +41,9 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.engine import Switchover
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.cutover_logic import (
     PUBLISHED_TABLES_SQL, SUBSCRIBED_TABLES_SQL, XID_SQL, drain_is_clean, proof_problems)
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade import phases
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.cutover_state import (
-    BEFORE_STOP, FenceGuardian, Guardian, StateFile)
+    FenceGuardian, Guardian, StateFile)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.fence import (
     blockers_fix, blockers_message, fence_block, fence_blockers, is_fenced, retired_block, without_fence)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.instance import PostgresInstance
@@ -133,7 +134,7 @@ class PostgresSwitchover(Switchover):
             resumed = self.state.data["pooler_paused"]
             if not self.module.check_mode:
                 self._resume_stale_pause()
-        interrupted = self.state.phase in BEFORE_STOP + ("stop", "rescuing", "rescue_failed")
+        interrupted = self.state.phase in phases.FENCE_MAY_BE_UP
         if not interrupted or pg_process.postmaster(self.old.data_dir) is None or not is_fenced(read_text(hba_file)):
             if resumed:
                 return dict(changed=True, msg="resumed PgBouncer's %s, paused by an interrupted cutover"
