@@ -85,6 +85,11 @@ def preflight(module, **overrides):
     return module("preflight", **args)
 
 
+def problem_of(result, check):
+    """The problems of kind ``check`` a preflight found (none: an empty list)."""
+    return [p for p in result.get("problems", []) if p["check"] == check]
+
+
 def problem(result, check):
     """The one problem of kind ``check`` in a failed preflight (its msg and fix)."""
     found = [p for p in result.get("problems", []) if p["check"] == check]
@@ -148,6 +153,18 @@ def test_install_without_an_archive_or_with_a_missing_one(pghost, old, module):
     assert snapshot(pghost) == before
 
 
+def test_install_refuses_a_release_without_icu_for_databases_that_use_it(pghost, old, pg_dists, module):
+    """Databases with ICU collations (a Debian cluster made --locale-provider=icu: Debian's postgres links ICU) and a
+    release built without ICU (these archives): refused by name before any instance of it exists."""
+    with open(pg_dists["16"], "rb") as handle:
+        checksum = "sha256:" + hashlib.sha256(handle.read()).hexdigest()
+    must = dict(extensions={}, shared_preload_libraries=[], update_paths=False, icu_databases=["template0", "app"])
+    result = module("install", version="16", archive=ARCHIVE, checksum=checksum, release_must_provide=must)
+    failed_with(result, "ICU: template0, app use the ICU locale provider, and this release was built without ICU")
+    assert "--with-icu" in result["msg"] + result.get("fix", ""), result
+    assert not problem_of(preflight(module), "extensions"), "the old server's own databases use no ICU"
+
+
 def test_install_refuses_a_truncated_archive_and_leaves_no_trace(pghost, old, module):
     """The right name, the wrong bytes (an interrupted copy): no checksum given, so unpacking finds it."""
     truncated = "/var/cache/fleetdb/postgresql-17.tar.gz"
@@ -188,6 +205,47 @@ def test_a_temporary_port_held_by_a_foreign_process_is_refused(pghost, old, modu
         assert snapshot(pghost) == before
     finally:
         sh(pghost, "kill %s; rm -rf %s" % (pid, second["data_dir"]))
+
+
+def test_a_long_transaction_is_named_and_the_statement_given_ends_it(pghost, old, module):
+    sh(pghost, "nohup runuser -u postgres -- %s/psql -h %s -XAtq -d postgres -c 'BEGIN; SELECT txid_current(); "
+               "SELECT pg_sleep(600)' >/dev/null 2>&1 &" % (OLD["bin_dir"], SOCK))
+    psql = "runuser -u postgres -- %s/psql -h %s -XAtq -d postgres -c " % (OLD["bin_dir"], SOCK)
+    sh(pghost, "for i in $(seq 100); do %s\"SELECT 1 FROM pg_stat_activity WHERE query LIKE '%%pg_sleep(600)%%' "
+               "AND xact_start < now() - interval '1 s' AND pid <> pg_backend_pid()\" | grep -q 1 && break; "
+               "sleep 0.1; done" % psql)
+    before = snapshot(pghost)
+    found = problem(preflight(module, max_transaction_age=1), "long_transactions")
+    assert "transactions open for more than 1 s: pid " in found["msg"], found
+    statement = found["fix"].split("as a superuser on the old server: ")[1].rstrip(")") + ")"
+    assert statement.startswith("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid IN ("), found
+    assert snapshot(pghost) == before
+    sh(pghost, psql + "\"%s\"" % statement)
+    assert not problem_of(preflight(module, max_transaction_age=1), "long_transactions")
+
+
+def test_a_cluster_manager_on_the_host_is_named(pghost, old, module):
+    """Patroni (or repmgrd, pg_autoctl) would restart the server the cutover stops: named, with the way out."""
+    sh(pghost, "cp /bin/sleep /usr/local/bin/patroni")
+    pid = sh(pghost, "nohup /usr/local/bin/patroni 600 >/dev/null 2>&1 & echo $!").strip()
+    try:
+        found = problem(preflight(module), "ha_manager")
+        assert "patroni manages PostgreSQL on this host (pid %s" % pid in found["msg"], found
+        assert "take the node out of Patroni first" in found["fix"], found
+    finally:
+        sh(pghost, "kill %s; rm -f /usr/local/bin/patroni" % pid)
+    assert not problem_of(preflight(module), "ha_manager")
+
+
+def test_a_replication_slot_of_another_consumer_is_named_and_the_statement_given_drops_it(pghost, old, module):
+    psql = "runuser -u postgres -- %s/psql -h %s -XAtq -d postgres -c " % (OLD["bin_dir"], SOCK)
+    sh(pghost, psql + "\"SELECT pg_create_logical_replication_slot('their_cdc', 'pgoutput')\"")
+    found = problem(preflight(module), "replication_slots")
+    assert "the replication slot their_cdc (pgoutput, database postgres) belongs to another consumer" in found["msg"]
+    statement = found["fix"].split("drop it (")[1].split(") once")[0]
+    assert statement == "SELECT pg_drop_replication_slot('their_cdc')", found
+    sh(pghost, psql + "\"%s\"" % statement)
+    assert not problem_of(preflight(module), "replication_slots")
 
 
 # -- the old instance ----------------------------------------------------------------------------------------------

@@ -20,12 +20,15 @@ object"). One PostgreSQL 16 host, driven by playbooks/upgrade.yml like test_upgr
      same rows, pg_dump --schema-only of old and new differ only by what the docs list, and the tablespace's
      location holds 18's files beside 16's.
 """
+import datetime
 import difflib
 import os
 import re
 import subprocess
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 
 from test_upgrade_flows import NEW_DATA, OLD_DATA, PG16, PG18, Flow, wait_for
 
@@ -127,12 +130,17 @@ class DataKindsFlow(Flow):
                         "-days", "2", "-subj", "/CN=localhost"], check=True, capture_output=True)
         for path in (key, crt):
             self.host.copy_in(path, "%s/%s" % (OLD_DATA, os.path.basename(path)))
-        self.sh("cd %s && chown postgres:postgres server.key server.crt && chmod 600 server.key" % OLD_DATA)
+        self.host.copy_in(crt, "%s/root.crt" % OLD_DATA)   # the CA clients' certificates would be checked against
+        self.host.copy_in(revocation_list(key, crt, str(self.tmp / "root.crl")), "/etc/ssl/root.crl")
+        self.sh("cd %s && chown postgres:postgres server.key server.crt root.crt && chmod 600 server.key && "
+                "chmod 644 /etc/ssl/root.crl" % OLD_DATA)
         self.sh("sed -i -e '1i hostssl all tls_only all scram-sha-256' -e '1i hostnossl all tls_only all reject' "
                 "%s/pg_hba.conf" % OLD_DATA)
         self.sql16("CREATE ROLE tls_only LOGIN PASSWORD '%s'" % TLS_PASSWORD)
         for change in DBA_SETTINGS:
             self.sql16("ALTER SYSTEM SET " + change)
+        self.sql16("ALTER SYSTEM SET ssl_ca_file = 'root.crt'")   # relative: in the data directory
+        self.sql16("ALTER SYSTEM SET ssl_crl_file = '/etc/ssl/root.crl'")   # absolute: stays where it is
         self.sql16("ALTER SYSTEM SET ssl = on")
         self.sql16("SELECT pg_reload_conf()")
         self.sql16("ALTER DATABASE postgres SET maintenance_work_mem = '96MB'; "
@@ -361,10 +369,28 @@ def test_update_and_delete_work_on_every_table_of_18_with_the_rollback_publicati
         assert kinds.psql(NO_KEY_IDENTITIES, dbname=dbname) == "ffff"
 
 
+def revocation_list(key, crt, path):
+    """A CRL signed by the self-signed certificate (revoking nothing), as a CA publishes one."""
+    with open(key, "rb") as handle:
+        private = serialization.load_pem_private_key(handle.read(), password=None)
+    with open(crt, "rb") as handle:
+        issuer = x509.load_pem_x509_certificate(handle.read()).subject
+    now = datetime.datetime.now(datetime.timezone.utc)
+    crl = (x509.CertificateRevocationListBuilder().issuer_name(issuer).last_update(now)
+           .next_update(now + datetime.timedelta(days=2)).sign(private, hashes.SHA256()))
+    with open(path, "wb") as handle:
+        handle.write(crl.public_bytes(serialization.Encoding.PEM))
+    return path
+
+
 def test_tls_serves_18_with_the_old_key_and_certificate_and_non_tls_logins_stay_rejected(kinds):
+    """18 started with ssl = on, which loads every file named (a file it cannot load stops the start)."""
     assert kinds.psql("SHOW ssl") == "on"
     assert kinds.psql("SHOW ssl_cert_file") == "server.crt"
+    assert kinds.psql("SHOW ssl_ca_file") == "root.crt"
+    assert kinds.psql("SHOW ssl_crl_file") == "/etc/ssl/root.crl"
     assert kinds.sh("stat -c '%%a %%U' %s/server.key" % NEW_DATA).strip() == "600 postgres"
+    assert kinds.sh("stat -c '%%a %%U' %s/root.crt" % NEW_DATA) == kinds.sh("stat -c '%%a %%U' %s/root.crt" % OLD_DATA)
     assert kinds.tls_login("require") == "t"
     assert kinds.tls_login("disable") is None
 

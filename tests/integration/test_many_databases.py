@@ -6,11 +6,14 @@ like test_upgrade_flows.py, writers on app:
      table syncs of the database being copied) and the fix, playbooks/prepare.yml, and changes nothing;
   2. that fix as written: prepare.yml sets them with ALTER SYSTEM and says they wait for a restart; with
      online_upgrade_prepare_restart=true it restarts 16 (the writers reconnect);
-  3. the upgrade completes: the new server was given what
+  3. a copy that fails midway (rows already on 18 in db27 make its table copy fail again and again), given up with
+     playbooks/abandon.yml: nothing of the upgrade is left on 16 (no slot, table syncs' included, no
+     publication, no replication role or its pg_hba.conf lines) and the new instance is gone;
+  4. the upgrade, run again, starts over and completes: the new server was given what
      thirty subscriptions, their table syncs and thirty rollback slots need (max_active_replication_origins,
      max_replication_slots, max_wal_senders), every write is on 18, every database holds its rows, and the only
      slots left are the rollback slots on 18;
-  4. a rollback: 16, which had PostgreSQL's default 4 logical replication workers, is given one per database
+  5. a rollback: 16, which had PostgreSQL's default 4 logical replication workers, is given one per database
      (restarted while still fenced), replays what 18 took in each of the thirty, and serves again; no slot is
      left on either server.
 """
@@ -18,9 +21,10 @@ import os
 
 import pytest
 
-from test_upgrade_flows import NEW_DATA, OLD_DATA, PG16, PG18, Flow
+from test_upgrade_flows import NEW_DATA, OLD_DATA, PG16, PG18, Flow, wait_for
 
 PORT = int(os.environ.get("MANYDB_PORT", "25086"))
+TEMPORARY_PORT = 15432   # the new server's during the copy (online_upgrade_temporary_port)
 EXTRA = ["db%02d" % i for i in range(1, 29)]
 DATABASES = sorted(["app", "postgres"] + EXTRA)
 
@@ -77,6 +81,33 @@ def test_the_fix_preflight_names_readies_the_old_server_at_the_moment_chosen(man
     assert many.psql("SELECT current_setting('wal_level') || ' ' || current_setting('max_replication_slots') || ' ' "
                      "|| current_setting('max_wal_senders')", bin_dir=PG16, dbname="postgres") == "logical 31 31"
     assert "lacks nothing" in " ".join(many.ok("prepare.yml").split())
+
+
+def test_a_copy_that_keeps_failing_is_abandoned_and_nothing_of_the_upgrade_is_left(many):
+    run = many.start_playbook("upgrade.yml")
+    # every schema is restored before the first database replicates: 18's db27 is there, its copy not begun
+    wait_for("the copy of the first databases", lambda: run.poll() is not None or many.psql(
+        "SELECT count(*) FROM pg_replication_slots", bin_dir=PG16, dbname="postgres") not in ("0", "1"), timeout=300)
+    many.psql("INSERT INTO t VALUES (1, 'already on 18')", port=TEMPORARY_PORT, dbname="db27")
+    run.wait(timeout=900)
+    with open(run.log_path) as handle:
+        out = " ".join(handle.read().split())
+    assert run.returncode != 0 and "replication fleetdb_upgrade_db27 keeps failing" in out, out[-4000:]
+    left = many.psql("SELECT string_agg(slot_name, ',' ORDER BY slot_name) FROM pg_replication_slots",
+                     bin_dir=PG16, dbname="postgres")
+    assert "fleetdb_upgrade_db27" in left and "fleetdb_upgrade_app" in left, left
+
+    out = " ".join(many.ok("abandon.yml").split())
+    assert "The upgrade to 18 was abandoned" in out, out[-3000:]
+    assert many.psql("SELECT count(*) FROM pg_replication_slots", bin_dir=PG16, dbname="postgres") == "0"
+    assert many.sh("ls -A %s/pg_replslot" % OLD_DATA).strip() == "", "a slot keeps WAL on 16"
+    for db in DATABASES:
+        assert many.psql("SELECT count(*) FROM pg_publication", bin_dir=PG16, dbname=db) == "0", db
+    assert many.psql("SELECT count(*) FROM pg_roles WHERE rolname = 'fleetdb_replicator'", bin_dir=PG16,
+                     dbname="postgres") == "0"
+    assert "fleetdb_replicator" not in many.sh("cat %s/pg_hba.conf" % OLD_DATA)
+    assert many.host.run("test -e %s" % NEW_DATA).returncode != 0, "the new instance is still there"
+    assert many.try_psql("SELECT 1", TEMPORARY_PORT) is None, "18 still runs"
 
 
 def test_with_the_values_preflight_named_thirty_databases_come_across(many):

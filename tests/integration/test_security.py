@@ -215,6 +215,24 @@ def test_a_database_tablespace_and_login_role_created_during_the_copy_stop_the_s
     assert not checked.get("failed") and "checks passed" in checked["msg"], checked
 
 
+def test_a_login_role_dropped_during_the_copy_stops_the_switchover_before_the_fence(
+        pghost, servers, replicated, module):
+    """A login the DBA removed on the old server must not come back with the new one; the fix printed works."""
+    for version in ("16", "18"):   # carried by the copy
+        psql(pghost, version, "postgres", "CREATE ROLE \\\"gone role\\\" LOGIN")
+    psql(pghost, "16", "postgres", "DROP ROLE \\\"gone role\\\"")
+    refused = module("switchover", **switchover_args(servers))
+    assert refused.get("failed"), refused
+    assert ("the new server has login roles that the old one no longer has (dropped after the copy began): "
+            "login roles: gone role") in refused["msg"], refused["msg"]
+    assert "BEGIN fleetdb.online_upgrade fence" not in sh(pghost, "cat %s/pg_hba.conf" % servers["16"]["data_dir"])
+    fix = refused["msg"].split("drop them on the new server too, then run again: ")[1].split(". Nothing was changed")[0]
+    assert fix.startswith("runuser -u postgres -- ") and "DROP ROLE" in fix, fix
+    sh(pghost, fix)
+    checked = module("switchover", check=True, **switchover_args(servers))
+    assert not checked.get("failed") and "checks passed" in checked["msg"], checked
+
+
 def test_a_schema_change_after_the_check_before_the_fence_is_found_inside_the_window(
         pghost, servers, replicated, module):
     """The full comparison runs before the fence; the window reads each server's catalog token again. A column

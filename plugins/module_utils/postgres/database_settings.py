@@ -2,7 +2,7 @@
 # Copyright: (c) 2026, fleetdb contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """What a DBA set on the databases every cluster has (postgres, template1): ALTER DATABASE ... SET, ALTER ROLE
-... IN DATABASE ... SET and COMMENT ON DATABASE.  ``pg_dump --create`` carries them for the databases it dumps,
+... IN DATABASE ... SET, COMMENT ON DATABASE and SECURITY LABEL ON DATABASE.  ``pg_dump --create`` carries them for the databases it dumps,
 ``pg_dumpall --globals-only`` for no database at all, so these two would come out as initdb made them.
 """
 
@@ -31,6 +31,11 @@ SELECT d.datname, c.description FROM pg_shdescription c JOIN pg_database d ON d.
  WHERE c.classoid = 'pg_database'::regclass AND d.datname = ANY($1::text[]) ORDER BY 1
 """
 
+LABELS_SQL = """
+SELECT d.datname, l.provider, l.label FROM pg_shseclabel l JOIN pg_database d ON d.oid = l.objoid
+ WHERE l.classoid = 'pg_database'::regclass AND d.datname = ANY($1::text[]) ORDER BY 1, 2
+"""
+
 
 def set_statement(dbname, role, config):
     """ALTER DATABASE/ROLE ... SET for one ``name=value`` element of pg_db_role_setting.setconfig."""
@@ -47,4 +52,7 @@ def statements(session, databases=CLUSTER_DATABASES):
               in session.query(SETTINGS_SQL, [list(databases)]).rows]
     result += ["COMMENT ON DATABASE %s IS %s;" % (pgwire.quote_ident(db), pgwire.quote_literal(text))
                for db, text in session.query(COMMENTS_SQL, [list(databases)]).rows]
+    result += ["SECURITY LABEL FOR %s ON DATABASE %s IS %s;" % (pgwire.quote_ident(provider), pgwire.quote_ident(db),
+                                                                pgwire.quote_literal(label))
+               for db, provider, label in session.query(LABELS_SQL, [list(databases)]).rows]
     return result

@@ -18,17 +18,18 @@ __metaclass__ = type
 import os
 import re
 
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.cluster_locale import built_with_icu
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.pgwire import quote_ident
 
 USED_SQL = "SELECT extname, extversion FROM pg_extension ORDER BY 1"
 CONTROL_DEFAULT_VERSION = re.compile(r"^\s*default_version\s*=\s*'([^']*)'", re.M)
 
 
-def needs(extensions, preload_libraries, update_paths):
+def needs(extensions, preload_libraries, update_paths, icu_databases=()):
     """What the new release must provide: the one value preflight returns and the install step checks.
-    ``extensions`` is ``{database: {extension: installed version}}``."""
+    ``extensions`` is ``{database: {extension: installed version}}``; ``icu_databases`` use ICU collations."""
     return dict(extensions=extensions, shared_preload_libraries=list(preload_libraries),
-                update_paths=bool(update_paths))
+                update_paths=bool(update_paths), icu_databases=list(icu_databases))
 
 
 def preload_libraries(setting):
@@ -122,13 +123,18 @@ def shortfalls(module, bin_dir, required):
                                "there from %s)" % (db, name, version, default, version))
     for library in missing_libraries(lib_dir, required.get("shared_preload_libraries") or []):
         missing.append("shared_preload_libraries: %s (not in %s)" % (library, lib_dir))
+    if required.get("icu_databases") and not built_with_icu(bin_dir):
+        missing.append("ICU: %s use the ICU locale provider, and this release was built without ICU (its initdb and "
+                       "CREATE DATABASE would refuse them)" % ", ".join(required["icu_databases"]))
     return missing
 
 
 def shortfall_fix(major):
     return ("install each extension's build for PostgreSQL %s (Debian: apt install postgresql-%s-<extension>; or its "
             "own packages), or drop an unused extension from its database (DROP EXTENSION) and an unused library from "
-            "shared_preload_libraries; then run again" % (major, major))
+            "shared_preload_libraries; for ICU, upgrade to a build of PostgreSQL %s made with ICU (configure "
+            "--with-icu, as the distributions' packages are: online_upgrade_install_method=package, or such an "
+            "archive in online_upgrade_archive_src); then run again" % (major, major, major))
 
 
 def updates(session):

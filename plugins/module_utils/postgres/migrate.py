@@ -165,10 +165,10 @@ def select_entries(by_section, sections, present, replident_indexes=()):
 
 def database_properties(sql):
     """What ``pg_restore -C`` says of the database besides CREATE and OWNER: its settings (ALTER DATABASE ... SET,
-    ALTER ROLE ... IN DATABASE ... SET), comment and privileges."""
+    ALTER ROLE ... IN DATABASE ... SET), comment, security labels and privileges."""
     return [m.group(0) for m in re.finditer(
         r"^(ALTER DATABASE \S+ SET |ALTER ROLE \S+ IN DATABASE \S+ SET |COMMENT ON DATABASE |"
-        r"(GRANT|REVOKE) .* ON DATABASE ).*;$", sql, re.M)]
+        r"SECURITY LABEL FOR \S+ ON DATABASE |(GRANT|REVOKE) .* ON DATABASE ).*;$", sql, re.M)]
 
 
 def split_objects(objects):

@@ -114,3 +114,32 @@ def proof_problems(controldata, drain_next_xid):
                 "ended at %d): a session or worker wrote past the fence" % (next_xid - drain_next_xid, next_xid,
                                                                             drain_next_xid)]
     return []
+
+
+def writes_after_the_drain(records, drain_next_xid, next_xid, relations):
+    """Judge what the transaction ids assigned after the drain wrote, from the stopped old server's WAL
+    (``records`` of postgres.waldump, from before the drain's last xid reading on).  Returns a list of what
+    was not statistics: empty when each id ended (COMMIT or ABORT) having written only what an ANALYZE writes
+    (``relations`` of waldump.statistics_relations, per database).  Anything else, or an id the WAL does not
+    show ending, is named: the proof then fails as before."""
+    count = next_xid - drain_next_xid
+    if count <= 0 or count > 1000:
+        return ["%d transaction ids after the drain" % count]
+    expected = set((drain_next_xid + i) & 0xFFFFFFFF for i in range(count))   # pg_waldump shows 32-bit ids
+    statistics = set(r for found in relations for r in found["statistics"])
+    in_place = set(r for found in relations for r in found["in_place"])
+    ended, other = set(), []
+    for record in records:
+        xid = record["xid"]
+        if xid not in expected:
+            continue
+        if record["rmgr"] == "Transaction" and record["desc"].startswith(("COMMIT ", "ABORT ")):
+            ended.add(xid)
+        elif record["rmgr"] in ("Heap", "Heap2", "Btree") and record["relations"] and all(
+                rel in statistics or (rel in in_place and record["desc"].startswith("INPLACE"))
+                for rel in record["relations"]):
+            continue
+        else:
+            other.append("xid %d wrote %s %s at %s" % (xid, record["rmgr"], record["desc"][:80], record["lsn"]))
+    other += ["xid %d does not end in the WAL read" % xid for xid in sorted(expected - ended)]
+    return other

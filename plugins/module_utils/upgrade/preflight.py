@@ -18,7 +18,8 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.co
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.discover import socket_problem
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.fence import fence_blockers
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.install import PostgresInstaller
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.cluster_locale import cluster_locale
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.cluster_locale import (
+    cluster_locale, icu_databases)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.physical_copy import (
     COPY_APPLICATION_NAME, max_rate_problem)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.sizing import (
@@ -147,6 +148,7 @@ class PostgresPreflight:
                               "set online_upgrade_replication_password (from a vault)")
             self._ha_managers()
             preload = pg_extensions.preload_libraries(session.scalar("SHOW shared_preload_libraries"))
+            icu = icu_databases(session)
         finally:
             session.close()
         used = {}
@@ -159,7 +161,7 @@ class PostgresPreflight:
                     self._what_replication_carries(db, session)
             finally:
                 session.close()
-        self._new_release_provides(used, preload)
+        self._new_release_provides(used, preload, icu)
         if self.method == "replication":
             self._pooler()
         return self._result()
@@ -171,11 +173,11 @@ class PostgresPreflight:
         return result
 
     # -- the checks -------------------------------------------------------------
-    def _new_release_provides(self, used, preload):
+    def _new_release_provides(self, used, preload, icu):
         """The extensions (``used``: per database, name -> version) and preload libraries the databases use,
         checked against the new release's files when it is on the host already; otherwise the install step checks
         them, before any new instance exists."""
-        needs = pg_extensions.needs(used, preload, self.method == "replication" and self.copy_method == "physical")
+        needs = pg_extensions.needs(used, preload, self.method == "replication" and self.copy_method == "physical", icu)
         self.facts["new_release_needs"] = needs
         installer = PostgresInstaller(self.module)
         try:
@@ -360,7 +362,9 @@ class PostgresPreflight:
             listed = ", ".join("pid %(pid)s (%(usename)s on %(datname)s, %(age)s s)" % r for r in rows[:10])
             self.findings.problem(
                 "long_transactions", "transactions open for more than %d s: %s" % (self.max_transaction_age, listed),
-                "end them (or wait): replication slots cannot be created while they run")
+                "end them, or wait for them to end: a replication slot cannot be created while they run (to end "
+                "them, as a superuser on the old server: SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE pid IN (%s))" % ", ".join(str(r["pid"]) for r in rows))
 
     def _other_replication(self, session):
         """Standbys and other consumers of the old server's WAL do not follow it to the new server."""

@@ -169,7 +169,9 @@ class PostgresSwitchover(Switchover):
         self._lift_stale_fence()
         self._resume_verified()
         self._check_pooler()
-        pg_cluster_objects.check(self._old(first), self._new(first), self.replication_user)
+        new_psql = "runuser -u %s -- %s -h %s -p %d -d postgres" % (
+            self.new.owner, os.path.join(self.new.bin_dir, "psql"), self.new.socket_dir, self.temporary_port)
+        pg_cluster_objects.check(self._old(first), self._new(first), self.replication_user, new_psql)
         self._check_fence_blockers()
         for db in self.databases:
             old = self._old(db)  # every session the window uses is opened now: the fence lets no new one in

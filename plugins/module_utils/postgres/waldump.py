@@ -1,0 +1,75 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, fleetdb contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What a stopped server's WAL says each transaction wrote, read with its own release's pg_waldump.
+
+The cutover's proof reads pg_control first: no transaction id assigned after the drain.  When one was, the WAL
+written since the drain names what it touched.  An autovacuum ANALYZE (autovacuum workers log in through no
+pg_hba.conf, so no fence stops them) writes only the planner's statistics: pg_statistic and
+pg_statistic_ext_data, their TOAST tables and indexes, and in-place updates of pg_class (reltuples, relpages).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import re
+
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import run_as
+
+# Every relation an ANALYZE writes in this database, as "tablespace/database/filenode" (how pg_waldump names
+# them; catalogs live in the database's default tablespace unless moved).
+STATISTICS_RELATIONS_SQL = """
+WITH stats AS (
+    SELECT oid FROM pg_class WHERE oid IN ('pg_catalog.pg_statistic'::regclass, 'pg_catalog.pg_statistic_ext_data'::regclass)
+    UNION SELECT reltoastrelid FROM pg_class
+           WHERE oid IN ('pg_catalog.pg_statistic'::regclass, 'pg_catalog.pg_statistic_ext_data'::regclass)),
+     rels AS (
+    SELECT oid, false AS in_place_only FROM stats
+    UNION SELECT indexrelid, false FROM pg_index WHERE indrelid IN (SELECT oid FROM stats)
+    UNION SELECT 'pg_catalog.pg_class'::regclass, true)
+SELECT format('%s/%s/%s', CASE c.reltablespace WHEN 0 THEN d.dattablespace ELSE c.reltablespace END, d.oid,
+              pg_relation_filenode(c.oid)), r.in_place_only
+  FROM rels r JOIN pg_class c ON c.oid = r.oid
+  JOIN pg_database d ON d.datname = current_database()
+"""
+
+RECORD = re.compile(r"^rmgr: (\S+)\s+len \(rec/tot\):\s*\d+/\s*\d+, tx:\s*(\d+), lsn: ([0-9A-F]+/[0-9A-F]+), "
+                    r"prev [0-9A-F]+/[0-9A-F]+, desc: (.*)$")
+RELATION = re.compile(r"\brel (\d+/\d+/\d+)\b")
+# How pg_waldump says it reached the end of the WAL written (not a failure to read it).
+END_OF_WAL = ("invalid record length", "could not find a valid record", "invalid magic number", "record with "
+              "incorrect prev-link", "contrecord is requested by")
+
+
+class WalDumpError(Exception):
+    pass
+
+
+def statistics_relations(session):
+    """dict(statistics=[relations any ANALYZE record may touch], in_place=[relations only updated in place])."""
+    found = dict(statistics=[], in_place=[])
+    for relation, in_place_only in session.query(STATISTICS_RELATIONS_SQL).rows:
+        found["in_place" if in_place_only in (True, "t", "true") else "statistics"].append(relation)
+    return found
+
+
+def parse(text):
+    """The records of pg_waldump's output: dict(rmgr, xid, lsn, desc, relations)."""
+    records = []
+    for line in text.splitlines():
+        match = RECORD.match(line.strip())
+        if match:
+            rmgr, xid, lsn, desc = match.groups()
+            records.append(dict(rmgr=rmgr, xid=int(xid), lsn=lsn, desc=desc, relations=RELATION.findall(desc)))
+    return records
+
+
+def records(module, bin_dir, data_dir, owner, start_lsn):
+    """Every WAL record of the stopped server in ``data_dir`` from ``start_lsn`` to the end of its WAL."""
+    argv = [os.path.join(bin_dir, "pg_waldump"), "--path", os.path.join(data_dir, "pg_wal"), "--start", start_lsn]
+    rc, out, err = run_as(module, owner, argv)
+    if rc != 0 and not any(phrase in (err or "") for phrase in END_OF_WAL):
+        raise WalDumpError("pg_waldump from %s failed (rc=%d): %s" % (start_lsn, rc, (err or out).strip()[-300:]))
+    return parse(out)
