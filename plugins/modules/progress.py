@@ -129,6 +129,12 @@ cutover:
   returned: with O(state=query)
   type: dict
   sample: {"databases": ["app"], "rollback_slots": {"app": "fleetdb_rollback"}}
+records:
+  description: The file each module that keeps its own record on the host is given as its C(state_file) -
+    C(cutover) (M(fleetdb.online_upgrade.switchover) upgrading), C(rollback) (the cutover back),
+    C(physical_copy) (M(fleetdb.online_upgrade.physical_copy)), C(discovery) (M(fleetdb.online_upgrade.discover)).
+  returned: with O(state=query)
+  type: dict
 phases:
   description: The phase names by what they mean for a re-run - C(window) (the cutover's client-visible window, in
     order), C(fence_may_be_up), C(past_stop), C(begins) (the old server serves and no cutover holds the new

@@ -48,6 +48,8 @@ def test_a_host_without_records_begins(tmp_path):
     assert found["phase"] == phases.NONE and found["phase"] in found["phases"]["begins"]
     assert not (found["past_stop"] or found["another_upgrade"] or found["finished"] or found["in_progress"])
     assert found["cutover"] == {} and found["recorded"] == {}
+    # the file each module keeps its record in: the cutover's is the one this reads
+    assert found["records"]["cutover"] == str(tmp_path / "switchover.json")
 
 
 def test_the_window_phases_are_the_cutovers_in_order():

@@ -73,6 +73,8 @@ class UpgradeProgress(Progress):
             finished=phase in phases.FINISHED,
             in_progress=phase not in phases.FINISHED + (phases.NONE,),
             cutover=dict((name, cutover[name]) for name in CUTOVER_FACTS if name in cutover),
+            records=dict(cutover=self._path(CUTOVER), rollback=self._path(ROLLBACK),
+                         physical_copy=self._path(PHYSICAL_COPY), discovery=self._path(DISCOVERY)),
             phases=dict(window=list(phases.WINDOW), fence_may_be_up=list(phases.FENCE_MAY_BE_UP),
                         past_stop=list(phases.PAST_STOP), begins=list(phases.BEGINS),
                         finished=list(phases.FINISHED), all=list(phases.ALL)),
