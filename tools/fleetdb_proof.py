@@ -73,7 +73,7 @@ def connect(args, timeout=2.0, io_timeout=10.0):
     conn = pgwire.Connection(host=args.host, port=args.port, user=args.user, dbname=args.dbname,
                              password=args.password or os.environ.get("PGPASSWORD"), connect_timeout=timeout,
                              application_name="fleetdb-proof")
-    conn._sock.settimeout(io_timeout)
+    conn.set_io_timeout(io_timeout)
     return conn
 
 

@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, fleetdb contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The engine option, for modules that do not take the single-instance options (which include it)."""
+"""The option engine of every module (``engines.engine_option()``)."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -13,7 +13,8 @@ class ModuleDocFragment(object):
 options:
   engine:
     description:
-      - The database engine. Only C(postgresql) is implemented.
+      - The database engine, one of those registered in C(plugins/module_utils/engines.py).
+      - The role C(fleetdb.online_upgrade.online_upgrade) sets it for every module from C(online_upgrade_engine).
     type: str
     default: postgresql
     choices: [postgresql]

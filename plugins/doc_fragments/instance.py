@@ -1,21 +1,20 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, fleetdb contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The options that locate one instance on its host (``core.args.instance_options()``), written once.
+
+``fleetdb.online_upgrade.instance`` documents them as a module's own options; ``fleetdb.online_upgrade.instance.old``
+(``new``, ``new_stopped``, ``source``, ``target``, ``instance_list``) as the suboptions of one dict option.
+The fragments are made from INSTANCE_OPTIONS below the class: ansible-test's yamllint takes every assignment in
+the class body for a string literal.
+"""
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-
-class ModuleDocFragment(object):
-    DOCUMENTATION = r"""
-options:
-  engine:
-    description:
-      - The database engine. Only C(postgresql) is implemented.
-    type: str
-    default: postgresql
-    choices: [postgresql]
+# {at}: where a reference to a sibling option points (O({at}owner)); indented for the options of a module.
+INSTANCE_OPTIONS = r"""
   data_dir:
     description:
       - Data directory of the instance (PostgreSQL C(PGDATA)).
@@ -44,20 +43,20 @@ options:
     default: /var/run/postgresql
   login_user:
     description:
-      - Database role for administrative connections. Defaults to O(owner), authenticated by peer.
+      - Database role for administrative connections. Defaults to O({at}owner), authenticated by peer.
     type: str
   login_password:
     description:
-      - Password of O(login_user) when local connections need one. Never returned or logged.
+      - Password of O({at}login_user) when local connections need one. Never returned or logged.
     type: str
   dbname:
     description:
-      - Database to connect to.
+      - Database for administrative connections.
     type: str
     default: postgres
   config_file:
     description:
-      - The instance's C(postgresql.conf) when it is not in O(data_dir) (Debian keeps it in
+      - The instance's C(postgresql.conf) when it is not in the data directory (Debian keeps it in
         C(/etc/postgresql/<version>/<cluster>)). Its C(hba_file) and C(ident_file) settings say where the
         client authentication files are.
     type: path
@@ -86,3 +85,33 @@ options:
           - The postgresql-common cluster name (C(debian)).
         type: str
 """
+
+
+def nested(option, description, kind="type: dict\n    required: true", at=None):
+    """The dict option ``option`` whose suboptions are the instance options."""
+    suboptions = INSTANCE_OPTIONS.format(at=at or option + ".").replace("\n  ", "\n      ")
+    lines = "".join("\n      - " + line for line in description)
+    return "\noptions:\n  %s:\n    description:%s\n    %s\n    suboptions:%s" % (option, lines, kind, suboptions)
+
+
+class ModuleDocFragment(object):
+    """Its fragments are set below, from INSTANCE_OPTIONS."""
+
+
+ModuleDocFragment.DOCUMENTATION = "\noptions:" + INSTANCE_OPTIONS.format(at="")
+ModuleDocFragment.OLD = nested("old", ["The old instance, running and serving clients on the production port."])
+ModuleDocFragment.NEW = nested("new", [
+    "The new instance, running on its temporary port for a cutover and configured for the production port.",
+    "Required unless the module is told only to lift a fence (O(state=unfenced)).",
+], kind="type: dict")
+# The new instance as the physical copy takes it: created, stopped, its port the temporary one.
+ModuleDocFragment.NEW_STOPPED = nested("new", [
+    "The new instance, created and stopped; its port is the temporary one it is started on afterwards.",
+    "Required.",
+], kind="type: dict")
+ModuleDocFragment.SOURCE = nested("source", ["The instance whose data is replicated (the old release, running)."])
+ModuleDocFragment.TARGET = nested("target", [
+    "The instance that receives the data (the new release, running on its temporary port)."])
+ModuleDocFragment.INSTANCE_LIST = nested("instances", [
+    "Instances to report on, each located by the instance options below.",
+], kind="type: list\n    elements: dict\n    default: []", at="instances[].")

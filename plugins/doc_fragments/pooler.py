@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, fleetdb contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The pooler option: PgBouncer in front of the old server.  Matches ``module_utils.pgbouncer.pooler_options()``."""
+"""The pooler option: PgBouncer in front of the old server.  Matches ``core.args.pooler_options()``."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -57,4 +57,17 @@ options:
             an upgraded database on the production port.
         type: list
         elements: str
+      sslmode:
+        description:
+          - TLS to the admin console over TCP, as libpq's C(sslmode) (a Unix socket never uses TLS).
+            C(prefer) uses TLS when PgBouncer offers it, without checking its certificate; C(require) refuses a
+            PgBouncer without TLS; C(verify-full) also checks the certificate against C(sslrootcert) (or the
+            system's trusted CAs) and the host name against it.
+        type: str
+        default: prefer
+        choices: [disable, prefer, require, verify-full]
+      sslrootcert:
+        description:
+          - CA certificates (PEM file on the database host) that PgBouncer's certificate must chain to.
+        type: path
 """

@@ -9,9 +9,16 @@ __metaclass__ = type
 
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.postgres_engine import PostgresEngine
 
+DEFAULT = PostgresEngine.name
+
 ENGINES = {
     PostgresEngine.name: PostgresEngine,
 }
+
+
+def engine_option():
+    """The module option ``engine`` (doc fragment ``engine``): one of the registered engines."""
+    return dict(type="str", default=DEFAULT, choices=sorted(ENGINES))
 
 
 def get_engine(name):

@@ -132,13 +132,13 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import (
     OperationError, read_text, write_file)
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engines import get_engine
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engines import engine_option, get_engine
 
 
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            engine=dict(type="str", default="postgresql", choices=["postgresql"]),
+            engine=engine_option(),
             port=dict(type="int", default=5432),
             socket_dir=dict(type="path", default="/var/run/postgresql"),
             login_user=dict(type="str"),

@@ -18,7 +18,7 @@ description:
     Record of Upgrades (see M(fleetdb.online_upgrade.migrate)).
 extends_documentation_fragment:
   - fleetdb.online_upgrade.engine
-  - fleetdb.online_upgrade.instances.instance_list
+  - fleetdb.online_upgrade.instance.instance_list
 options:
   bin_dirs:
     description:
@@ -67,56 +67,15 @@ import glob
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import engines
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import record as pg_record
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.args import instance_suboptions, spec_from
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import OperationError
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.session import connect
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.pgwire import PgError
-
-SUBSCRIPTIONS_SQL = """
-SELECT s.subname AS name, s.subenabled::text AS enabled, s.subslotname AS slot, d.datname AS dbname,
-       (SELECT count(*) FROM pg_subscription_rel r WHERE r.srsubid = s.oid) AS tables_total,
-       (SELECT count(*) FROM pg_subscription_rel r WHERE r.srsubid = s.oid AND r.srsubstate = 'r') AS tables_ready
-  FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid
- WHERE d.datname = current_database() ORDER BY 1
-"""
-SLOTS_SQL = """
-SELECT slot_name AS name, plugin, database AS dbname, active, active_pid,
-       pg_wal_lsn_diff(pg_current_wal_lsn(), coalesce(confirmed_flush_lsn, restart_lsn))::bigint AS lag_bytes
-  FROM pg_replication_slots ORDER BY 1
-"""
-
-
-def instance_facts(module, engine, spec):
-    facts = dict(data_dir=spec.data_dir, bin_dir=spec.bin_dir)
-    facts.update(engine.instance(module, spec).facts())
-    if not facts.get("accepting"):
-        return facts
-    session = connect(spec, dbname="postgres", port=facts["port"])
-    try:
-        facts["version"] = session.scalar("SHOW server_version")
-        facts["slots"] = session.rows(SLOTS_SQL)
-        names = [r[0] for r in session.execute(
-            "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY 1").rows]
-    finally:
-        session.close()
-    facts["databases"] = []
-    facts["subscriptions"] = []
-    for name in names:
-        db = connect(spec, dbname=name, port=facts["port"])
-        try:
-            facts["databases"].append(dict(name=name, record=pg_record.list_sets(db)))
-            facts["subscriptions"].extend(db.rows(SUBSCRIPTIONS_SQL))
-        finally:
-            db.close()
-    return facts
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import DatabaseError, OperationError
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engines import engine_option, get_engine
 
 
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            engine=dict(type="str", default="postgresql", choices=["postgresql"]),
+            engine=engine_option(),
             bin_dirs=dict(type="list", elements="path", default=[]),
             scan_prefixes=dict(type="list", elements="str",
                                default=["/opt/fleetdb/postgresql/*/bin", "/usr/lib/postgresql/*/bin"]),
@@ -125,7 +84,7 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
-    engine = engines.get_engine(p["engine"])
+    engine = get_engine(p["engine"])
     installer = engine.installer(module)
     bin_dirs = list(p["bin_dirs"])
     for pattern in p["scan_prefixes"]:
@@ -143,8 +102,8 @@ def main():
     for params in p["instances"]:
         spec = spec_from(params)
         try:
-            instances.append(instance_facts(module, engine, spec))
-        except (OperationError, PgError) as exc:
+            instances.append(engine.inventory(module, spec))
+        except (OperationError, DatabaseError) as exc:
             instances.append(dict(data_dir=spec.data_dir, error=str(exc)))
     module.exit_json(changed=False, installed=installed, broken=broken, instances=instances)
 

@@ -221,7 +221,7 @@ missing_libraries:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import OperationError
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engines import get_engine
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engines import engine_option, get_engine
 
 
 def remove(module, installer):
@@ -237,7 +237,7 @@ def remove(module, installer):
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            engine=dict(type="str", default="postgresql", choices=["postgresql"]),
+            engine=engine_option(),
             state=dict(type="str", choices=["present", "absent"], default="present"),
             version=dict(type="str", required=True),
             method=dict(type="str", choices=["archive", "package"], default="archive"),

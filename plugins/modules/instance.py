@@ -29,6 +29,7 @@ description:
     The server is never started, stopped or restarted here; use M(fleetdb.online_upgrade.server).
   - Makes sure each socket directory exists (a missing one is created owned by O(owner), mode 2775).
 extends_documentation_fragment:
+  - fleetdb.online_upgrade.engine
   - fleetdb.online_upgrade.instance
 options:
   settings:
@@ -276,12 +277,13 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.args import (
     instance_options, instance_suboptions, spec_from)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import OperationError
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engines import get_engine
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engines import engine_option, get_engine
 
 
 def main():
     argument_spec = instance_options()
     argument_spec.update(
+        engine=engine_option(),
         port=dict(type="int"),
         socket_directories=dict(type="list", elements="str"),
         settings=dict(type="dict", default={}),

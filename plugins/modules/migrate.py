@@ -33,6 +33,7 @@ description:
   - "V(list) and V(describe) (ttMigrate -l / -d) read the file without restoring: its TOC entries, or its database,
     versions, tables, counts by object type and whether data is included."
 extends_documentation_fragment:
+  - fleetdb.online_upgrade.engine
   - fleetdb.online_upgrade.instance
 options:
   mode:
@@ -189,15 +190,15 @@ description:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import engines
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.args import instance_options, spec_from
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import OperationError
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.pgwire import PgError
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import DatabaseError, OperationError
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engines import engine_option, get_engine
 
 
 def main():
     options = instance_options(required_data_dir=False)
     options.update(
+        engine=engine_option(),
         mode=dict(type="str", required=True, choices=["create", "restore", "list", "describe"]),
         path=dict(type="path", required=True),
         tool_bin_dir=dict(type="path"),
@@ -214,7 +215,7 @@ def main():
     )
     module = AnsibleModule(argument_spec=options, supports_check_mode=True)
     p = module.params
-    migrator = engines.get_engine(p["engine"]).migrator(module, spec_from(p), p["tool_bin_dir"])
+    migrator = get_engine(p["engine"]).migrator(module, spec_from(p), p["tool_bin_dir"])
     try:
         if p["mode"] == "create":
             result = migrator.create(p["path"], objects=p["objects"], schema_only=p["schema_only"],
@@ -231,7 +232,7 @@ def main():
                           sha256=description["sha256"], description=description)
     except OperationError as exc:
         module.fail_json(**exc.as_result())
-    except PgError as exc:
+    except DatabaseError as exc:
         module.fail_json(msg="database error: %s" % exc)
     module.exit_json(**result)
 

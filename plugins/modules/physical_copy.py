@@ -35,8 +35,8 @@ description:
     is not libc, too little free space beside the new instance."
 extends_documentation_fragment:
   - fleetdb.online_upgrade.engine
-  - fleetdb.online_upgrade.instances.old
-  - fleetdb.online_upgrade.instances.new_stopped
+  - fleetdb.online_upgrade.instance.old
+  - fleetdb.online_upgrade.instance.new_stopped
 options:
   databases:
     description:
@@ -154,16 +154,14 @@ extensions_updated:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.args import instance_suboptions, spec_from
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import OperationError
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engines import get_engine
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.physical_copy import max_rate_problem
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.pgwire import PgError
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import DatabaseError, OperationError
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engines import engine_option, get_engine
 
 
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            engine=dict(type="str", default="postgresql", choices=["postgresql"]),
+            engine=engine_option(),
             old=dict(type="dict", required=True, options=instance_suboptions()),
             new=dict(type="dict", options=instance_suboptions()),
             databases=dict(type="list", elements="str", required=True),
@@ -181,9 +179,10 @@ def main():
     if not p["new"]:
         module.fail_json(msg="new is required: the instance the copy goes into (created, stopped)")
     new = spec_from(p["new"])
-    if max_rate_problem(p["max_rate"]):
-        module.fail_json(msg=max_rate_problem(p["max_rate"]) + " (nothing was changed)")
-    copy = get_engine(p["engine"]).physical_copy(
+    engine = get_engine(p["engine"])
+    if engine.max_rate_problem(p["max_rate"]):
+        module.fail_json(msg=engine.max_rate_problem(p["max_rate"]) + " (nothing was changed)")
+    copy = engine.physical_copy(
         module, spec_from(p["old"]), new, p["databases"], subscription=p["subscription"], temporary_port=new.port,
         copy_port=p["copy_port"], state_file=p["state_file"], timeout=p["timeout"], jobs=p["jobs"],
         replication_user=p["replication_user"], max_rate=p["max_rate"])
@@ -193,7 +192,7 @@ def main():
         failure = exc.as_result()
         failure["phases"] = copy.timer.timings
         module.fail_json(**failure)
-    except PgError as exc:
+    except DatabaseError as exc:
         module.fail_json(msg="database error during the physical copy: %s" % exc, phases=copy.timer.timings)
     module.exit_json(**result)
 

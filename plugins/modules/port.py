@@ -22,6 +22,7 @@ description:
     (C(postgresql.auto.conf) from C(ALTER SYSTEM)) overrides it.
   - "O(state=query) only reports who holds O(port): RV(holder); it needs nothing but O(port)."
 extends_documentation_fragment:
+  - fleetdb.online_upgrade.engine
   - fleetdb.online_upgrade.instance
 options:
   port:
@@ -114,12 +115,13 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.args import instance_options, spec_from
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import OperationError, port_holder
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engines import get_engine
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engines import engine_option, get_engine
 
 
 def main():
     argument_spec = instance_options(required_data_dir=False)
     argument_spec.update(
+        engine=engine_option(),
         bin_dir=dict(type="path"),
         port=dict(type="int", required=True),
         state=dict(type="str", choices=["present", "query"], default="present"),

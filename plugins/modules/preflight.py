@@ -26,7 +26,7 @@ description:
   - Read-only; runs the same in check mode.
 extends_documentation_fragment:
   - fleetdb.online_upgrade.engine
-  - fleetdb.online_upgrade.instances.old
+  - fleetdb.online_upgrade.instance.old
   - fleetdb.online_upgrade.pooler
 options:
   new_version:
@@ -236,17 +236,15 @@ copy_parallelism:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.args import instance_suboptions, spec_from
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.args import instance_suboptions, pooler_options, spec_from
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import OperationError
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engines import get_engine
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.pgbouncer import (
-    from_params, pooler_options)
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engines import engine_option, get_engine
 
 
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            engine=dict(type="str", default="postgresql", choices=["postgresql"]),
+            engine=engine_option(),
             old=dict(type="dict", required=True, options=instance_suboptions()),
             new_version=dict(type="str", required=True),
             new_data_dir=dict(type="path", required=True),
@@ -269,13 +267,14 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
-    preflight = get_engine(p["engine"]).preflight(
+    engine = get_engine(p["engine"])
+    preflight = engine.preflight(
         module, spec_from(p["old"]), new_version=p["new_version"], new_data_dir=p["new_data_dir"],
         databases=p["databases"], method=p["method"], temporary_port=p["temporary_port"],
         old_port_after=p["old_port_after"], tables_without_key=p["tables_without_key"],
         replication_password_set=p["replication_password_set"], min_free_disk_ratio=p["min_free_disk_ratio"],
         max_transaction_age=p["max_transaction_age"], unlogged_tables=p["unlogged_tables"],
-        pooler=from_params(p["pooler"]), copy_method=p["copy_method"],
+        pooler=engine.pooler(p["pooler"]), copy_method=p["copy_method"],
         physical_copy_max_rate=p["physical_copy_max_rate"], new_install_method=p["new_install_method"],
         new_prefix=p["new_prefix"])
     try:

@@ -42,8 +42,8 @@ description:
     M(fleetdb.online_upgrade.physical_copy) needs before it creates its slots."
 extends_documentation_fragment:
   - fleetdb.online_upgrade.engine
-  - fleetdb.online_upgrade.instances.source
-  - fleetdb.online_upgrade.instances.target
+  - fleetdb.online_upgrade.instance.source
+  - fleetdb.online_upgrade.instance.target
 options:
   dbname:
     description:
@@ -238,16 +238,15 @@ comparison:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils import engines
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.args import instance_suboptions, spec_from
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import OperationError
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.pgwire import PgError
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import DatabaseError, OperationError
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engines import engine_option, get_engine
 
 
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            engine=dict(type="str", default="postgresql", choices=["postgresql"]),
+            engine=engine_option(),
             source=dict(type="dict", required=True, options=instance_suboptions()),
             target=dict(type="dict", required=True, options=instance_suboptions()),
             dbname=dict(type="str"),
@@ -272,7 +271,7 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
-    replication = engines.get_engine(p["engine"]).replication(
+    replication = get_engine(p["engine"]).replication(
         module, spec_from(p["source"]), spec_from(p["target"]), p["dbname"], name=p["name"],
         databases=p["databases"], replication_user=p["replication_user"],
         replication_password=p["replication_password"], tables_without_key=p["tables_without_key"],
@@ -287,7 +286,7 @@ def main():
         failure = exc.as_result()
         failure["actions"] = replication.result["actions"]
         module.fail_json(**failure)
-    except PgError as exc:
+    except DatabaseError as exc:
         module.fail_json(msg="database error: %s" % exc, actions=replication.result["actions"])
     finally:
         replication.close()

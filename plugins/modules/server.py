@@ -26,6 +26,7 @@ description:
     V(status): changes nothing."
   - Every state returns the status after the action (in check mode, the status as it is).
 extends_documentation_fragment:
+  - fleetdb.online_upgrade.engine
   - fleetdb.online_upgrade.instance
 options:
   state:
@@ -150,7 +151,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.args import instance_options, spec_from
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import OperationError
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engines import get_engine
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engines import engine_option, get_engine
 
 
 def act(instance, params):
@@ -172,6 +173,7 @@ def act(instance, params):
 def main():
     argument_spec = instance_options()
     argument_spec.update(
+        engine=engine_option(),
         state=dict(type="str", choices=["started", "stopped", "restarted", "reloaded", "status"], required=True),
         port=dict(type="int"),
         mode=dict(type="str", choices=["smart", "fast", "immediate"], default="fast"),

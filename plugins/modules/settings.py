@@ -22,6 +22,7 @@ description:
   - Values are compared as text with what C(postgresql.auto.conf) (or, without it there, the server) has, so
     give them as the server shows them (C(logical), C(32)).
 extends_documentation_fragment:
+  - fleetdb.online_upgrade.engine
   - fleetdb.online_upgrade.instance
   - fleetdb.online_upgrade.pooler
 options:
@@ -80,11 +81,9 @@ restarted:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.args import instance_options, spec_from
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.args import instance_options, pooler_options, spec_from
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import OperationError
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engines import get_engine
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.pgbouncer import (
-    from_params, pooler_options)
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engines import engine_option, get_engine
 
 
 def restart(instance, pooler):
@@ -102,17 +101,18 @@ def restart(instance, pooler):
 
 def main():
     argument_spec = instance_options()
-    argument_spec.update(settings=dict(type="dict", required=True), restart=dict(type="bool", default=False),
+    argument_spec.update(engine=engine_option(), settings=dict(type="dict", required=True), restart=dict(type="bool", default=False),
                          at_least=dict(type="bool", default=False),
                          pooler=dict(type="dict", options=pooler_options()))
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     p = module.params
-    instance = get_engine(p["engine"]).instance(module, spec_from(p))
+    engine = get_engine(p["engine"])
+    instance = engine.instance(module, spec_from(p))
     try:
         result = instance.alter_system(p["settings"], at_least=p["at_least"])
         result["restarted"] = False
         if p["restart"] and result["pending_restart"] and not module.check_mode:
-            restart(instance, from_params(p["pooler"]))
+            restart(instance, engine.pooler(p["pooler"]))
             result.update(changed=True, restarted=True, pending_restart=[])
     except OperationError as exc:
         module.fail_json(**exc.as_result())

@@ -43,8 +43,8 @@ description:
     upgrade's slots are removed from its pg_replslot once the new server serves.
 extends_documentation_fragment:
   - fleetdb.online_upgrade.engine
-  - fleetdb.online_upgrade.instances.old
-  - fleetdb.online_upgrade.instances.new
+  - fleetdb.online_upgrade.instance.old
+  - fleetdb.online_upgrade.instance.new
   - fleetdb.online_upgrade.pooler
 options:
   state:
@@ -214,17 +214,15 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.args import instance_suboptions, spec_from
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import OperationError
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engines import get_engine
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.pgbouncer import (
-    from_params, pooler_options)
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.args import instance_suboptions, pooler_options, spec_from
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import DatabaseError, OperationError
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engines import engine_option, get_engine
 
 
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            engine=dict(type="str", default="postgresql", choices=["postgresql"]),
+            engine=engine_option(),
             old=dict(type="dict", required=True, options=instance_suboptions()),
             new=dict(type="dict", options=instance_suboptions()),
             state=dict(type="str", default="switched", choices=["switched", "unfenced"]),
@@ -244,12 +242,13 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
+    engine = get_engine(p["engine"])
     old = spec_from(p["old"])
     if p["state"] == "unfenced":
-        unfencing = get_engine(p["engine"]).switchover(
+        unfencing = engine.switchover(
             module, old, old, p["databases"], subscription=p["subscription"], replication_user=p["replication_user"],
             production_port=old.port, temporary_port=None,
-            old_port_after=p["old_port_after"], state_file=p["state_file"], pooler=from_params(p["pooler"]))
+            old_port_after=p["old_port_after"], state_file=p["state_file"], pooler=engine.pooler(p["pooler"]))
         module.exit_json(**unfencing.unfence())
     new = spec_from(p["new"])
     if old.port == new.port:
@@ -259,18 +258,18 @@ def main():
     if p["old_port_after"] == old.port:
         module.fail_json(msg="old_port_after must differ from the production port %d. Fix: choose a free port"
                              % old.port)
-    switchover = get_engine(p["engine"]).switchover(
+    switchover = engine.switchover(
         module, old, new, p["databases"], subscription=p["subscription"], replication_user=p["replication_user"],
         production_port=old.port, temporary_port=new.port, old_port_after=p["old_port_after"],
         drain_timeout=p["drain_timeout"], start_timeout=p["start_timeout"],
         verify_row_counts=p["verify_row_counts"], state_file=p["state_file"], max_lag_bytes=p["max_lag_bytes"],
-        rollback_slot=p["rollback_slot"], pooler=from_params(p["pooler"]))
+        rollback_slot=p["rollback_slot"], pooler=engine.pooler(p["pooler"]))
     try:
         result = switchover.run()
     except Exception as exc:  # pylint: disable=broad-except  # the report says what state the servers are in
         if isinstance(exc, OperationError):
             failure = exc.as_result()
-        elif hasattr(exc, "sqlstate"):  # an error the database server reported
+        elif isinstance(exc, DatabaseError):
             failure = dict(msg="database error during the cutover: %s" % exc)
         else:
             failure = dict(msg="unexpected %s during the cutover: %s" % (type(exc).__name__, exc),

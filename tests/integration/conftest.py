@@ -16,6 +16,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 CACHE = os.environ.get("FLEETDB_CACHE", "/var/cache/fleetdb-online-upgrade")
 IMAGE = os.environ.get("FLEETDB_PGHOST_IMAGE", "fleetdb-test/pghost:latest")
 BIN = os.path.join(ROOT, ".venv", "bin")
+# The wire client as tools load it, a file of its own (plugins/module_utils/postgres), and the files it loads beside it.
+PGWIRE_FILES = ("pgwire.py", "scram.py", "wire_messages.py", "wire_tls.py")
 
 
 class Host:

@@ -34,7 +34,7 @@ import time
 
 import pytest
 
-from conftest import ROOT
+from conftest import PGWIRE_FILES, ROOT
 from test_upgrade_flows import (APP_PASSWORD, NEW_DATA, OLD_DATA, PG16, PG18, PREPARE, PROOF, STATE, Flow, dist,
                                 wait_for)
 
@@ -145,8 +145,9 @@ class CutoverFlow(Flow):
         """The proof tool (and the wire client it loads) inside the host, for writers on the Unix socket."""
         self.sh("mkdir -p /opt/fleetdb-proof/tools /opt/fleetdb-proof/plugins/module_utils/postgres")
         self.host.copy_in(PROOF, TOOL)
-        self.host.copy_in(os.path.join(ROOT, "plugins", "module_utils", "postgres", "pgwire.py"),
-                          "/opt/fleetdb-proof/plugins/module_utils/postgres/pgwire.py")
+        for name in PGWIRE_FILES:
+            self.host.copy_in(os.path.join(ROOT, "plugins", "module_utils", "postgres", name),
+                              "/opt/fleetdb-proof/plugins/module_utils/postgres/" + name)
         self.sh("chmod -R a+rX /opt/fleetdb-proof")
 
 

@@ -22,9 +22,11 @@ object"). One PostgreSQL 16 host, driven by playbooks/upgrade.yml like test_upgr
 """
 import datetime
 import difflib
+import importlib.util
 import os
 import re
 import subprocess
+import time
 
 import pytest
 from cryptography import x509
@@ -410,3 +412,43 @@ def test_the_cluster_keeps_its_locale_time_zone_text_search_and_the_settings_of_
     assert settings.splitlines() == ["- maintenance_work_mem=96MB", "app work_mem=5MB"], settings
     assert kinds.psql("SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = 'postgres'") \
         == "the maintenance database"
+
+
+def test_the_wire_client_over_tls_cancels_a_statement_past_its_timeout_and_refuses_copy(kinds):
+    """pgwire (loaded as tools load it, a file of its own) from the controller through the published port, as
+    tls_only (a hostssl rule only) on 18 with the old certificate: require, verify-full (CA and host name) and
+    prefer use TLS, disable is refused by pg_hba.conf; a statement past io_timeout is cancelled on the server, not
+    left running; COPY TO STDOUT is refused with a clear error and the session goes on."""
+    spec = importlib.util.spec_from_file_location(
+        "pgwire", os.path.join(ROOT, "plugins", "module_utils", "postgres", "pgwire.py"))
+    pgwire = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pgwire)
+    rootcert = str(kinds.tmp / "server.crt")
+
+    def connect(sslmode, host="127.0.0.1", **kwargs):
+        return pgwire.Connection(host=host, port=PORT, user="tls_only", dbname="postgres", password=TLS_PASSWORD,
+                                 connect_timeout=10, sslmode=sslmode, **kwargs)
+
+    in_tls = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
+    for sslmode, host in (("require", "127.0.0.1"), ("verify-full", "localhost"), ("prefer", "127.0.0.1")):
+        with connect(sslmode, host, sslrootcert=rootcert) as conn:
+            assert conn.scalar(in_tls) == "t", sslmode
+    with pytest.raises(pgwire.PgConnectError, match="IP address mismatch"):
+        connect("verify-full", sslrootcert=rootcert)   # the certificate names localhost
+    with pytest.raises(pgwire.PgConnectError, match="pg_hba.conf"):
+        connect("disable")
+
+    conn = connect("require", io_timeout=1)
+    pid = conn.backend_pid
+    started = time.monotonic()
+    with pytest.raises(pgwire.PgError, match="timed out: .* within io_timeout 1 s; the statement was cancelled"):
+        conn.execute("SELECT pg_sleep(30)")
+    assert conn.closed
+    gone = "SELECT count(*) FROM pg_stat_activity WHERE pid = %d" % pid
+    wait_for("the cancelled backend to end", lambda: kinds.psql(gone, dbname="postgres") == "0", timeout=2)
+    assert time.monotonic() - started < 4
+
+    with connect("require") as conn:
+        with pytest.raises(pgwire.PgError, match="COPY TO STDOUT is not supported by this client"):
+            conn.execute("COPY (SELECT 1) TO STDOUT")
+        assert conn.scalar("SELECT 2") == "2"

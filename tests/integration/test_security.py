@@ -22,7 +22,7 @@ import time
 
 import pytest
 
-from conftest import ROOT
+from conftest import PGWIRE_FILES, ROOT
 
 PREFIX = "/opt/fleetdb/postgresql"
 SOCK = "/var/run/postgresql"
@@ -432,7 +432,8 @@ def test_a_rejected_login_never_crashes_the_client(pghost, servers, tmp_path):
         "        seen[repr(exc)] += 1\n"
         "print(dict(seen))\n" % SOCK)
     sh(pghost, "mkdir -p /tmp/fleetdb-pgwire")
-    pghost.copy_in(os.path.join(ROOT, "plugins", "module_utils", "postgres", "pgwire.py"), "/tmp/fleetdb-pgwire/pgwire.py")
+    for name in PGWIRE_FILES:
+        pghost.copy_in(os.path.join(ROOT, "plugins", "module_utils", "postgres", name), "/tmp/fleetdb-pgwire/" + name)
     pghost.copy_in(str(script), "/tmp/fleetdb-pgwire/probe.py")
     seen = sh(pghost, "python3 /tmp/fleetdb-pgwire/probe.py").strip()
     assert seen == "{'rejected': 300}", seen

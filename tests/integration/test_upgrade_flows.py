@@ -425,3 +425,22 @@ def test_new_postmaster_killed_during_catch_up_then_rerun(flow):
     assert flow.psql("SELECT count(*) FROM pg_subscription") == "0"
     flow.stop_and_verify("18")
     assert flow.sh("ls -A %s/pg_replslot" % OLD_DATA).strip() == ""
+
+
+def test_an_autovacuum_analyze_inside_the_window_is_told_apart_from_a_write(flow):
+    """Autovacuum workers log in through no pg_hba.conf: the fence cannot keep one from starting inside the window,
+    and its ANALYZE takes a transaction id, which pg_control then shows past the drain.  Made certain here
+    (a one-second naptime, the writers' table analyzed after any change, the window held 5 s after the drain): the
+    stopped old server's WAL shows that id wrote statistics only, so the proof holds and the cutover completes,
+    every acknowledged write on 18."""
+    flow.prepare_16()
+    flow.restart16("SET autovacuum_naptime = '1s'")
+    flow.psql("ALTER TABLE proof.writes SET (autovacuum_analyze_threshold = 0, autovacuum_analyze_scale_factor = 0)",
+              bin_dir=PG16)
+    flow.sh("mkdir -p %s && echo 'detach 5' > %s/failpoint" % (os.path.dirname(STATE), os.path.dirname(STATE)))
+    flow.ok("upgrade.yml")
+    state = flow.state()
+    assert state.get("failpoint_reached") == "detach", state
+    assert state["statistics_xids"] >= 1, "no ANALYZE ran inside the window: the test proved nothing (%s)" % state
+    assert flow.psql("SHOW server_version").startswith("18")
+    flow.stop_and_verify("18")

@@ -76,16 +76,8 @@ def test_module_utils_is_three_layers_and_the_registry():
     assert top - {"__pycache__"} == {"core", "postgres", "upgrade", "engines.py"}, sorted(top)
 
 
-# Modules that still reach around the registry (issue 24, being removed); the list may only shrink.
-NOT_YET_THROUGH_THE_ENGINE = {"info.py", "migrate.py", "physical_copy.py", "preflight.py", "replication.py",
-                              "settings.py", "switchover.py"}
-
-
 def test_imports_go_downwards_only_and_modules_through_the_registry():
-    bad = crossings(files())
-    assert [c for c in bad if os.path.basename(c.split(":")[0]) not in NOT_YET_THROUGH_THE_ENGINE] == []
-    still = {os.path.basename(c.split(":")[0]) for c in bad}
-    assert still == NOT_YET_THROUGH_THE_ENGINE, "done: remove %s from the list" % sorted(NOT_YET_THROUGH_THE_ENGINE - still)
+    assert crossings(files()) == []
 
 
 @pytest.mark.parametrize("place,line,expected", [

@@ -1,23 +1,14 @@
 """The proof's second witness: what the WAL after the drain says the transaction ids past it wrote.
 
-The records are pg_waldump 16's own lines, from an ANALYZE of a table with extended statistics, then an
+The records (pg_waldump16.txt) are pg_waldump 16's own lines, from an ANALYZE of a table with extended statistics, then an
 INSERT into that table, in database 5."""
+import os
+
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import waldump
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.cutover_logic import (
     writes_after_the_drain)
 
-WAL = """\
-rmgr: Heap        len (rec/tot):     54/  8050, tx:        731, lsn: 0/014B0298, prev 0/014AFD08, desc: INSERT off: 19, flags: 0x01, blkref #0: rel 1663/5/2619 blk 17 FPW
-rmgr: Btree       len (rec/tot):     53/   973, tx:        731, lsn: 0/014B2228, prev 0/014B0298, desc: INSERT_LEAF off: 44, blkref #0: rel 1663/5/2696 blk 2 FPW
-rmgr: Heap        len (rec/tot):     89/    89, tx:        731, lsn: 0/014B26C0, prev 0/014B2680, desc: INSERT+INIT off: 1, flags: 0x00, blkref #0: rel 1663/5/3429 blk 0
-rmgr: Btree       len (rec/tot):     90/    90, tx:        731, lsn: 0/014B2720, prev 0/014B26C0, desc: NEWROOT level: 0, blkref #0: rel 1663/5/3433 blk 1, blkref #2: rel 1663/5/3433 blk 0
-rmgr: Heap        len (rec/tot):    188/   188, tx:        731, lsn: 0/014B27C0, prev 0/014B2780, desc: INPLACE off: 5, blkref #0: rel 1663/5/1259 blk 0
-rmgr: Transaction len (rec/tot):    194/   194, tx:        731, lsn: 0/014B2940, prev 0/014B2880, desc: COMMIT 2026-12-06 20:22:42.964937 UTC; inval msgs: catcache 63 relcache 16384
-rmgr: Heap        len (rec/tot):     61/    61, tx:        732, lsn: 0/014B2A08, prev 0/014B2940, desc: INSERT off: 94, flags: 0x00, blkref #0: rel 1663/5/16384 blk 1
-rmgr: Btree       len (rec/tot):     64/    64, tx:        732, lsn: 0/014B2A48, prev 0/014B2A08, desc: INSERT_LEAF off: 201, blkref #0: rel 1663/5/16389 blk 1
-rmgr: Transaction len (rec/tot):     34/    34, tx:        732, lsn: 0/014B2A88, prev 0/014B2A48, desc: COMMIT 2026-12-06 20:22:42.965635 UTC
-rmgr: XLOG        len (rec/tot):    114/   114, tx:          0, lsn: 0/014B2AB0, prev 0/014B2A88, desc: CHECKPOINT_SHUTDOWN redo 0/14B2AB0; tli 1; prev tli 1; fpw true; xid 0:733; oid 16392
-"""
+WAL = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "pg_waldump16.txt")).read()
 RELATIONS = [dict(statistics=["1663/5/2619", "1663/5/2840", "1663/5/2841", "1663/5/2696", "1663/5/3429",
                               "1663/5/3430", "1663/5/3431", "1663/5/3433"],
                   in_place=["1663/5/1259"])]

@@ -1,7 +1,9 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, fleetdb contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Argument specs shared by the modules, matching the ``instance`` doc fragment."""
+"""Argument specs shared by the modules, matching the doc fragments ``instance``, ``instances`` and ``pooler``.
+
+The option ``engine`` comes from the registry (``engines.engine_option()``)."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -13,7 +15,6 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.engine
 def instance_options(required_data_dir=True):
     """Options that locate one instance on its host (doc fragment ``instance``)."""
     return dict(
-        engine=dict(type="str", default="postgresql", choices=["postgresql"]),
         data_dir=dict(type="path", required=required_data_dir),
         bin_dir=dict(type="path", required=True),
         owner=dict(type="str", default="postgres"),
@@ -34,9 +35,22 @@ def instance_options(required_data_dir=True):
 
 def instance_suboptions():
     """The same options nested in a dict option (``source``, ``target`` ...)."""
-    options = instance_options()
-    options.pop("engine")
-    return options
+    return instance_options()
+
+
+def pooler_options():
+    """The option ``pooler``: the connection pooler clients go through (doc fragment ``pooler``)."""
+    return dict(
+        type=dict(type="str", default="pgbouncer", choices=["pgbouncer"]),
+        host=dict(type="str", default="127.0.0.1"),
+        port=dict(type="int", default=6432),
+        admin_user=dict(type="str", default="pgbouncer"),
+        admin_password=dict(type="str", no_log=True),
+        pause_timeout=dict(type="float", default=10.0),
+        databases=dict(type="list", elements="str"),
+        sslmode=dict(type="str", default="prefer", choices=["disable", "prefer", "require", "verify-full"]),
+        sslrootcert=dict(type="path"),
+    )
 
 
 def spec_from(params):

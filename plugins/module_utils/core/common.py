@@ -44,6 +44,10 @@ class OperationError(Exception):
         return result
 
 
+class DatabaseError(Exception):
+    """An error the database server reported, or its connection: an engine's client raises a subclass."""
+
+
 def parse_version(text):
     """'postgres (PostgreSQL) 16.15 (Debian 16.15-1)' -> (16, 15), '18' -> (18,); None when there is no version."""
     match = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", text or "")

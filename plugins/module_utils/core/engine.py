@@ -1,23 +1,27 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, fleetdb contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The engine interface: what the modules and roles may ask of a database product.
+"""The engine interface: what the modules may ask of a database product.
 
 The interface follows the online-upgrade procedure (install the new release
 beside the old one, migrate, replicate, fence clients, stop the old server,
 drain, start the new one on the same port).  Modules depend only on these
-classes; ``engines.get_engine('postgresql')`` returns the PostgreSQL implementation and
-a TimesTen engine (ttMigrate, ttRepAdmin, ttDaemonAdmin) is added by
-implementing these classes and registering it in ``engines.py``.
+classes and on ``core``; ``engines.get_engine('postgresql')`` returns the PostgreSQL
+implementation, and another product (a TimesTen engine: ttMigrate, ttRepAdmin,
+ttDaemonAdmin) is added by implementing these classes and registering it in ``engines.py``.
+Each class declares exactly what some module calls on it.
 
 Every method that changes something takes ``check_mode`` into account through
 the module it is given, and reports what it did (or would do) in a dict.
-Failures the operator can act on raise ``common.OperationError``.
+Failures the operator can act on raise ``common.OperationError``; errors the
+database reports raise a ``common.DatabaseError``.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
+
+from abc import ABC, abstractmethod
 
 
 class InstanceSpec:
@@ -41,187 +45,273 @@ class InstanceSpec:
         self.service = service or {}    # who runs it: dict(kind=pg_ctl|systemd|debian, unit, version, cluster)
 
 
-class Installer:
-    """Step 1: put a release's binaries on the host, side by side with others."""
+class Installer(ABC):
+    """Put a release's binaries on the host, side by side with others."""
 
+    @abstractmethod
     def probe(self, bin_dir):
         """dict(version, major, bin_dir) of the binaries in ``bin_dir``, or None."""
-        raise NotImplementedError
 
+    @abstractmethod
     def install_archive(self, module, archive, checksum, prefix, version):
-        """Unpack a binary distribution into its own directory (the TimesTen way)."""
-        raise NotImplementedError
+        """Unpack a binary distribution into its own directory."""
 
-    def install_package(self, module, version):
+    @abstractmethod
+    def install_package(self, module, version, update_cache=False):
         """Install the release from the operating system's package manager."""
-        raise NotImplementedError
 
+    @abstractmethod
     def release_bin_dir(self, method, version, prefix=None):
         """Where ``method`` puts the release's binaries, known before it is installed."""
-        raise NotImplementedError
 
+    @abstractmethod
     def check_provides(self, bin_dir, major, required):
         """Fail (OperationError) when the release lacks an extension or library the databases use."""
-        raise NotImplementedError
 
+    @abstractmethod
     def remove(self, module, version, bin_dir):
         """Remove the release whose binaries are in ``bin_dir``; files a package owns are left to its manager."""
-        raise NotImplementedError
 
 
-class Instance:
+class Instance(ABC):
     """One server instance: a data directory served by one release's binaries."""
 
     def __init__(self, module, spec):
         self.module = module
         self.spec = spec
 
-    def facts(self):
-        """dict(exists, major, configured_port, running, pid, port, accepting)."""
-        raise NotImplementedError
+    @abstractmethod
+    def binaries_version(self):
+        """The full version of the instance's release binaries (text)."""
 
+    @abstractmethod
+    def binaries_major(self):
+        """The major version of the instance's release binaries (text)."""
+
+    @abstractmethod
+    def status(self):
+        """What a DBA looks at first: dict(data_dir, major, running, pid, port, accepting, version, configured_port)."""
+
+    @abstractmethod
+    def postmaster(self):
+        """dict(pid, port, ...) of the running server, or None when it is stopped."""
+
+    @abstractmethod
+    def configured_port(self):
+        """The port the configuration gives the server, or None when it does not load."""
+
+    @abstractmethod
+    def port_user(self, port):
+        """Who listens on ``port`` (dict(pid, command, cmdline, user, this_instance)), or None."""
+
+    @abstractmethod
     def create(self, data_checksums=None, locale=None):
-        """Initialise the data directory with ``locale`` (dict: encoding, locale, lc_collate, lc_ctype, provider,
-        provider_locale); never touch one of another major version."""
-        raise NotImplementedError
+        """Initialise the data directory with ``locale`` (dict); returns dict(created, data_checksums)."""
 
-    def configure(self, settings):
-        """Apply settings; returns dict(changed, diff, restart_required, pending)."""
-        raise NotImplementedError
+    @abstractmethod
+    def remove(self):
+        """Remove the stopped instance's data directory and what it alone uses; returns dict(changed, ...)."""
 
+    @abstractmethod
+    def ensure_socket_dir(self):
+        """Create the directories the server puts its sockets in; True when one was created."""
+
+    @abstractmethod
+    def desired_settings(self, settings, inherited=None):
+        """Fail (OperationError) on a setting this release does not know or cannot load; the settings to write."""
+
+    @abstractmethod
+    def read_hba(self):
+        """The instance's client authentication rules (text)."""
+
+    @abstractmethod
+    def read_ident(self):
+        """The instance's user name maps (text)."""
+
+    @abstractmethod
+    def carry_ssl_files(self, old, settings):
+        """Copy the certificate files ``settings`` of the instance ``old`` name; returns (settings, files copied)."""
+
+    @abstractmethod
+    def configure(self, settings, inherited=None, hba_content=None, ident_content=None):
+        """Write the configuration; dict(changed, diff, port, settings, restart_required, pending_restart, ...)."""
+
+    @abstractmethod
     def set_port(self, port):
-        """Change the configured port without starting the server."""
-        raise NotImplementedError
+        """Configure the port without starting the server; dict(changed, diff, configured_port, ...)."""
 
+    @abstractmethod
     def alter_system(self, settings, at_least=False):
-        """Settings of the running server, the way its own configuration keeps them last (with ``at_least``,
-        numbers only raised).  Returns dict(changed, statements, diff, pending_restart)."""
-        raise NotImplementedError
+        """Settings of the running server kept the way it keeps them last; dict(changed, statements, diff, pending_restart)."""
 
-    def restart(self, port=None, mode="fast", timeout=60):
-        """Stop and start the server through its service manager."""
-        raise NotImplementedError
-
+    @abstractmethod
     def databases(self):
-        """The databases clients may connect to."""
-        raise NotImplementedError
+        """The names of the databases clients may connect to."""
 
+    @abstractmethod
     def start(self, port=None, timeout=60):
         """Start and wait until connections are accepted; ``port`` overrides the configured one."""
-        raise NotImplementedError
 
+    @abstractmethod
     def stop(self, mode="fast", timeout=60):
-        raise NotImplementedError
+        """Stop the server and wait until it is gone."""
 
-    def connect(self, dbname=None, port=None):
-        """An administrative session (a ``pgwire.Connection``-like object)."""
-        raise NotImplementedError
+    @abstractmethod
+    def restart(self, port=None, mode="fast", timeout=60):
+        """Stop and start the server through its service manager."""
+
+    @abstractmethod
+    def reload(self):
+        """Make the running server read its configuration again; False when it is not running."""
 
 
-class Migrator:
-    """Steps 2 and 6 of the seed: ttMigrate -c / -r, -l / -d."""
+class Migrator(ABC):
+    """Save databases into a file and restore them into another instance."""
 
-    def create(self, path, objects=None, schema_only=False):
-        """Save the instance's database (or ``objects``) into the data file ``path``."""
-        raise NotImplementedError
+    @abstractmethod
+    def create(self, path, objects=None, schema_only=False, dbname=None, with_globals=True, role_passwords=False):
+        """Save the instance's database (or ``objects``) into the file ``path``."""
 
-    def restore(self, path, sections=None):
+    @abstractmethod
+    def restore(self, path, sections=None, jobs=1, create_database=True, dbname=None, record=True,
+                maintenance_work_mem_mb=None):
         """Restore ``path`` into the instance; records the upgrade (Record of Upgrades)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def list(self, path):
-        raise NotImplementedError
+        """The table of contents of ``path``."""
 
+    @abstractmethod
     def describe(self, path):
-        raise NotImplementedError
+        """dict(size_bytes, sha256, ...) of ``path``."""
 
 
-class Replication:
-    """Step 2 and 5: keep the new copy in step with the old one (ttRepAdmin)."""
+class Replication(ABC):
+    """Keep the new instance in step with the old one; ``result`` holds what was done (dict with ``actions``)."""
 
+    @abstractmethod
     def ensure(self, state):
-        """state: present, absent, paused, started or synced."""
-        raise NotImplementedError
+        """Bring replication to ``state`` (present, absent, paused, started, synced, published, role_absent)."""
 
-    def status(self):
-        """dict(state, tables_total, tables_ready, lag_bytes, lag_seconds)."""
-        raise NotImplementedError
-
+    @abstractmethod
     def compare(self, tables=None):
-        """Per-table row count and hash of all rows on both sides."""
-        raise NotImplementedError
+        """Per table, the row count and a hash of all rows on both sides."""
+
+    @abstractmethod
+    def close(self):
+        """Close the sessions it opened."""
 
 
-class Switchover:
-    """Steps 3 to 6 in one call: fence, final position, drain, sequences, stop old, start new."""
+class PhysicalCopy(ABC):
+    """The initial copy made from the old server's files; ``timer.timings`` holds seconds per phase."""
 
+    @abstractmethod
+    def run(self):
+        """Make the copy; dict(changed, start_lsn, slots, phases, ...): where replication starts."""
+
+
+class Preflight(ABC):
+    """Every check before an upgrade."""
+
+    @abstractmethod
+    def run(self):
+        """dict(problems, warnings, facts, ...); changes nothing."""
+
+
+class Switchover(ABC):
+    """Fence, final position, drain, sequences, stop old, start new; ``report`` holds what was reached."""
+
+    @abstractmethod
     def run(self):
         """dict(changed, phases={name: seconds}, window_seconds, ...)."""
-        raise NotImplementedError
+
+    @abstractmethod
+    def unfence(self):
+        """Lift the fence an interrupted cutover left on the old server; dict(changed, ...)."""
 
 
-class Engine:
-    """A database product: a factory for the pieces above."""
+class Engine(ABC):
+    """A database product: a factory for the pieces above, and what the modules ask of the product itself."""
 
     name = None
 
+    @abstractmethod
     def installer(self, module):
-        raise NotImplementedError
+        """An ``Installer``."""
 
+    @abstractmethod
     def instance(self, module, spec):
-        raise NotImplementedError
+        """The ``Instance`` that ``spec`` (an ``InstanceSpec``) locates."""
 
+    @abstractmethod
+    def inventory(self, module, spec):
+        """What an instance is: its ``Instance.status()`` and, when it accepts connections, version, databases,
+        subscriptions and slots."""
+
+    @abstractmethod
     def migrator(self, module, spec, tool_bin_dir=None):
-        raise NotImplementedError
+        """A ``Migrator`` for the instance, with the tools of ``tool_bin_dir``."""
 
+    @abstractmethod
     def replication(self, module, source, target, dbname, **options):
-        raise NotImplementedError
+        """A ``Replication`` from ``source`` to ``target``."""
 
+    @abstractmethod
+    def max_rate_problem(self, rate):
+        """Why ``rate`` is no rate the physical copy can be limited to, or None."""
+
+    @abstractmethod
     def physical_copy(self, module, old, new, databases, **options):
-        """The initial copy made from the old server's files (an object whose run() returns where replication
-        starts): a base backup recovered to a replication point, then the new release's in-place upgrade."""
-        raise NotImplementedError
+        """A ``PhysicalCopy`` of ``old`` into ``new``."""
 
+    @abstractmethod
     def preflight(self, module, old, **options):
-        """Every check before an upgrade (an object whose run() returns problems, warnings and facts)."""
-        raise NotImplementedError
+        """A ``Preflight`` of an upgrade of ``old``."""
 
+    @abstractmethod
     def switchover(self, module, old, new, databases, **options):
-        """Steps 3 to 6 (a ``Switchover``)."""
-        raise NotImplementedError
+        """A ``Switchover`` from ``old`` to ``new``."""
 
+    @abstractmethod
+    def pooler(self, params):
+        """The connection pooler the module option ``pooler`` describes, or None without one."""
+
+    @abstractmethod
     def discover(self, module, port, **options):
         """The running instance of ``port`` as its host runs it (InstanceSpec fields and its service)."""
-        raise NotImplementedError
 
+    @abstractmethod
+    def plan_new(self, old, new_major, prefix=None):
+        """Where the new release's instance goes beside ``old`` (a result of ``discover``)."""
+
+    @abstractmethod
     def progress(self, module, state_dir):
         """Where the upgrade of this host stands, as its runs recorded it in ``state_dir`` (a ``Progress``)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def new_instance_settings(self):
         """Settings the new instance needs for the upgrade, beneath the operator's own."""
-        raise NotImplementedError
 
 
-class Progress:
+class Progress(ABC):
     """What an upgrade left on its host for the runs after it: its versions and the phase it reached."""
 
+    @abstractmethod
     def read(self, old_version, new_version, old_data_dir):
-        """dict(phase, past_stop, another_upgrade, recorded, begins, finished, ...) for a run of these versions."""
-        raise NotImplementedError
+        """dict(phase, past_stop, another_upgrade, recorded, finished, ...) for a run of these versions."""
 
+    @abstractmethod
     def begin(self, old_version, new_version):
         """Record that the host is in the upgrade from ``old_version`` to ``new_version``; dict(changed)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def start_over(self):
         """Forget the cutovers of a rolled back upgrade, so that the next one starts afresh; dict(changed)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def set_aside(self):
         """Move a finished upgrade's records and work files into the history; dict(changed, history_dir)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def record(self, phase, **details):
         """Record a phase reached outside the cutover (done offline, rolled_back, finalized); dict(changed)."""
-        raise NotImplementedError

@@ -8,26 +8,49 @@ this client needs only the standard library.  It keeps a connection open for
 as long as a module needs it, which matters in the cutover where every round
 trip is inside the client-visible window.
 
-Supported: Unix-socket and TCP connections, trust/peer, cleartext, md5 and
-SCRAM-SHA-256 authentication, the simple query protocol (several statements),
-and the extended protocol with text parameters (no SQL built from values).
-Values come back as text; ``None`` for NULL.
+Supported: Unix-socket and TCP connections, TLS on TCP (``sslmode``, see
+``wire_tls``), trust/peer, cleartext, md5 and SCRAM-SHA-256 authentication
+(``scram``), the simple query protocol (several statements), and the extended
+protocol with text parameters (no SQL built from values).  Values come back as
+text; ``None`` for NULL.  Not supported: COPY FROM STDIN / TO STDOUT and
+replication streams; they raise ``PgError``.
+
+The three sibling files are imported from the collection, or, when this file is
+loaded as a file of its own (tools/fleetdb_proof.py, test hosts), from beside it.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import base64
 import hashlib
-import hmac
 import os
 import socket
+import ssl
 import struct
 import time
 
+try:
+    from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import DatabaseError
+    from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import scram, wire_messages, wire_tls
+except ImportError:  # loaded alone as a file (tools, test hosts): its siblings beside it, the standard library
+    import importlib.util
 
-class PgError(Exception):
+    DatabaseError = Exception
+
+    def _sibling(name):
+        spec = importlib.util.spec_from_file_location(name, os.path.join(os.path.dirname(__file__), name + ".py"))
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    scram, wire_messages, wire_tls = _sibling("scram"), _sibling("wire_messages"), _sibling("wire_tls")
+
+# A server's answers to a COPY, which this client does not speak.
+COPY_RESPONSES = {b"G": "COPY FROM STDIN", b"H": "COPY TO STDOUT", b"W": "a replication stream (CopyBoth)"}
+
+
+class PgError(DatabaseError):
     """An error reported by the server (``ErrorResponse``) or the connection."""
 
     def __init__(self, message, sqlstate=None, fields=None):
@@ -78,18 +101,26 @@ class Result:
 
 
 class Connection:
-    """One session.  Use as a context manager or call :meth:`close`."""
+    """One session.  Use as a context manager or call :meth:`close`.
+
+    ``sslmode`` (disable, prefer, require, verify-full) and ``sslrootcert`` apply to TCP (``wire_tls``).
+    ``io_timeout``: see :meth:`set_io_timeout`."""
 
     def __init__(self, host="/var/run/postgresql", port=5432, user="postgres", dbname="postgres",
                  password=None, connect_timeout=10, application_name="fleetdb.online_upgrade",
-                 options=None, io_timeout=None):
+                 options=None, io_timeout=None, sslmode="prefer", sslrootcert=None):
         self.host = host
         self.port = int(port)
         self.user = user
         self.dbname = dbname
+        self.sslmode = sslmode
+        self.sslrootcert = sslrootcert
+        self.connect_timeout = connect_timeout
         self.parameters = {}
         self.notices = []
         self.backend_pid = None
+        self._secret_key = None
+        self._io_timeout = None
         self._sock = None
         self._buf = b""
         self._connect(password, connect_timeout, application_name, options)
@@ -98,13 +129,7 @@ class Connection:
     # -- connection ---------------------------------------------------------
     def _connect(self, password, timeout, application_name, options):
         try:
-            if self.host.startswith("/"):
-                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                sock.settimeout(timeout)
-                sock.connect(os.path.join(self.host, ".s.PGSQL.%d" % self.port))
-            else:
-                sock = socket.create_connection((self.host, self.port), timeout=timeout)
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock = wire_tls.open_socket(self.host, self.port, timeout, self.sslmode, self.sslrootcert)
         except (OSError, socket.error) as exc:
             raise PgConnectError("cannot connect to %s port %d: %s" % (self.host, self.port, exc))
         sock.settimeout(None)
@@ -113,10 +138,7 @@ class Connection:
                   "application_name": application_name, "client_encoding": "UTF8"}
         if options:
             params["options"] = options
-        body = struct.pack("!i", 196608)
-        for key, value in params.items():
-            body += key.encode() + b"\0" + value.encode() + b"\0"
-        body += b"\0"
+        body = wire_messages.startup(params)
         try:
             self._sock.sendall(struct.pack("!i", len(body) + 4) + body)
         except (OSError, socket.error) as exc:  # a server that closed at once (starting up, shutting down)
@@ -132,7 +154,7 @@ class Connection:
             raise PgConnectError(str(exc), exc.sqlstate, exc.fields)
 
     def _authenticate(self, password):
-        scram = None
+        exchange = None
         while True:
             kind, payload = self._read_message()
             if kind == b"E":
@@ -141,6 +163,9 @@ class Connection:
                 raise PgConnectError("unexpected message %r during authentication" % kind)
             code = struct.unpack("!i", payload[:4])[0]
             if code == 0:
+                if exchange is not None and not exchange.verified:
+                    raise PgConnectError("the server ended SCRAM authentication without proving it knows the "
+                                         "password")
                 return
             if password is None and code in (3, 5, 10):
                 raise PgConnectError("the server asks for a password for role %s and none was given" % self.user)
@@ -154,13 +179,17 @@ class Connection:
                 mechanisms = payload[4:].split(b"\0")
                 if b"SCRAM-SHA-256" not in mechanisms:
                     raise PgConnectError("no supported SASL mechanism offered: %r" % mechanisms)
-                scram = _Scram(password)
-                first = scram.client_first().encode()
+                exchange = scram.ScramSha256(password)
+                first = exchange.client_first().encode()
                 self._send(b"p", b"SCRAM-SHA-256\0" + struct.pack("!i", len(first)) + first)
-            elif code == 11:
-                self._send(b"p", scram.client_final(payload[4:].decode()).encode())
-            elif code == 12:
-                scram.verify(payload[4:].decode())
+            elif code in (11, 12) and exchange is not None:
+                try:
+                    if code == 11:
+                        self._send(b"p", exchange.client_final(payload[4:].decode()).encode())
+                    else:
+                        exchange.verify(payload[4:].decode())
+                except scram.ScramError as exc:
+                    raise PgConnectError(str(exc))
             else:
                 raise PgConnectError("unsupported authentication method %d" % code)
 
@@ -180,8 +209,10 @@ class Connection:
         self.close()
 
     def set_io_timeout(self, seconds):
-        """Seconds any one read or write on the socket may take (None: no limit).  A timeout ends the session:
-        its protocol state is unknown after it."""
+        """Seconds any one read or write on the socket may take (None: no limit).  A statement that overruns it
+        is cancelled on the server (a CancelRequest on a connection of its own), then the session is closed and
+        PgError says "timed out"."""
+        self._io_timeout = seconds
         if self._sock is not None:
             self._sock.settimeout(seconds)
 
@@ -201,22 +232,8 @@ class Connection:
     def query(self, sql, params=()):
         """Run one statement with text parameters ($1, $2, ...); returns its result."""
         values = [None if p is None else (p if isinstance(p, str) else _to_text(p)) for p in params]
-        bind = b"\0\0" + struct.pack("!hh", 0, len(values))
-        for value in values:
-            if value is None:
-                bind += struct.pack("!i", -1)
-            else:
-                data = value.encode()
-                bind += struct.pack("!i", len(data)) + data
-        bind += struct.pack("!h", 0)
-        self._send_many([
-            (b"P", b"\0" + sql.encode() + b"\0" + struct.pack("!h", 0)),
-            (b"B", bind),
-            (b"D", b"P\0"),
-            (b"E", b"\0" + struct.pack("!i", 0)),
-            (b"S", b""),
-        ])
-        return self._collect()[-1]
+        self._send_many(wire_messages.extended_query(sql, values))
+        return self._collect(extended=True)[-1]
 
     def rows(self, sql, params=()):
         return self.query(sql, params).dicts()
@@ -224,7 +241,7 @@ class Connection:
     def scalar(self, sql, params=()):
         return self.query(sql, params).scalar()
 
-    def _collect(self):
+    def _collect(self, extended=False):
         results = []
         current = Result()
         error = None
@@ -232,9 +249,9 @@ class Connection:
             kind, payload = self._read_message()
             if kind == b"T":
                 current = Result()
-                current.columns = _row_description(payload)
+                current.columns = wire_messages.row_description(payload)
             elif kind == b"D":
-                current.rows.append(_data_row(payload))
+                current.rows.append(wire_messages.data_row(payload))
             elif kind == b"C":
                 current.command = payload.rstrip(b"\0").decode()
                 results.append(current)
@@ -243,13 +260,29 @@ class Connection:
                 results.append(current)
                 current = Result()
             elif kind == b"E":
-                error = self._error(payload)
+                error = error or self._error(payload)  # after a refused COPY, the server's "COPY ... failed"
             elif kind == b"Z":
                 if error is not None:
                     raise error
                 return results or [current]
+            elif kind in COPY_RESPONSES:
+                error = self._refuse_copy(kind, extended)
             else:
                 self._handle_async(kind, payload)
+
+    def _refuse_copy(self, kind, extended):
+        """Leave the COPY the server started: CopyFail ends a COPY FROM STDIN (then a Sync, which copy-in mode
+        ignored, ends an extended query); the rows of a COPY TO STDOUT (CopyData, CopyDone) are dropped as they
+        come; a replication stream has no end, so the session is closed.  Returns the error to raise at
+        ReadyForQuery."""
+        error = PgError("%s is not supported by this client (pgwire speaks no COPY sub-protocol); the statement "
+                        "was abandoned" % COPY_RESPONSES[kind], "0A000")
+        if kind == b"G":
+            self._send_many([(b"f", b"not supported by fleetdb pgwire\0")] + ([(b"S", b"")] if extended else []))
+        elif kind == b"W":
+            self.close()
+            raise error
+        return error
 
     def _read_until_ready(self):
         while True:
@@ -259,7 +292,7 @@ class Connection:
             if kind == b"E":
                 raise self._error(payload)
             if kind == b"K":
-                self.backend_pid = struct.unpack("!i", payload[:4])[0]
+                self.backend_pid, self._secret_key = struct.unpack("!ii", payload[:8])
             else:
                 self._handle_async(kind, payload)
 
@@ -268,17 +301,12 @@ class Connection:
             key, value = payload.rstrip(b"\0").split(b"\0", 1)
             self.parameters[key.decode()] = value.decode()
         elif kind == b"N":
-            self.notices.append(_fields(payload).get("M", ""))
+            self.notices.append(wire_messages.fields(payload).get("M", ""))
         # ParseComplete, BindComplete, NoData, NotificationResponse: nothing to keep.
 
     def _error(self, payload):
-        fields = _fields(payload)
-        message = fields.get("M", "unknown error")
-        if fields.get("D"):
-            message += " (" + fields["D"] + ")"
-        if fields.get("H"):
-            message += " HINT: " + fields["H"]
-        return PgError(message, fields.get("C"), fields)
+        fields = wire_messages.fields(payload)
+        return PgError(wire_messages.error_text(fields), fields.get("C"), fields)
 
     # -- framing --------------------------------------------------------------
     def _send(self, kind, payload):
@@ -291,9 +319,7 @@ class Connection:
         try:
             self._sock.sendall(data)
         except (OSError, socket.error) as exc:
-            self._sock.close()
-            self._sock = None
-            raise PgError("connection lost: %s" % exc, "08006")
+            raise self._lost(exc)
 
     def _read_message(self):
         header = self._read_exact(5)
@@ -302,21 +328,39 @@ class Connection:
 
     def _read_exact(self, size):
         while len(self._buf) < size:
+            if self._sock is None:
+                raise PgError("the connection is closed")
             try:
                 chunk = self._sock.recv(max(65536, size - len(self._buf)))
             except (OSError, socket.error) as exc:
-                chunk = b""
-                reason = str(exc)
-            else:
-                reason = "server closed the connection"
+                raise self._lost(exc)
             if not chunk:
-                if self._sock is not None:
-                    self._sock.close()
-                self._sock = None
-                raise PgError("connection lost: %s" % reason, "08006")
+                raise self._lost("server closed the connection")
             self._buf += chunk
         data, self._buf = self._buf[:size], self._buf[size:]
         return data
+
+    def _lost(self, reason):
+        """The error that ends the session.  On a timeout past the login, the statement still running on the
+        server is cancelled first: closing the socket alone would leave it running until it next writes."""
+        timed_out = isinstance(reason, socket.timeout) and self._secret_key is not None
+        outcome = self._cancel() if timed_out else None
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.close()
+        if timed_out:
+            return PgError("timed out: no answer from %s port %d within io_timeout %s s; %s and the session closed"
+                           % (self.host, self.port, self._io_timeout, outcome), "57014")
+        return PgError("connection lost: %s" % reason, "08006")
+
+    def _cancel(self):  # given no longer than the timeout it follows: a host that stopped answering may not answer it
+        sslmode = self.sslmode if isinstance(self._sock, ssl.SSLSocket) else "disable"
+        try:
+            wire_tls.cancel_request(self.host, self.port, self.backend_pid, self._secret_key,
+                                    min(self.connect_timeout, self._io_timeout), sslmode, self.sslrootcert)
+        except (OSError, socket.error) as exc:
+            return "cancelling the statement failed (%s)" % exc
+        return "the statement was cancelled"
 
 
 def _to_text(value):
@@ -335,72 +379,6 @@ def array_literal(values):
         text = _to_text(value)
         return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
     return "{" + ",".join(item(v) for v in values) + "}"
-
-
-def _fields(payload):
-    fields = {}
-    for part in payload.split(b"\0"):
-        if part:
-            fields[part[:1].decode()] = part[1:].decode("utf-8", "replace")
-    return fields
-
-
-def _row_description(payload):
-    count = struct.unpack("!h", payload[:2])[0]
-    names, pos = [], 2
-    for _index in range(count):
-        end = payload.index(b"\0", pos)
-        names.append(payload[pos:end].decode())
-        pos = end + 1 + 18
-    return names
-
-
-def _data_row(payload):
-    count = struct.unpack("!h", payload[:2])[0]
-    values, pos = [], 2
-    for _index in range(count):
-        size = struct.unpack("!i", payload[pos:pos + 4])[0]
-        pos += 4
-        if size < 0:
-            values.append(None)
-        else:
-            values.append(payload[pos:pos + size].decode())
-            pos += size
-    return tuple(values)
-
-
-class _Scram:
-    """SCRAM-SHA-256 (RFC 5802/7677) without channel binding."""
-
-    def __init__(self, password):
-        self.password = password
-        self.nonce = base64.b64encode(os.urandom(18)).decode()
-        self.server_signature = None
-        self.first_bare = None
-
-    def client_first(self):
-        self.first_bare = "n=,r=" + self.nonce
-        return "n,," + self.first_bare
-
-    def client_final(self, server_first):
-        attrs = dict(item.split("=", 1) for item in server_first.split(","))
-        if not attrs["r"].startswith(self.nonce):
-            raise PgConnectError("SCRAM: server nonce does not extend the client nonce")
-        salted = hashlib.pbkdf2_hmac("sha256", self.password.encode(), base64.b64decode(attrs["s"]), int(attrs["i"]))
-        client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
-        stored_key = hashlib.sha256(client_key).digest()
-        without_proof = "c=biws,r=" + attrs["r"]
-        auth_message = ",".join([self.first_bare, server_first, without_proof]).encode()
-        signature = hmac.new(stored_key, auth_message, hashlib.sha256).digest()
-        proof = bytes(a ^ b for a, b in zip(client_key, signature))
-        server_key = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
-        self.server_signature = base64.b64encode(hmac.new(server_key, auth_message, hashlib.sha256).digest()).decode()
-        return without_proof + ",p=" + base64.b64encode(proof).decode()
-
-    def verify(self, server_final):
-        attrs = dict(item.split("=", 1) for item in server_final.split(","))
-        if attrs.get("v") != self.server_signature:
-            raise PgConnectError("SCRAM: the server's signature does not match")
 
 
 def connect_retry(deadline, retry_sqlstates=(), **kwargs):

@@ -27,25 +27,13 @@ WINDOW_ALLOWANCE = 30
 POOL_MODES = ("transaction", "statement")
 
 
-def pooler_options():
-    """The module option ``pooler`` (doc fragment ``pooler``)."""
-    return dict(
-        type=dict(type="str", default="pgbouncer", choices=["pgbouncer"]),
-        host=dict(type="str", default="127.0.0.1"),
-        port=dict(type="int", default=6432),
-        admin_user=dict(type="str", default="pgbouncer"),
-        admin_password=dict(type="str", no_log=True),
-        pause_timeout=dict(type="float", default=10.0),
-        databases=dict(type="list", elements="str"),
-    )
-
-
 def from_params(params):
     """A PgBouncer from the ``pooler`` option, or None when there is none."""
     if not params:
         return None
     return PgBouncer(params["host"], params["port"], params["admin_user"], params.get("admin_password"),
-                     pause_timeout=params["pause_timeout"], databases=params.get("databases"))
+                     pause_timeout=params["pause_timeout"], databases=params.get("databases"),
+                     sslmode=params["sslmode"], sslrootcert=params.get("sslrootcert"))
 
 
 def _name(name):
@@ -63,13 +51,16 @@ class PauseTimeout(OperationError):
 class PgBouncer:
     """One PgBouncer, through its admin console (the virtual database ``pgbouncer``)."""
 
-    def __init__(self, host, port, admin_user, admin_password, pause_timeout=10.0, databases=None):
+    def __init__(self, host, port, admin_user, admin_password, pause_timeout=10.0, databases=None, sslmode="prefer",
+                 sslrootcert=None):
         self.host = host
         self.port = int(port)
         self.admin_user = admin_user
         self.admin_password = admin_password
         self.pause_timeout = float(pause_timeout)
         self.databases = list(databases) if databases else None  # PgBouncer's names; None: found from the server's
+        self.sslmode = sslmode  # over TCP (a Unix socket never uses TLS): the admin password crosses the network
+        self.sslrootcert = sslrootcert
 
     def __repr__(self):
         return "PgBouncer %s:%d" % (self.host, self.port)
@@ -77,10 +68,12 @@ class PgBouncer:
     def console(self, timeout=5):
         try:
             return pgwire.Connection(host=self.host, port=self.port, user=self.admin_user, dbname="pgbouncer",
-                                     password=self.admin_password, connect_timeout=timeout, io_timeout=timeout)
+                                     password=self.admin_password, connect_timeout=timeout, io_timeout=timeout,
+                                     sslmode=self.sslmode, sslrootcert=self.sslrootcert)
         except pgwire.PgError as exc:
             raise OperationError("cannot reach the admin console of %r as %s: %s" % (self, self.admin_user, exc),
-                                 "check pooler host/port, that %s is in its admin_users, and the admin password"
+                                 "check pooler host/port, that %s is in its admin_users, the admin password, and "
+                                 "for TLS its client_tls_* settings against the pooler's sslmode and sslrootcert"
                                  % self.admin_user)
 
     def show(self, what):

@@ -36,6 +36,7 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres im
     extensions as pg_extensions, process as pg_process, record as pg_record)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import (
     OperationError, PhaseTimer, ensure_directory, process_argvs, read_text, run_as, user_ids, write_file)
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core import engine
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.engine import InstanceSpec
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.cutover_state import StateFile
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade import phases
@@ -68,7 +69,7 @@ def max_rate_problem(rate):
             "or a number with the suffix k or M, e.g. 200M" % rate)
 
 
-class PhysicalCopy:
+class PhysicalCopy(engine.PhysicalCopy):
     def __init__(self, module, old, new, databases, subscription="fleetdb_upgrade", temporary_port=None,
                  copy_port=None, state_file=None, timeout=3600, jobs=2, replication_user="fleetdb_replicator",
                  passfile=None, max_rate=None):

@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, fleetdb contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The PostgreSQL engine: initdb/pg_ctl, pg_dump/pg_restore, logical replication."""
+"""The PostgreSQL engine: initdb/pg_ctl, pg_dump/pg_restore, logical replication, PgBouncer in front."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -10,8 +10,11 @@ __metaclass__ = type
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.engine import Engine
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.install import PostgresInstaller
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.instance import PostgresInstance
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.inventory import inventory
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.migrate import PostgresMigrator
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.physical_copy import PhysicalCopy
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade import pgbouncer
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.physical_copy import (
+    PhysicalCopy, max_rate_problem)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.replication import PostgresReplication
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import discover as pg_discover
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.preflight import PostgresPreflight
@@ -21,7 +24,6 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.pro
 
 class PostgresEngine(Engine):
     name = "postgresql"
-    default_port = 5432
 
     def installer(self, module):
         return PostgresInstaller(module)
@@ -29,20 +31,29 @@ class PostgresEngine(Engine):
     def instance(self, module, spec):
         return PostgresInstance(module, spec)
 
+    def inventory(self, module, spec):
+        return inventory(module, spec)
+
     def migrator(self, module, spec, tool_bin_dir=None):
         return PostgresMigrator(module, spec, tool_bin_dir)
 
     def replication(self, module, source, target, dbname, **options):
         return PostgresReplication(module, source, target, dbname, **options)
 
-    def preflight(self, module, old, **options):
-        return PostgresPreflight(module, old, **options)
+    def max_rate_problem(self, rate):
+        return max_rate_problem(rate)
 
     def physical_copy(self, module, old, new, databases, **options):
         return PhysicalCopy(module, old, new, databases, **options)
 
+    def preflight(self, module, old, **options):
+        return PostgresPreflight(module, old, **options)
+
     def switchover(self, module, old, new, databases, **options):
         return PostgresSwitchover(module, old, new, databases, **options)
+
+    def pooler(self, params):
+        return pgbouncer.from_params(params)
 
     def discover(self, module, port, **options):
         return pg_discover.discover(module, port, **options)

@@ -12,6 +12,7 @@ import re
 
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import (
     OperationError, human_bytes, parse_version, port_holder, process_argvs, read_text)
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.engine import Preflight
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import extensions as pg_extensions
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.cluster_objects import DATABASES_SQL
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.conf import split_directories
@@ -95,7 +96,7 @@ class Findings:
         self.warnings.append(dict(check=check, msg=msg))
 
 
-class PostgresPreflight:
+class PostgresPreflight(Preflight):
     def __init__(self, module, old, new_version, new_data_dir, databases, method, temporary_port,
                  old_port_after, tables_without_key="fail", replication_password_set=True,
                  min_free_disk_ratio=1.2, max_transaction_age=300, unlogged_tables="fail", pooler=None,
