@@ -156,13 +156,13 @@ history_dir:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engines import get_engine
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.engines import engine_option, get_engine
 
 
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            engine=dict(type="str", default="postgresql", choices=["postgresql"]),
+            engine=engine_option(),
             state=dict(type="str", default="query",
                        choices=["query", "begun", "restarted", "set_aside", "done", "rolled_back", "finalized"]),
             state_dir=dict(type="path", default="/var/lib/fleetdb/online_upgrade"),
