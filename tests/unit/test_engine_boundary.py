@@ -166,6 +166,12 @@ class MemoryEngine(interface.Engine):
     def plan_new(self, old, new_major, prefix=None):
         return dict(old, major=new_major)
 
+    def progress(self, module, state_dir):
+        raise NotImplementedError("the memory engine keeps no upgrade records")
+
+    def new_instance_settings(self):
+        return {}
+
 
 @pytest.fixture
 def memory(monkeypatch):

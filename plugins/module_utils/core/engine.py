@@ -283,3 +283,35 @@ class Engine(ABC):
     @abstractmethod
     def plan_new(self, old, new_major, prefix=None):
         """Where the new release's instance goes beside ``old`` (a result of ``discover``)."""
+
+    @abstractmethod
+    def progress(self, module, state_dir):
+        """Where the upgrade of this host stands, as its runs recorded it in ``state_dir`` (a ``Progress``)."""
+
+    @abstractmethod
+    def new_instance_settings(self):
+        """Settings the new instance needs for the upgrade, beneath the operator's own."""
+
+
+class Progress(ABC):
+    """What an upgrade left on its host for the runs after it: its versions and the phase it reached."""
+
+    @abstractmethod
+    def read(self, old_version, new_version, old_data_dir):
+        """dict(phase, past_stop, another_upgrade, recorded, finished, ...) for a run of these versions."""
+
+    @abstractmethod
+    def begin(self, old_version, new_version):
+        """Record that the host is in the upgrade from ``old_version`` to ``new_version``; dict(changed)."""
+
+    @abstractmethod
+    def start_over(self):
+        """Forget the cutovers of a rolled back upgrade, so that the next one starts afresh; dict(changed)."""
+
+    @abstractmethod
+    def set_aside(self):
+        """Move a finished upgrade's records and work files into the history; dict(changed, history_dir)."""
+
+    @abstractmethod
+    def record(self, phase, **details):
+        """Record a phase reached outside the cutover (done offline, rolled_back, finalized); dict(changed)."""

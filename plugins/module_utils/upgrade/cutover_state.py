@@ -23,20 +23,19 @@ import time
 
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import read_text, write_file
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.fence import FENCE
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade import phases
 
-# The phases of the window, in order, as the state file names them.
-WINDOW_PHASES = ("pause", "fence", "drain", "schema", "sequences", "roles", "detach", "stop", "proof",
-                 "start", "resume")
-BEFORE_STOP = WINDOW_PHASES[:WINDOW_PHASES.index("stop")]
 FAILPOINT_FILE = "failpoint"
 
 
 class StateFile:
-    """Which phase the cutover reached, kept on the host so that a re-run knows."""
+    """Which phase the cutover reached, kept on the host so that a re-run knows.  ``known``: the phases it may
+    record (phases.py: the runs after it read them by these names)."""
 
-    def __init__(self, module, path):
+    def __init__(self, module, path, known=phases.ALL):
         self.module = module
         self.path = path
+        self.known = known
         self.data = json.loads(read_text(path) or "{}") if path else {}
         # "<phase>": wait there until killed; "<phase> <seconds>": wait that long, then go on.
         failpoint = ((read_text(os.path.join(os.path.dirname(path), FAILPOINT_FILE)) if path else None) or "").split()
@@ -49,6 +48,8 @@ class StateFile:
         return self.data.get("phase")
 
     def set(self, phase, **extra):
+        if phase not in self.known:
+            raise ValueError("phase %r is not one of phases.py's %s" % (phase, ", ".join(self.known)))
         self.data["phase"] = phase
         self.data["pid"] = os.getpid()
         self.data["updated_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

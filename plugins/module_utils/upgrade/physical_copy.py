@@ -45,6 +45,7 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.phy
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.instance import PostgresInstance
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.server_control import log_tail
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.hba import HbaFile
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade import phases
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.replication import subscription_name
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.replication_access import (
     conninfo, default_passfile)
@@ -89,7 +90,7 @@ class PhysicalCopy(CopyChecks, CopyLeftovers, engine.PhysicalCopy):
         self.max_rate = max_rate  # pg_basebackup --max-rate: what the copy may read from production per second
         self.timeout = timeout
         self.jobs = jobs
-        self.state_file = StateFile(module, state_file)  # the step reached; a failpoint file stops at one
+        self.state_file = StateFile(module, state_file, known=phases.COPY)  # the step reached; a failpoint file stops at one
         self.state = self.state_file.data
         self.copy_dir = new.data_dir.rstrip("/") + ".copy"
         self.staged_dir = new.data_dir.rstrip("/") + ".staged"

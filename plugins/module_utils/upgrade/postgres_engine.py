@@ -19,6 +19,7 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.re
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import discover as pg_discover
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.preflight import PostgresPreflight
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.switchover import PostgresSwitchover
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.progress import UpgradeProgress
 
 
 class PostgresEngine(Engine):
@@ -59,3 +60,10 @@ class PostgresEngine(Engine):
 
     def plan_new(self, old, new_major, prefix=None):
         return pg_discover.plan_new(old, new_major, prefix)
+
+    # -- where the upgrade of a host stands
+    def progress(self, module, state_dir):
+        return UpgradeProgress(module, state_dir)
+
+    def new_instance_settings(self):
+        return {"wal_level": "logical"}   # a rollback replicates out of the new server

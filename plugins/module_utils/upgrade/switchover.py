@@ -37,8 +37,9 @@ __metaclass__ = type
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import process as pg_process
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import PhaseTimer
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.engine import Switchover
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade import phases
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.cutover_state import (
-    BEFORE_STOP, FenceGuardian, Guardian, StateFile)
+    FenceGuardian, Guardian, StateFile)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.fence import is_fenced
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.hba import HbaFile, hba_path
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.schema_check import SchemaCheck
@@ -122,7 +123,7 @@ class PostgresSwitchover(BeforeWindow, Window, AfterStop, Switchover):
             resumed = self.state.data["pooler_paused"]
             if not self.module.check_mode:
                 self._resume_stale_pause()
-        interrupted = self.state.phase in BEFORE_STOP + ("stop", "rescuing", "rescue_failed")
+        interrupted = self.state.phase in phases.FENCE_MAY_BE_UP
         if not interrupted or pg_process.postmaster(self.old.data_dir) is None or not is_fenced(hba.read()):
             if resumed:
                 return dict(changed=True, msg="resumed PgBouncer's %s, paused by an interrupted cutover"
