@@ -1,7 +1,7 @@
 """The proof's second witness: what the WAL after the drain says the transaction ids past it wrote.
 
-The records (pg_waldump16.txt) are pg_waldump 16's own lines, from an ANALYZE of a table with extended statistics, then an
-INSERT into that table, in database 5."""
+The records (pg_waldump16.txt) are pg_waldump 16's own lines, from an ANALYZE of a table with extended
+statistics (with wal_level = logical, NEW_CID records too), then an INSERT into that table, in database 5."""
 import os
 
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import waldump
@@ -16,10 +16,11 @@ RELATIONS = [dict(statistics=["1663/5/2619", "1663/5/2840", "1663/5/2841", "1663
 
 def test_records_are_read_with_the_relations_they_touch():
     records = waldump.parse(WAL + "pg_waldump: error: error in WAL record at 0/14B2AB0: invalid record length\n")
-    assert len(records) == 10
-    assert records[3] == dict(rmgr="Btree", xid=731, lsn="0/014B2720", relations=["1663/5/3433", "1663/5/3433"],
-                              desc=records[3]["desc"])
-    assert records[9]["rmgr"] == "XLOG" and records[9]["xid"] == 0
+    assert len(records) == 11
+    assert records[2]["relations"] == ["1663/5/2619"]   # NEW_CID: "rel: "
+    assert records[4] == dict(rmgr="Btree", xid=731, lsn="0/014B2720", relations=["1663/5/3433", "1663/5/3433"],
+                              desc=records[4]["desc"])
+    assert records[10]["rmgr"] == "XLOG" and records[10]["xid"] == 0
 
 
 def test_an_analyze_past_the_drain_wrote_only_statistics():
@@ -35,7 +36,7 @@ def test_a_write_to_a_table_past_the_drain_is_named():
 def test_statistics_of_another_database_or_an_in_place_update_elsewhere_are_writes():
     other_db = [dict(statistics=[r.replace("/5/", "/6/") for r in RELATIONS[0]["statistics"]],
                      in_place=["1663/6/1259"])]
-    assert len(writes_after_the_drain(waldump.parse(WAL), 731, 732, other_db)) == 5
+    assert len(writes_after_the_drain(waldump.parse(WAL), 731, 732, other_db)) == 6
     inserted_into_pg_class = WAL.replace("desc: INPLACE off: 5", "desc: INSERT off: 5")
     assert writes_after_the_drain(waldump.parse(inserted_into_pg_class), 731, 732, RELATIONS) == [
         "xid 731 wrote Heap INSERT off: 5, blkref #0: rel 1663/5/1259 blk 0 at 0/014B27C0"]

@@ -37,7 +37,7 @@ SELECT format('%s/%s/%s', CASE c.reltablespace WHEN 0 THEN d.dattablespace ELSE 
 
 RECORD = re.compile(r"^rmgr: (\S+)\s+len \(rec/tot\):\s*\d+/\s*\d+, tx:\s*(\d+), lsn: ([0-9A-F]+/[0-9A-F]+), "
                     r"prev [0-9A-F]+/[0-9A-F]+, desc: (.*)$")
-RELATION = re.compile(r"\brel (\d+/\d+/\d+)\b")
+RELATION = re.compile(r"\brel:? (\d+/\d+/\d+)\b")   # "rel 1663/5/2619 blk 17", NEW_CID "rel: 1663/5/2619"
 # How pg_waldump says it reached the end of the WAL written (not a failure to read it).
 END_OF_WAL = ("invalid record length", "could not find a valid record", "invalid magic number", "record with "
               "incorrect prev-link", "contrecord is requested by")
