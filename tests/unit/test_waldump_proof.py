@@ -1,7 +1,7 @@
 """The proof's second witness: what the WAL after the drain says the transaction ids past it wrote.
 
 The records (pg_waldump16.txt) are pg_waldump 16's own lines, from an ANALYZE of a table with extended
-statistics (with wal_level = logical, NEW_CID records too), then an INSERT into that table, in database 5."""
+statistics (with wal_level = logical, NEW_CID and INVALIDATION records too), then an INSERT into that table, in database 5."""
 import os
 
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import waldump
@@ -16,11 +16,11 @@ RELATIONS = [dict(statistics=["1663/5/2619", "1663/5/2840", "1663/5/2841", "1663
 
 def test_records_are_read_with_the_relations_they_touch():
     records = waldump.parse(WAL + "pg_waldump: error: error in WAL record at 0/14B2AB0: invalid record length\n")
-    assert len(records) == 11
+    assert len(records) == 12
     assert records[2]["relations"] == ["1663/5/2619"]   # NEW_CID: "rel: "
     assert records[4] == dict(rmgr="Btree", xid=731, lsn="0/014B2720", relations=["1663/5/3433", "1663/5/3433"],
                               desc=records[4]["desc"])
-    assert records[10]["rmgr"] == "XLOG" and records[10]["xid"] == 0
+    assert records[11]["rmgr"] == "XLOG" and records[11]["xid"] == 0
 
 
 def test_an_analyze_past_the_drain_wrote_only_statistics():

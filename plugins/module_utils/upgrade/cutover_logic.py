@@ -135,6 +135,8 @@ def writes_after_the_drain(records, drain_next_xid, next_xid, relations):
             continue
         if record["rmgr"] == "Transaction" and record["desc"].startswith(("COMMIT ", "ABORT ")):
             ended.add(xid)
+        elif record["rmgr"] == "Transaction" and record["desc"].startswith("INVALIDATION"):
+            continue   # wal_level = logical: the cache invalidations of the catalog rows written, no data
         elif record["rmgr"] in ("Heap", "Heap2", "Btree") and record["relations"] and all(
                 rel in statistics or (rel in in_place and record["desc"].startswith("INPLACE"))
                 for rel in record["relations"]):
