@@ -35,17 +35,24 @@ def drop_unused_slot(session, slot):
                   "WHERE slot_name = $1 AND NOT active", [slot])
 
 
-def drop_slot_in_use(session, slot, timeout=30):
-    """Drop ``slot`` if it exists, ending first the walsender that streams from it."""
+def end_walsender(session, slot, timeout, interval=0.05):
+    """Terminate the walsender streaming from ``slot`` until none does (its consumer reconnects if it is
+    enabled: disable it first)."""
     deadline = time.monotonic() + timeout
     while True:
         pid = session.scalar("SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1", [slot])
         if pid is None:
-            break
+            return
         session.query("SELECT pg_terminate_backend($1::int)", [pid])
         if time.monotonic() > deadline:
-            raise OperationError("slot %s stays in use by pid %s" % (slot, pid), "check the source's log")
-        time.sleep(0.05)
+            raise OperationError("slot %s stays in use by pid %s (its walsender did not end within %g s)"
+                                 % (slot, pid, timeout), "check the server's log")
+        time.sleep(interval)
+
+
+def drop_slot_in_use(session, slot, timeout=30):
+    """Drop ``slot`` if it exists, ending first the walsender that streams from it."""
+    end_walsender(session, slot, timeout)
     session.query("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1", [slot])
 
 

@@ -24,6 +24,7 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.in
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.server_control import log_file, log_tail
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.service import manager as service_manager
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.session import connect
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.slots import drop_subscription_keeping_slot
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.switchover_checks import MARKER_SCHEMA
 
 
@@ -140,9 +141,7 @@ class AfterStop:
             try:
                 sub = pgwire.quote_ident(self._sub(db))
                 if session.scalar("SELECT 1 FROM pg_subscription WHERE subname = $1", [self._sub(db)]):
-                    session.execute("ALTER SUBSCRIPTION %s DISABLE" % sub)
-                    session.execute("ALTER SUBSCRIPTION %s SET (slot_name = NONE)" % sub)
-                    session.execute("DROP SUBSCRIPTION %s" % sub)
+                    drop_subscription_keeping_slot(session, self._sub(db))
                 # A re-run's schema dump of the old server carries the upgrade's own publication over: not wanted.
                 session.execute("DROP PUBLICATION IF EXISTS %s" % sub)
                 session.execute("DROP SCHEMA IF EXISTS %s CASCADE" % MARKER_SCHEMA)

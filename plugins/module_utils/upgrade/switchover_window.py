@@ -27,6 +27,7 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.cut
     XID_SQL, drain_is_clean, proof_problems, writes_after_the_drain)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.fence import FENCE, fence_lines
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.session import execute_unlogged
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.slots import end_walsender
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.switchover_checks import MARKER_TABLE
 
 
@@ -149,16 +150,7 @@ class Window:
         sub = pgwire.quote_ident(self._sub(db))
         slot = self.report["databases"][db]["slot"]
         new.execute("ALTER SUBSCRIPTION %s DISABLE" % sub)
-        deadline = time.monotonic() + 10
-        while True:
-            active = old.scalar("SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1", [slot])
-            if active is None:
-                break
-            old.query("SELECT pg_terminate_backend($1::int)", [active])
-            if time.monotonic() > deadline:
-                raise OperationError("the replication connection of %s did not end" % slot,
-                                     "check the old server's log")
-            time.sleep(0.002)
+        end_walsender(old, slot, timeout=10, interval=0.002)
         new.execute("ALTER SUBSCRIPTION %s SET (slot_name = NONE)" % sub)
         if self.rollback_slot:
             # Everything clients write to the new server from here on can be replayed to the old one.
