@@ -18,6 +18,7 @@ import conftest  # noqa: E402,F401 pylint: disable=unused-import
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import (  # noqa: E402
     release_environment)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.engine import InstanceSpec  # noqa: E402
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.host import LocalHost  # noqa: E402
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.session import connect  # noqa: E402
 
 OWNER = "postgres" if os.geteuid() == 0 else None
@@ -25,20 +26,11 @@ PROOF = os.path.join(ROOT, "tools", "fleetdb_proof.py")
 APP_PASSWORD = "bench-app"
 
 
-class Module:
-    """The little of AnsibleModule the module_utils use."""
-    check_mode = False
-
-    def run_command(self, argv, check_rc=False, cwd=None, environ_update=None, **_kw):
-        env = dict(os.environ, **(environ_update or {}))
-        proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, check=False)
-        return proc.returncode, proc.stdout, proc.stderr
+class Module(LocalHost):
+    """The host as module_utils see it (core/host.py), printing warnings as they come."""
 
     def warn(self, msg):
         print("warning:", msg, file=sys.stderr)
-
-    def log(self, msg):
-        pass
 
 
 def run(argv, cwd=None, check=True):

@@ -7,16 +7,12 @@ import pytest
 
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import OperationError
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.engine import InstanceSpec
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.host import LocalHost
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import fence
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.hba import HbaFile, hba_path
 
 RULES = "local all all peer\nhost all all 127.0.0.1/32 scram-sha-256\n"
 ME = pwd.getpwuid(os.geteuid()).pw_name
-
-
-class FakeModule:
-    def __init__(self, check_mode=False):
-        self.check_mode = check_mode
 
 
 class FakeSession:
@@ -36,7 +32,7 @@ class FakeSession:
 
 
 def hba_at(path, check_mode=False):
-    return HbaFile(FakeModule(check_mode), str(path), ME, str(path.parent))
+    return HbaFile(LocalHost(check_mode), str(path), ME, str(path.parent))
 
 
 def test_a_rewrite_keeps_the_mode_and_owner_of_the_file(tmp_path):
@@ -100,6 +96,6 @@ def test_the_retired_fence_lets_the_administrator_in_first(tmp_path):
 
 def test_the_path_is_what_the_server_reads_else_the_data_directory(tmp_path):
     spec = InstanceSpec(data_dir=str(tmp_path), bin_dir="/nonexistent")
-    assert hba_path(FakeModule(), spec, FakeSession(hba_file="/etc/postgresql/16/main/pg_hba.conf")) == \
+    assert hba_path(LocalHost(), spec, FakeSession(hba_file="/etc/postgresql/16/main/pg_hba.conf")) == \
         "/etc/postgresql/16/main/pg_hba.conf"
-    assert hba_path(FakeModule(), spec) == os.path.join(str(tmp_path), "pg_hba.conf")   # no PG_VERSION: no postgres -C
+    assert hba_path(LocalHost(), spec) == os.path.join(str(tmp_path), "pg_hba.conf")   # no PG_VERSION: no postgres -C

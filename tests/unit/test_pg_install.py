@@ -2,13 +2,12 @@
 import hashlib
 import io
 import os
-import shutil
-import subprocess
 import tarfile
 
 import pytest
 
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import OperationError
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.host import LocalHost
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.install import PostgresInstaller
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.install_archive import parse_checksum, single_top_directory, unsafe_member
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.install_package import package_layout
@@ -113,25 +112,6 @@ def test_package_layouts():
 
 # -- archives of fake binaries ------------------------------------------------------------------
 
-class FakeModule:
-    """The parts of AnsibleModule the installer uses, running commands for real."""
-
-    def __init__(self, check_mode=False):
-        self.check_mode = check_mode
-        self.warnings = []
-
-    def run_command(self, argv, environ_update=None, **_kwargs):
-        env = dict(os.environ, **(environ_update or {}))
-        proc = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
-        return proc.returncode, proc.stdout, proc.stderr
-
-    def get_bin_path(self, name, required=False):
-        return shutil.which(name)
-
-    def warn(self, text):
-        self.warnings.append(text)
-
-
 def make_archive(path, version="16.15", top="postgresql-16.15", binaries=("postgres", "initdb", "pg_ctl")):
     with tarfile.open(path, "w:gz") as tar:
         for name in binaries:
@@ -158,7 +138,7 @@ def archive(tmp_path):
 def test_archive_is_unpacked_into_prefix_major_without_its_top_directory(tmp_path, archive):
     path, checksum = archive
     prefix = str(tmp_path / "opt" / "postgresql")
-    module = FakeModule()
+    module = LocalHost()
     result = PostgresInstaller(module).install_archive(module, path, checksum, prefix, "16.15")
     assert result["changed"] and result["version"] == "16.15" and result["major"] == "16"
     assert result["bin_dir"] == os.path.join(prefix, "16", "bin")
@@ -171,7 +151,7 @@ def test_archive_is_unpacked_into_prefix_major_without_its_top_directory(tmp_pat
 def test_a_wrong_checksum_writes_nothing(tmp_path, archive):
     path, _checksum = archive
     prefix = str(tmp_path / "opt" / "postgresql")
-    module = FakeModule()
+    module = LocalHost()
     with pytest.raises(OperationError, match="nothing was unpacked"):
         PostgresInstaller(module).install_archive(module, path, "sha256:" + "0" * 64, prefix, "16")
     assert not os.path.exists(str(tmp_path / "opt"))
@@ -180,7 +160,7 @@ def test_a_wrong_checksum_writes_nothing(tmp_path, archive):
 def test_check_mode_verifies_and_writes_nothing(tmp_path, archive):
     path, checksum = archive
     prefix = str(tmp_path / "opt")
-    module = FakeModule(check_mode=True)
+    module = LocalHost(check_mode=True)
     result = PostgresInstaller(module).install_archive(module, path, checksum, prefix, "16")
     assert result["changed"] and "would unpack" in result["msg"]
     assert not os.path.exists(prefix)
@@ -190,7 +170,7 @@ def test_an_archive_of_another_major_version_is_removed_again(tmp_path):
     path = str(tmp_path / "pg17.tar.gz")
     make_archive(path, version="17.2", top="postgresql-17.2")
     prefix = str(tmp_path / "opt")
-    module = FakeModule()
+    module = LocalHost()
     with pytest.raises(OperationError, match="holds PostgreSQL 17.2, not 16"):
         PostgresInstaller(module).install_archive(module, path, None, prefix, "16")
     assert not os.path.exists(prefix)
@@ -199,14 +179,14 @@ def test_an_archive_of_another_major_version_is_removed_again(tmp_path):
 def test_an_incomplete_archive_is_refused(tmp_path):
     path = str(tmp_path / "server-only.tar.gz")
     make_archive(path, binaries=("postgres",))
-    module = FakeModule()
+    module = LocalHost()
     with pytest.raises(OperationError, match="initdb is missing"):
         PostgresInstaller(module).install_archive(module, path, None, str(tmp_path / "opt"), "16")
     assert not os.path.exists(str(tmp_path / "opt"))
 
 
 def test_a_missing_archive_says_to_copy_it(tmp_path):
-    module = FakeModule()
+    module = LocalHost()
     with pytest.raises(OperationError) as err:
         PostgresInstaller(module).install_archive(module, str(tmp_path / "nope.tar.gz"), None, str(tmp_path), "16")
     assert "does not exist on the host" in err.value.msg and "copy" in err.value.fix
@@ -215,7 +195,7 @@ def test_a_missing_archive_says_to_copy_it(tmp_path):
 def test_another_minor_version_is_reported_not_replaced(tmp_path, archive):
     path, checksum = archive
     prefix = str(tmp_path / "opt")
-    module = FakeModule()
+    module = LocalHost()
     PostgresInstaller(module).install_archive(module, path, checksum, prefix, "16")
     result = PostgresInstaller(module).install_archive(module, path, checksum, prefix, "16.4")
     assert not result["changed"] and result["requested_version"] == "16.4" and result["version"] == "16.15"
