@@ -218,3 +218,25 @@ def test_a_server_that_does_not_let_its_owner_in_is_told_how_with_real_names(pgh
     finally:
         sh(pghost, "mv %s.saved %s && runuser -u postgres -- %s/pg_ctl reload -D %s >/dev/null"
            % (hba, hba, bins["16"], custom["data_dir"]))
+
+
+# -- a Debian cluster whose data a DBA moved to a disk of its own ----------------------------------------
+
+def test_a_debian_cluster_whose_data_directory_was_moved_gets_its_successor_beside_it(pghost, module, bins):
+    """pg_createcluster -d /srv/pgdata/15/moved: discovery finds a postgresql-common cluster whose data_directory
+    is not under /var/lib/postgresql, and plans 18's data directory beside it (where the disk check then looks),
+    its configuration in /etc/postgresql/18/moved."""
+    installed = module("install", version="15", method="package")
+    assert not installed.get("failed"), installed
+    sh(pghost, "mkdir -p /srv/pgdata && chown postgres: /srv/pgdata && "
+               "pg_createcluster -d /srv/pgdata/15/moved -p 5490 15 moved >/dev/null && pg_ctlcluster 15 moved start")
+    try:
+        found = module("discover", port=5490, old_version="15", new_version="18", record=False)
+        assert not found.get("failed"), found
+        assert found["old"]["data_dir"] == "/srv/pgdata/15/moved", found["old"]
+        assert found["old"]["config_file"] == "/etc/postgresql/15/moved/postgresql.conf", found["old"]
+        assert found["old"]["service"]["kind"] == "debian", found["old"]
+        assert found["new"]["data_dir"] == "/srv/pgdata/18/moved", found["new"]
+        assert found["new"]["config_file"] == "/etc/postgresql/18/moved/postgresql.conf", found["new"]
+    finally:
+        sh(pghost, "pg_ctlcluster 15 moved stop; pg_dropcluster 15 moved; true")
