@@ -10,7 +10,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 module: progress
 short_description: Where the upgrade of a host stands, and what a re-run must do; record the phases outside the cutover
-version_added: "1.2.0"
+version_added: "1.1.0"
 description:
   - "Reads what the upgrade's runs recorded in O(state_dir) on the host: the phase the cutover (or rollback, finalize,
     the offline method) reached, and the versions of the upgrade the host is in. Returns the phase with what a run of
