@@ -49,3 +49,16 @@ def test_collection_builds_installs_and_documents_its_modules(tmp_path):
                           env=env, capture_output=True, text=True, cwd=str(tmp_path), check=False)
     listed = proc.stdout
     assert all("fleetdb.online_upgrade." + m in listed for m in MODULES), listed + proc.stderr
+
+
+def test_collection_installs_from_git_as_readme_requirements_say(tmp_path):
+    """README's requirements.yml of type git, with this checkout's URL and commit in place of GitHub's URL and a branch."""
+    commit = run(["git", "rev-parse", "HEAD"]).stdout.strip()
+    (tmp_path / "requirements.yml").write_text(
+        "collections:\n  - name: file://%s\n    type: git\n    version: %s\n" % (ROOT, commit))
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(tmp_path / "collections"), ANSIBLE_CONFIG=str(tmp_path / "none.cfg"))
+    proc = subprocess.run([os.path.join(BIN, "ansible-galaxy"), "collection", "install", "-r", "requirements.yml"],
+                          env=env, capture_output=True, text=True, cwd=str(tmp_path), check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    installed = tmp_path / "collections" / "ansible_collections" / "fleetdb" / "online_upgrade"
+    assert (installed / "MANIFEST.json").exists() and (installed / "playbooks" / "upgrade.yml").exists()
