@@ -65,7 +65,7 @@ def source_version_problem(major):
     lacks = source_lacks(major)
     if not lacks:
         return None
-    return ("PostgreSQL %d is older than %d, the oldest major this online upgrade copies from: it lacks %s"
+    return ("PostgreSQL %d, older than %d, the oldest major this online upgrade copies from: it lacks %s"
             % (major, OLDEST_SOURCE_MAJOR, "; ".join(lacks)))
 
 
@@ -219,7 +219,7 @@ class PostgresReplication(Publication, ReplicationRole, CopyProgress, Comparison
     def _refuse_a_source_too_old(self):
         too_old = source_version_problem(self.src().server_version_num() // 10000)
         if too_old:
-            raise OperationError("replication cannot start: the source is " + too_old,
+            raise OperationError("replication cannot start: the source runs " + too_old,
                                  SOURCE_VERSION_FIX + ". Nothing was changed")
 
     def _preflight(self):
