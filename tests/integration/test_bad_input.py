@@ -1,7 +1,9 @@
 """Bad input against a real PostgreSQL 16 server: every mistake is refused with a message that names the
 problem and the fix, before anything on the host changes.
 
-One test host: PostgreSQL 16 from its archive, running on 5432 (the "old" server of an upgrade to 18).
+One test host: PostgreSQL 16 from its archive, running on 5432 (the "old" server of an upgrade to 18); the last
+test makes it a logical subscriber of another 16 on 5441 and, once refused, upgrades it to 18 with the fix. A second
+host, Debian 11 with Debian's postgresql-13, is refused for its version.
 Each failure case snapshots the release and data directories (and the work directory) before and after:
 equal snapshots, untouched host.  The server's own moving parts (WAL, statistics, its log) are left out.
 
@@ -15,10 +17,13 @@ import hashlib
 import os
 import re
 import subprocess
+import threading
 
 import pytest
 
+import conftest
 from conftest import ROOT, ansible_env
+from test_upgrade_flows import dist, sha256
 
 PREFIX = "/opt/fleetdb/postgresql"
 SOCK = "/var/run/postgresql"
@@ -498,3 +503,109 @@ def test_the_role_refuses_a_missing_version_in_argument_validation(pghost, old, 
         assert "is undefined" not in output, output
         assert "ok=0" in output and "failed=1" in output, output
     assert snapshot(pghost) == before
+
+
+# -- an old server that subscribes, and a server older than 14 (last: the subscriber's test upgrades this host) -----
+
+BULLSEYE_IMAGE = os.environ.get("FLEETDB_BULLSEYE_IMAGE", "fleetdb-test/pghost-bullseye:latest")
+DEBIAN_13 = dict(data_dir="/var/lib/postgresql/13/main", bin_dir="/usr/lib/postgresql/13/bin",
+                 config_file="/etc/postgresql/13/main/postgresql.conf", port=5432)
+
+
+@pytest.fixture(scope="module")
+def debian11(request):
+    """Debian 11 with Debian's postgresql-13, a cluster 13/main serving 5432 (wal_level = logical)."""
+    name = "fleetdb-it-bullseye-%s" % os.urandom(3).hex()
+    proc = subprocess.run(["docker", "run", "-d", "--name", name, "--label", "fleetdb-test=1", BULLSEYE_IMAGE],
+                          capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        pytest.fail("cannot start %s (make setup builds it): %s" % (BULLSEYE_IMAGE, proc.stderr))
+    host = conftest.Host(name)
+    try:
+        sh(host, "pg_createcluster 13 main -- --auth-local=peer >/dev/null && "
+                 "echo 'wal_level = logical' >> /etc/postgresql/13/main/postgresql.conf && pg_ctlcluster 13 main start")
+        yield host
+    finally:
+        conftest.remove_host(host)
+
+
+def test_preflight_and_replication_refuse_postgresql_13_by_name_and_change_nothing(debian11, run_module):
+    watched = ("/etc/postgresql", "/var/lib/postgresql", "/opt", "/var/lib/fleetdb", "/var/cache/fleetdb")
+    before = snapshot(debian11, *watched)
+    result = run_module(debian11, "fleetdb.online_upgrade.preflight", dict(
+        old=dict(DEBIAN_13), new_version="18", new_data_dir="/var/lib/postgresql/18/main", temporary_port=15432,
+        old_port_after=5433))
+    found = problem(result, "versions")
+    assert result["old_version"].startswith("13."), result
+    assert "the old server runs PostgreSQL 13, older than 14" in found["msg"], found
+    assert "pg_stat_progress_copy" in found["msg"] and "publish_via_partition_root" not in found["msg"], found
+    assert "online_upgrade_method=dump_restore" in found["fix"], found
+    # Preflight skipped: the replication module refuses it before it touches either server.
+    refused = run_module(debian11, "fleetdb.online_upgrade.replication", dict(
+        state="present", source=dict(DEBIAN_13), target=dict(DEBIAN_13, port=15432), dbname="postgres",
+        replication_password="pw-not-used"))
+    failed_with(refused, "replication cannot start: the source runs PostgreSQL 13, older than 14", "Nothing was changed")
+    assert snapshot(debian11, *watched) == before
+    assert sh(debian11, "runuser -u postgres -- psql -XAtqc 'SELECT (SELECT count(*) FROM pg_replication_slots) + "
+                        "(SELECT count(*) FROM pg_publication) + (SELECT count(*) FROM pg_roles WHERE rolname "
+                        "LIKE $$fleetdb%$$)'").strip() == "0"
+
+
+PUBLISHER = dict(data_dir="/var/lib/fleetdb/postgresql/16/publisher", bin_dir=OLD["bin_dir"], port=5441)
+
+
+def sql(host, statement, port=5432, dbname="postgres", bin_dir=OLD["bin_dir"]):
+    return host.psql(statement, port=port, dbname=dbname, bin_dir=bin_dir)
+
+
+def test_an_old_server_that_subscribes_is_refused_by_name_and_the_fix_carries_its_subscription_to_18(
+        pghost, old, module, tmp_path):
+    """A publisher (another 16 on 5441 of this host) and a subscription on the old server: preflight names it with
+    its database and changes nothing; the fix as written detaches it, keeping its slot on the publisher; the upgrade
+    runs; the subscription made on 18 as the fix says gets the rows the publisher took meanwhile."""
+    for name, args in (("instance", dict(settings=dict(wal_level="logical"))), ("server", dict(state="started"))):
+        result = module(name, **dict(PUBLISHER, **args))
+        assert not result.get("failed"), result
+    sql(pghost, "CREATE DATABASE feed", port=5441)
+    sql(pghost, "CREATE TABLE prices (id int PRIMARY KEY, v text); CREATE PUBLICATION prices_pub FOR TABLE prices; "
+                "INSERT INTO prices VALUES (1, 'before')", port=5441, dbname="feed")
+    sql(pghost, "CREATE DATABASE market")
+    sql(pghost, "CREATE TABLE prices (id int PRIMARY KEY, v text); CREATE SUBSCRIPTION prices_sub CONNECTION "
+                "'host=%s port=5441 dbname=feed user=postgres' PUBLICATION prices_pub" % SOCK, dbname="market")
+    sh(pghost, "for i in $(seq 100); do [ \"$(runuser -u postgres -- %s/psql -h %s -d market -XAtqc "
+               "'SELECT count(*) FROM prices')\" = 1 ] && break; sleep 0.1; done" % (OLD["bin_dir"], SOCK))
+    before = snapshot(pghost)
+    found = problem(preflight(module), "subscriptions")
+    assert "the old server subscribes: subscription prices_sub in database market (publication prices_pub, slot " \
+           "prices_sub on the publisher)" in found["msg"], found
+    assert snapshot(pghost) == before
+    assert sql(pghost, "SELECT (SELECT count(*) FROM pg_replication_slots) + (SELECT count(*) FROM pg_publication)",
+               dbname="market") == "0"
+    assert pghost.run("test -e %s" % NEW_DATA_DIR).returncode != 0
+
+    # The fix as written, once the publisher's slot has confirmed what the subscription applied.
+    sh(pghost, "for i in $(seq 100); do [ \"$(runuser -u postgres -- %s/psql -h %s -p 5441 -XAtqc \"SELECT "
+               "confirmed_flush_lsn >= pg_current_wal_lsn() FROM pg_replication_slots WHERE slot_name = 'prices_sub'\")\""
+               " = t ] && break; sleep 0.1; done" % (OLD["bin_dir"], SOCK))
+    detach = found["fix"].split("meanwhile): ")[1].split("; upgrade, then")[0] + ";"
+    create = found["fix"].split("of the new server: ")[1]
+    assert detach.startswith('ALTER SUBSCRIPTION "prices_sub" DISABLE;') and "dbname=feed" in create, found
+    sql(pghost, detach, dbname="market")
+    sql(pghost, "INSERT INTO prices VALUES (2, 'detached')", port=5441, dbname="feed")
+    new = dist("18")
+    during = threading.Timer(8, sql, (pghost, "INSERT INTO prices VALUES (3, 'during the upgrade')"),
+                             dict(port=5441, dbname="feed"))
+    during.start()
+    rc, output = run_playbook(pghost, tmp_path, "online_upgrade_old_version=16", "online_upgrade_new_version=18",
+                              "online_upgrade_archive_src=" + new, "online_upgrade_archive_checksum=sha256:" + sha256(new),
+                              "online_upgrade_replication_password=repl-bad-input-pw")
+    during.join()
+    assert rc == 0, output[-5000:]
+    sql(pghost, "INSERT INTO prices VALUES (4, 'upgraded')", port=5441, dbname="feed")
+    pg18 = PREFIX + "/18/bin"
+    assert sql(pghost, "SHOW server_version", bin_dir=pg18).startswith("18.")
+    sql(pghost, create, dbname="market", bin_dir=pg18)
+    sh(pghost, "for i in $(seq 100); do [ \"$(runuser -u postgres -- %s/psql -h %s -d market -XAtqc "
+               "'SELECT count(*) FROM prices')\" = 4 ] && break; sleep 0.1; done" % (pg18, SOCK))
+    assert sql(pghost, "SELECT string_agg(id || ' ' || v, ', ' ORDER BY id) FROM prices", dbname="market",
+               bin_dir=pg18) == "1 before, 2 detached, 3 during the upgrade, 4 upgraded"

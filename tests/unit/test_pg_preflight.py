@@ -43,3 +43,23 @@ def test_the_physical_copys_rate_limit_is_one_pg_basebackup_takes():
         assert max_rate_problem(fine) is None, fine
     for wrong in ("fast", "31", "1025M", "0", "20 M", "20MB", "-5", "1.5M"):
         assert "is not a rate pg_basebackup takes" in max_rate_problem(wrong), wrong
+
+
+def test_what_an_old_server_before_14_lacks():
+    from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.replication import (
+        source_lacks, source_version_problem)
+    assert source_lacks(14) == [] and source_version_problem(15) is None
+    assert [what.split(" ")[0] for what in source_lacks(13)] == ["pg_stat_progress_copy"]
+    assert [what.split(" ")[0] for what in source_lacks(12)] == [
+        "publish_via_partition_root", "pg_current_xact_id()", "pg_stat_progress_copy"]
+    assert source_version_problem(12).startswith("PostgreSQL 12, older than 14, the oldest major")
+
+
+def test_a_subscriptions_password_never_reaches_the_fix():
+    from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.preflight_replication import (
+        without_password)
+    assert without_password("host=pub port=5432 password='s3 cret' dbname=feed") == \
+        "host=pub port=5432 password=<its password> dbname=feed"
+    assert without_password("host=pub password=s3cret") == "host=pub password=<its password>"
+    assert without_password("host=/var/run/postgresql port=5441 dbname=feed") == \
+        "host=/var/run/postgresql port=5441 dbname=feed"

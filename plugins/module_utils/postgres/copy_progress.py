@@ -155,7 +155,10 @@ class CopyProgress:
         self.result["progress_line"] = ", ".join(parts)
 
     def _error_counts(self):
-        """(apply errors, copy errors) the subscription's workers have had since the target's statistics began."""
+        """(apply errors, copy errors) the subscription's workers have had since the target's statistics began
+        (pg_stat_subscription_stats arrives in 15: a rollback's target, the old server, may be 14)."""
+        if self.tgt().server_version_num() < 150000:
+            return (0, 0)
         rows = self.tgt().query("SELECT apply_error_count, sync_error_count FROM pg_stat_subscription_stats "
                                 "WHERE subname = $1", [self.name]).rows
         return (int(rows[0][0]), int(rows[0][1])) if rows else (0, 0)

@@ -46,6 +46,33 @@ def subscription_name(base, dbname, databases):
     return "%s_%s" % (base, re.sub(r"[^a-z0-9_]", "_", dbname.lower()))
 
 
+# The oldest major an online upgrade copies from, and what each older one lacks of what the procedure uses on it.
+OLDEST_SOURCE_MAJOR = 14
+SOURCE_FEATURES = (
+    (13, "publish_via_partition_root (the publication sends each partitioned table through its root)"),
+    (13, "pg_current_xact_id() (the drain marker's transaction) and pg_current_snapshot() (the catalog token)"),
+    (14, "pg_stat_progress_copy (read on the old server while a rollback replays the new server's writes)"),
+)
+
+
+def source_lacks(major):
+    """What an old server of ``major`` lacks of what the online method uses on it (empty: nothing)."""
+    return [what for since, what in SOURCE_FEATURES if major < since]
+
+
+def source_version_problem(major):
+    """The refusal of an old server too old for the online method, or None."""
+    lacks = source_lacks(major)
+    if not lacks:
+        return None
+    return ("PostgreSQL %d, older than %d, the oldest major this online upgrade copies from: it lacks %s"
+            % (major, OLDEST_SOURCE_MAJOR, "; ".join(lacks)))
+
+
+SOURCE_VERSION_FIX = ("upgrade it offline with online_upgrade_method=dump_restore (pg_dump of the new release reads "
+                      "it), or first to %d or later that way, then online from there" % OLDEST_SOURCE_MAJOR)
+
+
 def capacity_problems(settings, used, needed):
     """[message] for every setting whose free capacity is below ``needed``.  settings/used/needed: name -> int."""
     problems = []
@@ -140,6 +167,7 @@ class PostgresReplication(Publication, ReplicationRole, CopyProgress, Comparison
         return rows[0] if rows else None
 
     def present(self):
+        self._refuse_a_source_too_old()
         sub = self.subscription()
         if sub is not None:
             if not sub["slot"] and not self.module.check_mode:
@@ -179,6 +207,7 @@ class PostgresReplication(Publication, ReplicationRole, CopyProgress, Comparison
     def publish(self):
         """The replication role and the publication alone, on the source only: a physical copy comes next, and a
         slot created after the publication can decode with it."""
+        self._refuse_a_source_too_old()
         tables = self._prepare_tables()
         self._ensure_role(tables)
         self._ensure_hba(physical=True)
@@ -186,6 +215,12 @@ class PostgresReplication(Publication, ReplicationRole, CopyProgress, Comparison
         src = self.src()
         if src.scalar("SELECT 1 FROM pg_publication WHERE pubname = $1", [self.name]) is None:
             self._create_publication(tables)
+
+    def _refuse_a_source_too_old(self):
+        too_old = source_version_problem(self.src().server_version_num() // 10000)
+        if too_old:
+            raise OperationError("replication cannot start: the source runs " + too_old,
+                                 SOURCE_VERSION_FIX + ". Nothing was changed")
 
     def _preflight(self):
         src, tgt = self.src(), self.tgt()

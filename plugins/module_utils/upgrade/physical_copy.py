@@ -50,6 +50,7 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.re
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.replication_access import (
     conninfo, default_passfile)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.session import connect
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.cluster_locale import cluster_locale
 
 # The application_name of the copy's replication connections (pg_basebackup's, then the recovering copy's): a
 # re-run's preflight knows them for what a killed run left streaming, not for a standby.
@@ -348,11 +349,12 @@ class PhysicalCopy(CopyChecks, CopyLeftovers, engine.PhysicalCopy):
             row = session.rows(
                 "SELECT pg_encoding_to_char(encoding) AS encoding, datcollate AS collate, datctype AS ctype, "
                 "(SELECT rolname FROM pg_authid WHERE oid = 10) AS superuser, "
-                "current_setting('data_checksums') = 'on' AS checksums, datlocprovider::text AS provider "
+                "current_setting('data_checksums') = 'on' AS checksums "
                 "FROM pg_database WHERE datname = 'template0'")[0]
+            row["provider"] = cluster_locale(session)["provider"]
         finally:
             session.close()
-        if row["provider"] != "c":
+        if row["provider"] != "libc":
             raise OperationError("template0 of the old server uses the %s locale provider" % row["provider"],
                                  "use online_upgrade_copy_method: logical (nothing was changed)")
         row["checksums"] = row["checksums"] == "t"

@@ -10,7 +10,9 @@ __metaclass__ = type
 
 import re
 
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.cluster_locale import cluster_locale
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.fence import fence_blockers
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.pgwire import quote_ident, quote_literal
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.process import system_identifier
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.sizing import copy_parallelism, host_resources
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.physical_copy import COPY_APPLICATION_NAME, max_rate_problem
@@ -31,6 +33,11 @@ SELECT format('%I.%I', n.nspname, c.relname) AS table_name
    AND (c.relreplident = 'n' OR NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary))
  ORDER BY 1
 """
+
+
+def without_password(conninfo):
+    """A subscription's conninfo as the fix may print it: its password, if it has one, left for the user to give."""
+    return re.sub(r"password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", "password=<its password>", conninfo)
 
 
 class ReplicationChecks:
@@ -57,8 +64,8 @@ class ReplicationChecks:
         if spaces:
             self.findings.problem("copy_method", "the physical copy does not carry tablespaces yet: %s"
                                   % ", ".join(spaces), "use online_upgrade_copy_method: logical")
-        provider = session.scalar("SELECT datlocprovider::text FROM pg_database WHERE datname = 'template0'")
-        if provider != "c":
+        provider = cluster_locale(session)["provider"]
+        if provider != "libc":
             self.findings.problem("copy_method", "template0 uses the locale provider %s; the physical copy "
                                   "handles libc only" % provider, "use online_upgrade_copy_method: logical")
 
@@ -99,6 +106,25 @@ class ReplicationChecks:
         return [row for row in session.query(
             "SELECT slot_name, coalesce(plugin, ''), coalesce(database, '') FROM pg_replication_slots ORDER BY 1").rows
             if not self._ours(row[0])]
+
+    def _subscriptions(self, session):
+        """The old server's own subscriptions would keep applying their publishers' changes past the fence: the
+        drain would never come out clean.  pg_subscription is shared: one query names them all."""
+        for name, db, slot, publications, conninfo in session.query(
+                "SELECT s.subname, d.datname, coalesce(s.subslotname, ''), array_to_string(s.subpublications, ', '), "
+                "       s.subconninfo FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid "
+                "ORDER BY 2, 1").rows:
+            sub = quote_ident(name)
+            self.findings.problem(
+                "subscriptions", "the old server subscribes: subscription %s in database %s (publication %s, slot %s "
+                "on the publisher) would keep applying its publisher's changes past the fence, and the cutover's "
+                "drain would never end" % (name, db, publications, slot or "none"),
+                "detach it in database %s, keeping its slot on the publisher (the slot keeps every change meanwhile): "
+                "ALTER SUBSCRIPTION %s DISABLE; ALTER SUBSCRIPTION %s SET (slot_name = NONE); DROP SUBSCRIPTION %s; "
+                "upgrade, then in database %s of the new server: CREATE SUBSCRIPTION %s CONNECTION %s PUBLICATION %s "
+                "WITH (create_slot = false, slot_name = %s, copy_data = false)"
+                % (db, sub, sub, sub, db, sub, quote_literal(without_password(conninfo)),
+                   ", ".join(quote_ident(p) for p in publications.split(", ")), quote_literal(slot or name)))
 
     def _fence_blockers(self, session):
         """What the cutover's fence cannot stop (the cutover checks again, inside the window)."""

@@ -12,6 +12,8 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import extensions as pg_extensions
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.cluster_objects import DATABASES_SQL
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.install import PostgresInstaller
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.replication import (
+    SOURCE_VERSION_FIX, source_version_problem)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.ssl_files import SSL_FILE_SETTINGS
 
 
@@ -82,6 +84,9 @@ class ServerChecks:
                 "versions", "the new version %s is not newer than the running %s" % (self.facts["new_version"],
                                                                                      self.facts["old_version"]),
                 "an online upgrade goes to a newer major version; downgrades are not supported")
+        too_old = source_version_problem(old[0]) if self.method == "replication" else None
+        if too_old:
+            self.findings.problem("versions", "the old server runs " + too_old, SOURCE_VERSION_FIX)
 
     def _old_server_needs(self, name, value):
         """A setting the old server must have (playbooks/prepare.yml sets them: old_server_needs)."""
