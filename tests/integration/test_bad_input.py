@@ -583,13 +583,23 @@ def test_an_old_server_that_subscribes_is_refused_by_name_and_the_fix_carries_it
                dbname="market") == "0"
     assert pghost.run("test -e %s" % NEW_DATA_DIR).returncode != 0
 
-    # The fix as written, once the publisher's slot has confirmed what the subscription applied.
-    sh(pghost, "for i in $(seq 100); do [ \"$(runuser -u postgres -- %s/psql -h %s -p 5441 -XAtqc \"SELECT "
-               "confirmed_flush_lsn >= pg_current_wal_lsn() FROM pg_replication_slots WHERE slot_name = 'prices_sub'\")\""
-               " = t ] && break; sleep 0.1; done" % (OLD["bin_dir"], SOCK))
-    detach = found["fix"].split("meanwhile): ")[1].split("; upgrade, then")[0] + ";"
-    create = found["fix"].split("of the new server: ")[1]
-    assert detach.startswith('ALTER SUBSCRIPTION "prices_sub" DISABLE;') and "dbname=feed" in create, found
+    # The fix as written, right after the publisher took a row: the slot has not confirmed it yet (it confirms on
+    # the subscriber's next status report), so a subscription made on 18 from that slot without the origin's
+    # position would apply it again, a duplicate key.
+    sql(pghost, "INSERT INTO prices VALUES (10, 'just before the detach')", port=5441, dbname="feed")
+    sh(pghost, "for i in $(seq 100); do [ \"$(runuser -u postgres -- %s/psql -h %s -d market -XAtqc "
+               "'SELECT count(*) FROM prices')\" = 2 ] && break; sleep 0.05; done" % (OLD["bin_dir"], SOCK))
+    fix = found["fix"]
+    disable = fix.split("of the old server: ")[1].split("; once")[0] + ";"
+    applied = fix.split("note what it applied: ")[1].split("; then")[0]
+    detach = fix.split("; then ")[1].split("; upgrade, then")[0] + ";"
+    create, advance, enable = (part.strip() for part in fix.split("of the new server: ")[1].split(";"))
+    assert disable == 'ALTER SUBSCRIPTION "prices_sub" DISABLE;' and "dbname=feed" in create, found
+    sql(pghost, disable, dbname="market")
+    sh(pghost, "for i in $(seq 100); do [ -z \"$(runuser -u postgres -- %s/psql -h %s -d market -XAtqc "
+               "\"SELECT pid FROM pg_stat_subscription WHERE subname = 'prices_sub'\")\" ] && break; sleep 0.1; done"
+               % (OLD["bin_dir"], SOCK))
+    remote_lsn = sql(pghost, applied, dbname="market")
     sql(pghost, detach, dbname="market")
     sql(pghost, "INSERT INTO prices VALUES (2, 'detached')", port=5441, dbname="feed")
     new = dist("18")
@@ -604,8 +614,9 @@ def test_an_old_server_that_subscribes_is_refused_by_name_and_the_fix_carries_it
     sql(pghost, "INSERT INTO prices VALUES (4, 'upgraded')", port=5441, dbname="feed")
     pg18 = PREFIX + "/18/bin"
     assert sql(pghost, "SHOW server_version", bin_dir=pg18).startswith("18.")
-    sql(pghost, create, dbname="market", bin_dir=pg18)
+    for statement in (create, advance.replace("<the remote_lsn noted>", remote_lsn), enable):
+        sql(pghost, statement, dbname="market", bin_dir=pg18)
     sh(pghost, "for i in $(seq 100); do [ \"$(runuser -u postgres -- %s/psql -h %s -d market -XAtqc "
-               "'SELECT count(*) FROM prices')\" = 4 ] && break; sleep 0.1; done" % (pg18, SOCK))
+               "'SELECT count(*) FROM prices')\" = 5 ] && break; sleep 0.1; done" % (pg18, SOCK))
     assert sql(pghost, "SELECT string_agg(id || ' ' || v, ', ' ORDER BY id) FROM prices", dbname="market",
-               bin_dir=pg18) == "1 before, 2 detached, 3 during the upgrade, 4 upgraded"
+               bin_dir=pg18) == "1 before, 2 detached, 3 during the upgrade, 4 upgraded, 10 just before the detach"

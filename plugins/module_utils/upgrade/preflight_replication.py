@@ -114,17 +114,23 @@ class ReplicationChecks:
                 "SELECT s.subname, d.datname, coalesce(s.subslotname, ''), array_to_string(s.subpublications, ', '), "
                 "       s.subconninfo FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid "
                 "ORDER BY 2, 1").rows:
-            sub = quote_ident(name)
+            sub, literal = quote_ident(name), quote_literal(name)
             self.findings.problem(
                 "subscriptions", "the old server subscribes: subscription %s in database %s (publication %s, slot %s "
                 "on the publisher) would keep applying its publisher's changes past the fence, and the cutover's "
                 "drain would never end" % (name, db, publications, slot or "none"),
-                "detach it in database %s, keeping its slot on the publisher (the slot keeps every change meanwhile): "
-                "ALTER SUBSCRIPTION %s DISABLE; ALTER SUBSCRIPTION %s SET (slot_name = NONE); DROP SUBSCRIPTION %s; "
-                "upgrade, then in database %s of the new server: CREATE SUBSCRIPTION %s CONNECTION %s PUBLICATION %s "
-                "WITH (create_slot = false, slot_name = %s, copy_data = false)"
-                % (db, sub, sub, sub, db, sub, quote_literal(without_password(conninfo)),
-                   ", ".join(quote_ident(p) for p in publications.split(", ")), quote_literal(slot or name)))
+                "move it to the new server, keeping its slot on the publisher (the slot keeps every change meanwhile) "
+                "and what it applied (its origin), in database %s of the old server: ALTER SUBSCRIPTION %s DISABLE; "
+                "once SELECT pid FROM pg_stat_subscription WHERE subname = %s gives no pid, note what it applied: "
+                "SELECT remote_lsn FROM pg_replication_origin_status WHERE external_id = 'pg_' || (SELECT oid FROM "
+                "pg_subscription WHERE subname = %s); then ALTER SUBSCRIPTION %s SET (slot_name = NONE); "
+                "DROP SUBSCRIPTION %s; upgrade, then in database %s of the new server: CREATE SUBSCRIPTION %s "
+                "CONNECTION %s PUBLICATION %s WITH (create_slot = false, slot_name = %s, copy_data = false, "
+                "enabled = false); SELECT pg_replication_origin_advance('pg_' || oid, '<the remote_lsn noted>') "
+                "FROM pg_subscription WHERE subname = %s; ALTER SUBSCRIPTION %s ENABLE"
+                % (db, sub, literal, literal, sub, sub, db, sub, quote_literal(without_password(conninfo)),
+                   ", ".join(quote_ident(p) for p in publications.split(", ")), quote_literal(slot or name),
+                   literal, sub))
 
     def _fence_blockers(self, session):
         """What the cutover's fence cannot stop (the cutover checks again, inside the window)."""
