@@ -10,6 +10,7 @@ __metaclass__ = type
 
 import re
 
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import cron as pg_cron
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.fence import fence_blockers
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.process import system_identifier
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.sizing import copy_parallelism, host_resources
@@ -105,6 +106,18 @@ class ReplicationChecks:
         for blocker in fence_blockers(session):
             self.findings.problem("fence", "the cutover cannot fence this %s: %s" % (blocker["kind"], blocker["name"]),
                                   blocker["fix"])
+
+    def _pg_cron_jobs(self, session):
+        """pg_cron's jobs come across with their database (the cutover pauses them before the fence and gives them
+        to the new server), which must then be one of those upgraded."""
+        database = pg_cron.database(session)
+        if database is None:
+            return
+        self.facts["pg_cron_database"] = database
+        if database not in self.databases:
+            self.findings.problem("pg_cron", "pg_cron's jobs live in database %s, which is not upgraded" % database,
+                                  "add %s to online_upgrade_databases (or leave the list empty: every database)"
+                                  % database)
 
     def _replication_settings(self, session):
         settings = dict(session.query(
