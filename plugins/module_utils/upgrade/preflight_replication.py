@@ -118,6 +118,10 @@ class ReplicationChecks:
             self.findings.problem("pg_cron", "pg_cron's jobs live in database %s, which is not upgraded" % database,
                                   "add %s to online_upgrade_databases (or leave the list empty: every database)"
                                   % database)
+        if self.copy_method == "physical":
+            # The copy is promoted by the old release, whose pg_cron may not hold its jobs back there.
+            self.findings.problem("pg_cron", "the physical initial copy does not hold pg_cron's jobs back on the "
+                                  "promoted copy", "use online_upgrade_copy_method=logical (the default)")
 
     def _replication_settings(self, session):
         settings = dict(session.query(
