@@ -89,32 +89,6 @@ def finished_runs(host):
     raise AssertionError("a pg_cron run on 18 did not end within 30 s")
 
 
-def test_pg_cron_jobs_came_across_and_run_on_18_never_in_the_window(host):
-    """Debian's pg_cron 1.4 on 15, pg_cron 1.6 built into the 18 release: the job with its id, run on 15 before
-    the fence, then on 18 once it serves 5432, nothing in between; its run history copied, run ids going on."""
-    assert psql(host, "18", "SELECT jobid, jobname, schedule, command FROM cron.job ORDER BY jobid") == \
-        host.file("/root/cron-jobs-15.txt").content_string.strip()
-    assert psql(host, "18", "SELECT bool_and(active) FROM cron.job") == "t"
-    for _attempt in range(80):   # every minute
-        if psql(host, "18", "SELECT count(*) FROM public.cron_ran WHERE server_version_num >= 180000") != "0":
-            break
-        host.run("sleep 1")
-    runs, ran = finished_runs(host)
-    with open(os.path.join(sh.EPHEMERAL, "cutover-phases.json")) as handle:
-        phases = json.load(handle)
-    fence, start = phases["fence"], phases["start"]
-    before = [run for run in runs if run[1] < fence]
-    after = [run for run in runs if run[1] > start]
-    assert before and after, (phases, runs)
-    assert [run for run in runs if run not in before + after] == [], "runs in the window %s: %s" % (phases, runs)
-    assert all(run[2] < fence for run in before), "a run on 15 ended after the fence %s: %s" % (phases, before)
-    assert max(run[0] for run in before) < min(run[0] for run in after), runs   # cron.runid_seq came across
-    assert all(run[3] == "succeeded" for run in after), runs
-    # Each run recorded where it ran: as many rows from 15 and from 18 as runs that succeeded before and after
-    # (one on 15 may have failed when prepare.yml restarted it).
-    assert ran == {15: len([run for run in before if run[3] == "succeeded"]), 18: len(after)}, (ran, runs)
-
-
 def test_every_kind_of_object_came_across_from_debian_15(host):
     """tests/integration/full_schema.sql as 15 had it (prepare.yml): same rows in every table and materialized
     view, the unlogged table empty by opt-in, the same owner of the public schema."""
@@ -171,6 +145,33 @@ def test_a_check_run_changes_nothing(host):
     assert rc == 0, out[-4000:]
     assert sh.differences(before, after) == []
     assert recap[CONTAINER]["changed"] == 0, "a --check run after the upgrade predicts changes: %s" % recap
+
+
+def test_pg_cron_jobs_came_across_and_run_on_18_never_in_the_window(host):
+    """Debian's pg_cron 1.4 on 15, pg_cron 1.6 built into the 18 release: the job with its id, run on 15 before
+    the fence, then on 18 once it serves 5432, nothing in between; its run history copied, run ids going on.
+    Checked last before the rollback: the reboot and the --check run leave time for a run on 18."""
+    assert psql(host, "18", "SELECT jobid, jobname, schedule, command FROM cron.job ORDER BY jobid") == \
+        host.file("/root/cron-jobs-15.txt").content_string.strip()
+    assert psql(host, "18", "SELECT bool_and(active) FROM cron.job") == "t"
+    for _attempt in range(80):   # every minute
+        if psql(host, "18", "SELECT count(*) FROM public.cron_ran WHERE server_version_num >= 180000") != "0":
+            break
+        host.run("sleep 1")
+    runs, ran = finished_runs(host)
+    with open(os.path.join(sh.EPHEMERAL, "cutover-phases.json")) as handle:
+        phases = json.load(handle)
+    fence, start = phases["fence"], phases["start"]
+    before = [run for run in runs if run[1] < fence]
+    after = [run for run in runs if run[1] > start]
+    assert before and after, (phases, runs)
+    assert [run for run in runs if run not in before + after] == [], "runs in the window %s: %s" % (phases, runs)
+    assert all(run[2] < fence for run in before), "a run on 15 ended after the fence %s: %s" % (phases, before)
+    assert max(run[0] for run in before) < min(run[0] for run in after), runs   # cron.runid_seq came across
+    assert all(run[3] == "succeeded" for run in after), runs
+    # Each run recorded where it ran: as many rows from 15 and from 18 as runs that succeeded before and after
+    # (one on 15 may have failed when prepare.yml restarted it).
+    assert ran == {15: len([run for run in before if run[3] == "succeeded"]), 18: len(after)}, (ran, runs)
 
 
 def test_rollback_brings_15_main_back_on_5432_with_every_write(host):
