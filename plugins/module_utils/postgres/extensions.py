@@ -148,3 +148,30 @@ def updates(session):
         session.execute("ALTER EXTENSION %s UPDATE" % quote_ident(name))
         done.append((name, installed, default))
     return done
+
+
+DUMPED_CREATE_EXTENSION = re.compile(r'^CREATE EXTENSION IF NOT EXISTS ("(?:[^"]|"")+"|\S+) WITH SCHEMA ("(?:[^"]|"")+"|[^\s;]+);',
+                                     re.M)
+PINNED_SCHEMA_SQL = """
+SELECT v.schema FROM pg_available_extension_versions v JOIN pg_available_extensions a
+    ON a.name = v.name AND a.default_version = v.version
+ WHERE v.name = $1 AND a.installed_version IS NULL
+"""
+
+
+def _unquoted(name):
+    return name[1:-1].replace('""', '"') if name.startswith('"') else name
+
+
+def create_pinned(session, dumped_sql):
+    """Create, before a restore, each extension of ``dumped_sql`` (pg_dump's CREATE EXTENSION statements) that
+    this release pins to another schema than the dump names (its control file's ``schema``; pg_cron before 1.5
+    named none and went to public, 1.5 and later pin pg_catalog): the restore's CREATE EXTENSION IF NOT EXISTS
+    then finds it and goes on.  Returns their names."""
+    created = []
+    for name, schema in DUMPED_CREATE_EXTENSION.findall(dumped_sql):
+        pinned = session.scalar(PINNED_SCHEMA_SQL, [_unquoted(name)])
+        if pinned and pinned != _unquoted(schema):
+            session.execute("CREATE EXTENSION IF NOT EXISTS %s" % name)
+            created.append(_unquoted(name))
+    return created
