@@ -106,3 +106,18 @@ def test_an_extension_the_new_release_pins_elsewhere_is_created_before_the_resto
     assert server.executed == ["CREATE EXTENSION IF NOT EXISTS pg_cron"]
     server = _PinningServer()
     assert pg_extensions.create_pinned(server, "CREATE EXTENSION IF NOT EXISTS pg_cron WITH SCHEMA pg_catalog;\n") == []
+
+
+def test_a_release_whose_pg_cron_cannot_hold_its_jobs_back_falls_short(tmp_path):
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "pg_cron.so").write_text("")
+    (tmp_path / "share" / "extension").mkdir(parents=True)
+    control = tmp_path / "share" / "extension" / "pg_cron.control"
+    required = pg_extensions.needs({}, ["pg_cron"], False)
+    control.write_text("default_version = '1.4-1'\n")
+    assert pg_extensions.shortfalls(NoPgConfig(), str(tmp_path / "bin"), required) == [
+        "pg_cron 1.4-1 lacks cron.launch_active_jobs (pg_cron 1.6 and later): the new server would run the jobs on "
+        "its temporary port too"]
+    control.write_text("default_version = '1.6'\n")
+    assert pg_extensions.shortfalls(NoPgConfig(), str(tmp_path / "bin"), required) == []

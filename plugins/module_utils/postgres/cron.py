@@ -19,7 +19,6 @@ import re
 import time
 
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import OperationError
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import extensions as pg_extensions
 
 LAUNCHER = "pg_cron launcher"
 JOB_WORKER = "pg_cron"   # a job run by a background worker (cron.use_background_workers = on)
@@ -47,19 +46,15 @@ def _version(text):
     return tuple(int(part) for part in re.findall(r"\d+", text or "")[:2])
 
 
-def release_version(extension_dir):
-    """pg_cron's default version in a release's extension directory, or None without pg_cron."""
-    return (pg_extensions.available(extension_dir).get("pg_cron") or (None,))[0]
-
-
 def holds_jobs(version):
     """Whether pg_cron ``version`` knows cron.launch_active_jobs."""
     return version is not None and _version(version) >= HOLD_JOBS_SINCE
 
 
-def temporary_port_options(extension_dir):
-    """Command-line settings of a server started on a temporary port: no pg_cron job runs there."""
-    return ["-c", "%s=off" % HOLD_JOBS] if holds_jobs(release_version(extension_dir)) else []
+def temporary_port_options(release_version):
+    """Command-line settings of a server started on a temporary port, with pg_cron ``release_version`` (None: no
+    pg_cron) in its release: no pg_cron job runs there."""
+    return ["-c", "%s=off" % HOLD_JOBS] if holds_jobs(release_version) else []
 
 
 def database(session):

@@ -18,6 +18,7 @@ __metaclass__ = type
 import os
 import re
 
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import cron as pg_cron
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.cluster_locale import built_with_icu
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.pgwire import quote_ident
 
@@ -123,6 +124,11 @@ def shortfalls(module, bin_dir, required):
                                "there from %s)" % (db, name, version, default, version))
     for library in missing_libraries(lib_dir, required.get("shared_preload_libraries") or []):
         missing.append("shared_preload_libraries: %s (not in %s)" % (library, lib_dir))
+    cron_version = (provided.get("pg_cron") or (None,))[0]
+    if "pg_cron" in (required.get("shared_preload_libraries") or []) and cron_version is not None \
+            and not pg_cron.holds_jobs(cron_version):
+        missing.append("pg_cron %s lacks %s (pg_cron 1.6 and later): the new server would run the jobs on its "
+                       "temporary port too" % (cron_version, pg_cron.HOLD_JOBS))
     if required.get("icu_databases") and not built_with_icu(bin_dir):
         missing.append("ICU: %s use the ICU locale provider, and this release was built without ICU (its initdb and "
                        "CREATE DATABASE would refuse them)" % ", ".join(required["icu_databases"]))

@@ -101,7 +101,8 @@ class ServerControl:
         options = config_options(self.spec)
         if port:
             extension_dir = pg_extensions.release_dirs(self.module, self.spec.bin_dir)[0]
-            options += ["-p", str(port)] + pg_cron.temporary_port_options(extension_dir)
+            cron_version = (pg_extensions.available(extension_dir).get("pg_cron") or (None,))[0]
+            options += ["-p", str(port)] + pg_cron.temporary_port_options(cron_version)
         wait = ["-w", "-t", str(int(timeout))] if timeout else ["--no-wait"]
         argv = ["start", "-l", self.log_file] + wait + (["-o", " ".join(options)] if options else [])
         rc, out, err = self._pg_ctl(*argv)

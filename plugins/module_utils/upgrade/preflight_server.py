@@ -9,7 +9,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import OperationError, parse_version
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import cron as pg_cron, extensions as pg_extensions
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import extensions as pg_extensions
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.cluster_objects import DATABASES_SQL
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.install import PostgresInstaller
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.ssl_files import SSL_FILE_SETTINGS
@@ -63,17 +63,11 @@ class ServerChecks:
         self.facts["new_release_checked"] = bool(installer.probe(bin_dir))
         if not self.facts["new_release_checked"]:
             return
-        major = (self.new_major or ("?",))[0]
         missing = pg_extensions.shortfalls(self.module, bin_dir, needs)
         if missing:
+            major = (self.new_major or ("?",))[0]
             self.findings.problem("extensions", "PostgreSQL %s in %s lacks what the databases use: %s"
                                   % (major, bin_dir, "; ".join(missing)), pg_extensions.shortfall_fix(major))
-        cron_version = pg_cron.release_version(pg_extensions.release_dirs(self.module, bin_dir)[0])
-        if "pg_cron" in preload and cron_version is not None and not pg_cron.holds_jobs(cron_version):
-            self.findings.problem("pg_cron", "pg_cron %s of PostgreSQL %s in %s lacks %s: its jobs would run on the "
-                                  "new server on its temporary port too" % (cron_version, major, bin_dir, pg_cron.HOLD_JOBS),
-                                  "build pg_cron 1.6 or later for PostgreSQL %s into the new release (PGDG's "
-                                  "postgresql-%s-cron is)" % (major, major))
 
     def _versions(self, session):
         old = parse_version(session.scalar("SHOW server_version"))
