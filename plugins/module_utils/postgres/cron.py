@@ -7,8 +7,8 @@ The launcher (a background worker) runs the jobs of ``cron.job`` in the database
 its tables replicate like any other.  A new server on its temporary port is started with
 ``cron.launch_active_jobs = off`` on its command line (pg_cron 1.6 and later), which a reload cannot undo and
 its final start on the production port drops: there it runs with what its configuration files say, the old
-server's settings.  Older pg_cron (Debian 12's 1.4) has no such setting; on the old server, the jobs are
-paused instead (``active = false``, the ids kept to give them back), just before the fence.
+server's settings.  On the old server the jobs are paused instead (``active = false``, the ids kept to give
+them back), just before the fence: that works with every pg_cron, Debian 12's 1.4 has no such setting.
 """
 
 from __future__ import absolute_import, division, print_function
