@@ -167,7 +167,9 @@ def test_pg_cron_jobs_came_across_and_run_on_18_never_in_the_window(host):
     assert before and after, (phases, runs)
     assert [run for run in runs if run not in before + after] == [], "runs in the window %s: %s" % (phases, runs)
     assert all(run[2] < fence for run in before), "a run on 15 ended after the fence %s: %s" % (phases, before)
-    assert max(run[0] for run in before) < min(run[0] for run in after), runs   # cron.runid_seq came across
+    # cron.runid_seq and cron.jobid_seq came across exactly: 18's first run takes the id after 15's last one
+    assert min(run[0] for run in after) == max(run[0] for run in before) + 1, runs
+    assert psql(host, "18", "SELECT last_value = (SELECT max(jobid) FROM cron.job) FROM cron.jobid_seq") == "t"
     # Each run recorded where it ran: as many rows from 15 and from 18 as runs that succeeded before and after
     # (a run cut by a restart of the server, prepare.yml's or the reboot's, fails).
     succeeded = [len([run for run in runs if run[3] == "succeeded"]) for runs in (before, after)]
