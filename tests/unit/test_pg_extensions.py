@@ -81,3 +81,43 @@ def test_databases_with_icu_collations_need_a_release_built_with_icu(tmp_path):
     (tmp_path / "bin" / "postgres").write_bytes(b"\x7fELF...\x00libicuuc.so.72\x00libicui18n.so.72\x00")   # Debian's
     assert pg_extensions.shortfalls(NoPgConfig(), bin_dir, needs) == []
     assert pg_extensions.shortfalls(NoPgConfig(), bin_dir, pg_extensions.needs({}, [], False)) == []
+
+
+class _PinningServer:
+    """A release that pins pg_cron to pg_catalog (1.5 and later) and pins nothing else."""
+
+    def __init__(self):
+        self.executed = []
+
+    def scalar(self, sql, params=()):
+        return "pg_catalog" if params[0] == "pg_cron" else None
+
+    def execute(self, sql):
+        self.executed.append(sql)
+
+
+def test_an_extension_the_new_release_pins_elsewhere_is_created_before_the_restore():
+    dumped = ("--\n-- Name: pg_cron; Type: EXTENSION\n--\n\n"
+              "CREATE EXTENSION IF NOT EXISTS pg_cron WITH SCHEMA public;\n\n"
+              "CREATE EXTENSION IF NOT EXISTS \"uuid-ossp\" WITH SCHEMA public;\n"
+              "CREATE EXTENSION IF NOT EXISTS plpgsql WITH SCHEMA pg_catalog;\n")
+    server = _PinningServer()
+    assert pg_extensions.create_pinned(server, dumped) == ["pg_cron"]
+    assert server.executed == ["CREATE EXTENSION IF NOT EXISTS pg_cron"]
+    server = _PinningServer()
+    assert pg_extensions.create_pinned(server, "CREATE EXTENSION IF NOT EXISTS pg_cron WITH SCHEMA pg_catalog;\n") == []
+
+
+def test_a_release_whose_pg_cron_cannot_hold_its_jobs_back_falls_short(tmp_path):
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "pg_cron.so").write_text("")
+    (tmp_path / "share" / "extension").mkdir(parents=True)
+    control = tmp_path / "share" / "extension" / "pg_cron.control"
+    required = pg_extensions.needs({}, ["pg_cron"], False)
+    control.write_text("default_version = '1.4-1'\n")
+    assert pg_extensions.shortfalls(NoPgConfig(), str(tmp_path / "bin"), required) == [
+        "pg_cron 1.4-1 lacks cron.launch_active_jobs (pg_cron 1.6 and later): the new server would run the jobs on "
+        "its temporary port too"]
+    control.write_text("default_version = '1.6'\n")
+    assert pg_extensions.shortfalls(NoPgConfig(), str(tmp_path / "bin"), required) == []

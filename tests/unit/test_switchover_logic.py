@@ -1,7 +1,7 @@
 """Pure logic of the cutover: the fence block, schema comparison, names."""
 import pytest
 
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import fence
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import cron as pg_cron, fence
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade import cutover_logic
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade import switchover as sw
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import OperationError
@@ -152,3 +152,31 @@ def test_the_catalog_token_reads_each_catalog_once_with_one_horizon():
         assert CATALOG_TOKEN_SQL.count("FROM h, pg_catalog.%s c" % catalog) == 1, catalog
     assert "%% 4294967296" not in CATALOG_TOKEN_SQL and "% 4294967296" in CATALOG_TOKEN_SQL
     assert CATALOG_TOKEN_SQL.count("$1") == 1
+
+
+class _Activity:
+    """pg_stat_activity as the fence's query sees it: the server leaves out the backend types it is given."""
+
+    def __init__(self, workers):
+        self.workers = workers
+
+    def query(self, sql, params=()):
+        rows = [] if sql == fence.PREPARED_SQL else [w for w in self.workers if w[1] not in params[0]]
+        return type("Result", (), dict(rows=rows))
+
+
+def test_pg_cron_is_not_a_fence_blocker_but_other_extension_workers_are_named_with_their_way_out():
+    session = _Activity([(101, "pg_cron launcher", "", "postgres"), (102, "pg_cron", "postgres", "postgres"),
+                         (103, "TimescaleDB Background Worker Scheduler", "app", "postgres")])
+    blockers = fence.fence_blockers(session)
+    assert [b["name"] for b in blockers] == ["TimescaleDB Background Worker Scheduler (pid 103, database app, "
+                                             "user postgres)"]
+    assert "online_upgrade_method=dump_restore" in blockers[0]["fix"]
+    assert "pg_cron" not in fence.blockers_message(blockers)
+
+
+def test_pg_cron_holds_its_jobs_on_a_temporary_port_from_1_6_on():
+    assert pg_cron.temporary_port_options(None) == []   # no pg_cron in the release
+    assert pg_cron.temporary_port_options("1.4-1") == []
+    assert pg_cron.temporary_port_options("1.6") == ["-c", "cron.launch_active_jobs=off"]
+    assert not pg_cron.holds_jobs("1.5") and pg_cron.holds_jobs("1.10")

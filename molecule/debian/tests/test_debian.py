@@ -2,7 +2,9 @@
 lost, Debian's tools agree (pg_lsclusters, start.conf, the generator), a reboot keeps it so, a
 --check run changes nothing; then the rollback brings 15/main back on 5432 with every write of
 both loads, and a second reboot keeps that. The tests run in this order, on one host."""
+import json
 import os
+import shlex
 
 import systemd_host as sh
 
@@ -64,6 +66,29 @@ def test_every_acknowledged_write_is_on_18():
     assert report["ok"] and report["server_version"].startswith("18"), report
 
 
+def psql(host, version, sql, db="postgres"):
+    out = host.run("runuser -u postgres -- /usr/lib/postgresql/%s/bin/psql -h %s -p 5432 -XAtq -F '|' -d %s -c %s"
+                   % (version, sh.SOCKET_DIR, db, shlex.quote(sql)))
+    assert out.rc == 0, out.stderr
+    return out.stdout.strip()
+
+
+def finished_runs(host):
+    """job_run_details and the job's own table on 18 at one moment with no run in progress: [(runid, start,
+    end, status)], {server_version_num: runs recorded}."""
+    for _attempt in range(30):
+        out = psql(host, "18", "SELECT (SELECT count(*) FROM cron.job_run_details WHERE status NOT IN ('succeeded', "
+                   "'failed')), (SELECT json_agg(json_build_array(runid, extract(epoch FROM start_time), "
+                   "extract(epoch FROM end_time), status) ORDER BY runid) FROM cron.job_run_details), "
+                   "(SELECT json_object_agg(v, n) FROM (SELECT server_version_num / 10000 AS v, count(*) AS n "
+                   "FROM public.cron_ran GROUP BY 1) t)")
+        running, runs, ran = out.split("|")
+        if running == "0":
+            return json.loads(runs), dict((int(v), n) for v, n in json.loads(ran).items())
+        host.run("sleep 1")
+    raise AssertionError("a pg_cron run on 18 did not end within 30 s")
+
+
 def test_every_kind_of_object_came_across_from_debian_15(host):
     """tests/integration/full_schema.sql as 15 had it (prepare.yml): same rows in every table and materialized
     view, the unlogged table empty by opt-in, the same owner of the public schema."""
@@ -122,9 +147,40 @@ def test_a_check_run_changes_nothing(host):
     assert recap[CONTAINER]["changed"] == 0, "a --check run after the upgrade predicts changes: %s" % recap
 
 
+def test_pg_cron_jobs_came_across_and_run_on_18_never_in_the_window(host):
+    """Debian's pg_cron 1.4 on 15, pg_cron 1.6 built into the 18 release: the job with its id, run on 15 before
+    the fence, then on 18 once it serves 5432, nothing in between; its run history copied, run ids going on.
+    Checked last before the rollback: the reboot and the --check run leave time for a run on 18."""
+    assert psql(host, "18", "SELECT jobid, jobname, schedule, command FROM cron.job ORDER BY jobid") == \
+        host.file("/root/cron-jobs-15.txt").content_string.strip()
+    assert psql(host, "18", "SELECT bool_and(active) FROM cron.job") == "t"
+    for _attempt in range(80):   # every minute
+        if psql(host, "18", "SELECT count(*) FROM public.cron_ran WHERE server_version_num >= 180000") != "0":
+            break
+        host.run("sleep 1")
+    runs, ran = finished_runs(host)
+    with open(os.path.join(sh.EPHEMERAL, "cutover-phases.json")) as handle:
+        phases = json.load(handle)
+    fence, start = phases["fence"], phases["start"]
+    before = [run for run in runs if run[1] < fence]
+    after = [run for run in runs if run[1] > start]
+    assert before and after, (phases, runs)
+    assert [run for run in runs if run not in before + after] == [], "runs in the window %s: %s" % (phases, runs)
+    assert all(run[2] < fence for run in before), "a run on 15 ended after the fence %s: %s" % (phases, before)
+    # cron.runid_seq and cron.jobid_seq came across exactly: 18's first run takes the id after 15's last one
+    assert min(run[0] for run in after) == max(run[0] for run in before) + 1, runs
+    assert psql(host, "18", "SELECT last_value = (SELECT max(jobid) FROM cron.job) FROM cron.jobid_seq") == "t"
+    # Each run recorded where it ran: as many rows from 15 and from 18 as runs that succeeded before and after
+    # (a run cut by a restart of the server, prepare.yml's or the reboot's, fails).
+    succeeded = [len([run for run in runs if run[3] == "succeeded"]) for runs in (before, after)]
+    assert succeeded[1] > 0 and ran == {15: succeeded[0], 18: succeeded[1]}, (ran, runs)
+
+
 def test_rollback_brings_15_main_back_on_5432_with_every_write(host):
     sh.rollback_under_load(host, PORT, ROLLBACK_LOAD_DIR, LOAD_DIR, "15")
     assert_serves(host, "15", "18")
+    # pg_cron's jobs, paused on 15 at the cutover, are 15's again (and 18's paused)
+    assert psql(host, "15", "SELECT bool_and(active) FROM cron.job") == "t"
     assert start_conf(host, "15") == ["auto"]
     assert start_conf(host, "18") == ["manual"]
 

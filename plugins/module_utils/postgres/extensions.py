@@ -18,6 +18,7 @@ __metaclass__ = type
 import os
 import re
 
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import cron as pg_cron
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.cluster_locale import built_with_icu
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.pgwire import quote_ident
 
@@ -123,6 +124,11 @@ def shortfalls(module, bin_dir, required):
                                "there from %s)" % (db, name, version, default, version))
     for library in missing_libraries(lib_dir, required.get("shared_preload_libraries") or []):
         missing.append("shared_preload_libraries: %s (not in %s)" % (library, lib_dir))
+    cron_version = (provided.get("pg_cron") or (None,))[0]
+    if "pg_cron" in (required.get("shared_preload_libraries") or []) and cron_version is not None \
+            and not pg_cron.holds_jobs(cron_version):
+        missing.append("pg_cron %s lacks %s (pg_cron 1.6 and later): the new server would run the jobs on its "
+                       "temporary port too" % (cron_version, pg_cron.HOLD_JOBS))
     if required.get("icu_databases") and not built_with_icu(bin_dir):
         missing.append("ICU: %s use the ICU locale provider, and this release was built without ICU (its initdb and "
                        "CREATE DATABASE would refuse them)" % ", ".join(required["icu_databases"]))
@@ -148,3 +154,30 @@ def updates(session):
         session.execute("ALTER EXTENSION %s UPDATE" % quote_ident(name))
         done.append((name, installed, default))
     return done
+
+
+DUMPED_CREATE_EXTENSION = re.compile(r'^CREATE EXTENSION IF NOT EXISTS ("(?:[^"]|"")+"|\S+) WITH SCHEMA ("(?:[^"]|"")+"|[^\s;]+);',
+                                     re.M)
+PINNED_SCHEMA_SQL = """
+SELECT v.schema FROM pg_available_extension_versions v JOIN pg_available_extensions a
+    ON a.name = v.name AND a.default_version = v.version
+ WHERE v.name = $1 AND a.installed_version IS NULL
+"""
+
+
+def _unquoted(name):
+    return name[1:-1].replace('""', '"') if name.startswith('"') else name
+
+
+def create_pinned(session, dumped_sql):
+    """Create, before a restore, each extension of ``dumped_sql`` (pg_dump's CREATE EXTENSION statements) that
+    this release pins to another schema than the dump names (its control file's ``schema``; pg_cron before 1.5
+    named none and went to public, 1.5 and later pin pg_catalog): the restore's CREATE EXTENSION IF NOT EXISTS
+    then finds it and goes on.  Returns their names."""
+    created = []
+    for name, schema in DUMPED_CREATE_EXTENSION.findall(dumped_sql):
+        pinned = session.scalar(PINNED_SCHEMA_SQL, [_unquoted(name)])
+        if pinned and pinned != _unquoted(schema):
+            session.execute("CREATE EXTENSION IF NOT EXISTS %s" % name)
+            created.append(_unquoted(name))
+    return created

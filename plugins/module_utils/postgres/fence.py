@@ -8,7 +8,8 @@ the socket and on TCP; the only exception is the replication role on the Unix
 socket (the subscription's own connection).  The cutover's sessions were opened
 before the fence and stay.  What pg_hba cannot stop is refused instead
 (``fence_blockers``): prepared transactions, which any session may commit later,
-and background workers of extensions, which never log in.
+and background workers of extensions, which never log in, but pg_cron's (its jobs are paused before the
+fence).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -17,6 +18,7 @@ __metaclass__ = type
 
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import OperationError
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.managed_block import ManagedBlock
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import cron as pg_cron
 
 FENCE_BEGIN = "# BEGIN fleetdb.online_upgrade fence"
 FENCE_END = "# END fleetdb.online_upgrade fence"
@@ -30,6 +32,8 @@ CORE_BACKEND_TYPES = (
     "walreceiver", "walsender", "walwriter", "walsummarizer", "slotsync worker", "standalone backend", "io worker",
     # extensions' workers that read but never write data
     "autoprewarm leader", "autoprewarm worker",
+    # pg_cron: the cutover pauses its jobs before the fence and waits for their runs to end (postgres/cron.py)
+    pg_cron.LAUNCHER, pg_cron.JOB_WORKER,
 )
 
 PREPARED_SQL = "SELECT gid, owner, database, prepared::text FROM pg_prepared_xacts ORDER BY prepared"
@@ -91,9 +95,10 @@ def fence_blockers(session):
         found.append(dict(kind="background worker",
                           name="%s (pid %s%s%s)" % (backend_type, pid, ", database " + database if database else "",
                                                     ", user " + user if user else ""),
-                          fix="stop it for the upgrade: remove its extension from shared_preload_libraries (or "
-                              "turn its workers off, e.g. cron.use_background_workers = off for pg_cron) and "
-                              "restart the old server, or pause its jobs"))
+                          fix="the cutover cannot hold back what %s writes (only pg_cron's jobs it pauses): stop "
+                              "the worker for the upgrade (the library that starts it out of shared_preload_libraries, "
+                              "a restart of the old server; its extension still needs its build for the new "
+                              "release), or upgrade offline with online_upgrade_method=dump_restore" % backend_type))
     return found
 
 

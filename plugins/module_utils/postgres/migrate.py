@@ -25,7 +25,7 @@ import socket
 import tempfile
 
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import (
-    database_settings as pg_database_settings, pgwire, record as pg_record)
+    database_settings as pg_database_settings, extensions as pg_extensions, pgwire, record as pg_record)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import (
     OperationError, parse_version, read_text, run_as, user_ids)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.engine import Migrator
@@ -193,6 +193,9 @@ class PostgresMigrator(Migrator):
             if entries:
                 result["changed"] = True
                 if not self.module.check_mode:
+                    extensions = [e for e in entries if e.kind == "EXTENSION"]
+                    if extensions:
+                        result["extensions_moved"] = pg_extensions.create_pinned(session, self._sql_of(path, extensions))
                     self._pg_restore(path, entries, dbname, jobs, maintenance_work_mem_mb)
             if "pre-data" in sections:
                 result["changed"] |= self._align_schema_owners(path, session)

@@ -81,6 +81,7 @@ class PostgresPreflight(HostChecks, ServerChecks, ReplicationChecks, Preflight):
                 self._replication_settings(session)
                 self._fence_blockers(session)
                 self._subscriptions(session)
+                self._pg_cron_jobs(session)
                 self._other_replication(session)
                 if self.copy_method == "physical":
                     self._physical_copy(session)

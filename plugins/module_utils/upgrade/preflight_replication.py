@@ -11,6 +11,7 @@ __metaclass__ = type
 import re
 
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.cluster_locale import cluster_locale
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import cron as pg_cron
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.fence import fence_blockers
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.pgwire import quote_ident, quote_literal
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.process import system_identifier
@@ -137,6 +138,22 @@ class ReplicationChecks:
         for blocker in fence_blockers(session):
             self.findings.problem("fence", "the cutover cannot fence this %s: %s" % (blocker["kind"], blocker["name"]),
                                   blocker["fix"])
+
+    def _pg_cron_jobs(self, session):
+        """pg_cron's jobs come across with their database (the cutover pauses them before the fence and gives them
+        to the new server), which must then be one of those upgraded."""
+        database = pg_cron.database(session)
+        if database is None:
+            return
+        self.facts["pg_cron_database"] = database
+        if database not in self.databases:
+            self.findings.problem("pg_cron", "pg_cron's jobs live in database %s, which is not upgraded" % database,
+                                  "add %s to online_upgrade_databases (or leave the list empty: every database)"
+                                  % database)
+        if self.copy_method == "physical":
+            # The copy is promoted by the old release, whose pg_cron may not hold its jobs back there.
+            self.findings.problem("pg_cron", "the physical initial copy does not hold pg_cron's jobs back on the "
+                                  "promoted copy", "use online_upgrade_copy_method=logical (the default)")
 
     def _replication_settings(self, session):
         settings = dict(session.query(

@@ -17,7 +17,8 @@ The client-visible window:
   schema      the schema check again (a catalog read), and every table of the old server replicated;
   sequences   copy last_value/is_called of each sequence that moved since its copy before the fence;
   roles       password hashes changed since the migrate (never logged);
-  detach      disable the subscriptions (their slots stay on the old server), create the rollback slot;
+  detach      pg_cron's jobs (paused on the old server just before the fence) made active on the new one,
+              disable the subscriptions (their slots stay on the old server), create the rollback slot;
   stop        fast shutdown of both servers;
   proof       the old server's pg_control: cleanly shut down, next transaction id the one the drain saw;
   start       start the new server on the production port, wait until its postmaster.pid says ready.
@@ -51,9 +52,10 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.swi
     APPLICATION_NAME, SCHEMAS_NOT_COMPARED, BeforeWindow)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.switchover_window import Window
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.switchover_finish import AfterStop
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.switchover_jobs import CronJobs
 
 
-class PostgresSwitchover(BeforeWindow, Window, AfterStop, Switchover):
+class PostgresSwitchover(BeforeWindow, Window, AfterStop, CronJobs, Switchover):
     """The cutover from ``old`` (serving on the production port) to ``new`` (on a temporary port)."""
 
     def __init__(self, module, old, new, databases, subscription, replication_user,
@@ -89,6 +91,7 @@ class PostgresSwitchover(BeforeWindow, Window, AfterStop, Switchover):
         self._new_hba = None
         self._probe_users = []
         self._guardian = None
+        self._cron_db = None   # the database of the old server's pg_cron jobs (switchover_jobs)
 
     # -- entry point ------------------------------------------------------------
 
@@ -141,12 +144,19 @@ class PostgresSwitchover(BeforeWindow, Window, AfterStop, Switchover):
         return self.timer.phase(name)
 
     def _cutover(self):
-        window = self.timer.mark()
         self.state.data.pop("error", None)
+        if self._cron_db:
+            with self.timer.phase("pg_cron_pause"):   # clients still write: not in the window
+                self._pause_cron_jobs()
+        window = self.timer.mark()
         try:
             if self._pooler_names:
                 with self._phase("pause"):
-                    self._pause()
+                    try:
+                        self._pause()
+                    except Exception:
+                        self._give_jobs_back_to_old()
+                        raise
             self._window(window)
         finally:
             self._resume_pooler()
@@ -171,6 +181,7 @@ class PostgresSwitchover(BeforeWindow, Window, AfterStop, Switchover):
             with self._phase("roles"):
                 self._copy_role_passwords()
             with self._phase("detach"):
+                self._give_jobs_to_new()
                 for db in self.databases:
                     self._detach(db)
             self._close_sessions()

@@ -60,6 +60,7 @@ class BeforeWindow:
             self.new.owner, os.path.join(self.new.bin_dir, "psql"), self.new.socket_dir, self.temporary_port)
         pg_cluster_objects.check(self._old(first), self._new(first), self.replication_user, new_psql)
         self._check_fence_blockers()
+        self._find_cron_jobs(SCHEMAS_NOT_COMPARED)
         statistics = []
         for db in self.databases:
             old = self._old(db)  # every session the window uses is opened now: the fence lets no new one in

@@ -49,6 +49,7 @@ class AfterStop:
             with self._phase("resume"):
                 self._resume_pooler()
         self.report["window_seconds"] = self.timer.since(window) if window else None
+        self._jobs_given()
         self.state.set("switched", window_seconds=self.report["window_seconds"], phases=dict(self.timer.timings))
         with self.timer.phase("cleanup"):
             self._cleanup()
@@ -176,6 +177,7 @@ class AfterStop:
         self.report["aborted_because"] = str(exc)
         try:
             self._lift_fence()
+            self._give_jobs_back_to_old()
             for db in self.databases:
                 try:
                     self._resume_replication(db, self._new(db))
@@ -209,6 +211,7 @@ class AfterStop:
             return
         self.report["rescue"] += "; the old server serves port %d again, unfenced" % self.production_port
         self.state.set("rescued", error=str(exc))
+        self._give_jobs_back_to_old()
         try:
             PostgresInstance(self.module, self.new).start(port=self.temporary_port, timeout=self.start_timeout)
             for db in self.databases:
