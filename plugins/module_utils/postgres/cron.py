@@ -29,7 +29,8 @@ HOLD_JOBS_SINCE = (1, 6)
 DATABASE_SQL = "SELECT current_setting('cron.database_name', true)"
 INSTALLED_SQL = "SELECT extversion FROM pg_extension WHERE extname = 'pg_cron'"
 
-PAUSE_SQL = "UPDATE cron.job SET active = false WHERE active RETURNING jobid"
+ACTIVE_SQL = "SELECT jobid FROM cron.job WHERE active ORDER BY jobid FOR UPDATE"
+PAUSE_SQL = "UPDATE cron.job SET active = false WHERE jobid = ANY($1::bigint[])"
 RESUME_SQL = "UPDATE cron.job SET active = true WHERE jobid = ANY($1::bigint[]) AND NOT active"
 
 # Runs not finished: their row in job_run_details (cron.log_run) or their session, as a worker or over libpq.
@@ -67,9 +68,20 @@ def installed(session):
     return session.scalar(INSTALLED_SQL)
 
 
-def pause_jobs(session):
-    """Mark every active job inactive; returns their ids, to give them back."""
-    return [int(row[0]) for row in session.query(PAUSE_SQL).rows]
+def pause_jobs(session, record):
+    """Mark every active job inactive; ``record(ids)`` keeps their ids, to give them back, before the pause
+    commits (a kill in between leaves them active, or paused and recorded)."""
+    session.execute("BEGIN")
+    try:
+        job_ids = [int(row[0]) for row in session.query(ACTIVE_SQL).rows]
+        record(job_ids)
+        session.query(PAUSE_SQL, [job_ids])
+        session.execute("COMMIT")
+    except Exception:
+        if not session.closed:
+            session.execute("ROLLBACK")
+        raise
+    return job_ids
 
 
 def resume_jobs(session, job_ids):

@@ -47,15 +47,17 @@ class CronJobs:
         if not self._cron_db:
             return
         old = self._old(self._cron_db)
-        paused = pg_cron.pause_jobs(old)
-        self.state.data.update({PAUSED: paused, DATABASE: self._cron_db})
-        self.state.save()
+        paused = pg_cron.pause_jobs(old, self._record_paused)
         self.report["pg_cron"]["paused_jobs"] = paused
         try:
             pg_cron.wait_jobs_ended(old, self.drain_timeout, time.monotonic())
         except Exception:
             self._give_jobs_back(old)
             raise
+
+    def _record_paused(self, job_ids):
+        self.state.data.update({PAUSED: job_ids, DATABASE: self._cron_db})
+        self.state.save()
 
     def _give_jobs_to_new(self):
         """Inside the window, drained, before the rollback slot: the new server runs them once on its port."""
