@@ -36,7 +36,7 @@ OTHER_PW = "other-Secr3t-55be"
 SECRETS = (REPL_PW, APP_PW, OTHER_PW)
 DUMP = WORK + "/app.schema.dump"
 # The phases a cutover window may hold: catalog reads and fixed-size work only (docs/procedure.md).
-CONSTANT_TIME_PHASES = ("fence", "drain", "schema", "sequences", "roles", "detach", "stop", "proof", "start")
+CONSTANT_TIME_PHASES = ("fence", "drain", "large_objects", "schema", "sequences", "roles", "detach", "stop", "proof", "start")
 PASSFILE = "/var/lib/fleetdb/postgresql/18/fleetdb_replication.pgpass"
 
 

@@ -89,6 +89,7 @@ class PostgresSwitchover(BeforeWindow, Window, AfterStop, Switchover):
         self._new_hba = None
         self._probe_users = []
         self._guardian = None
+        self._large_objects = None   # large_object_sync.LargeObjectSync, from the prepare on
 
     # -- entry point ------------------------------------------------------------
 
@@ -110,6 +111,7 @@ class PostgresSwitchover(BeforeWindow, Window, AfterStop, Switchover):
                 return self.report
             self._cutover()
         finally:
+            self._drop_large_objects_slot()
             self._close_sessions()
         return self.report
 
@@ -160,6 +162,8 @@ class PostgresSwitchover(BeforeWindow, Window, AfterStop, Switchover):
                 self._fence()
             with self._phase("drain"):
                 self._drain()
+            with self._phase("large_objects"):
+                self._carry_large_objects()
             with self._phase("schema"):
                 # Again, now that no session can change it: has any catalog row changed since (pg_schema_check)?
                 for db in self.databases:

@@ -25,6 +25,7 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.fe
     blockers_fix, blockers_message, fence_blockers, is_fenced)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.hba import hba_path
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.instance import PostgresInstance
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.large_object_sync import LargeObjectSync
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.row_check import RowCountCheck
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.session import connect
 
@@ -83,6 +84,10 @@ class BeforeWindow:
                 # inside the window would take a transaction id, which the proof counts as a write past the fence.
                 self._new(db).execute("VACUUM (ANALYZE)")
                 self._old(db).execute("ANALYZE")
+        with self.timer.phase("large_objects_copy"):   # the window carries only what changed since
+            self._large_objects = LargeObjectSync(self.module, self.old, self.databases, self._old, self._new,
+                                                  self.drain_timeout)
+            self._large_objects.full()
         if self.verify_row_counts:
             with self.timer.phase("verify"):  # before the window: counting grows with the data
                 for db in self.databases:
@@ -97,6 +102,10 @@ class BeforeWindow:
             self._new(first).execute("CHECKPOINT")
         # Configured now, used at the start in the window: the running server keeps its temporary port.
         PostgresInstance(self.module, self.new).set_port(self.production_port)
+        with self.timer.phase("large_objects_rounds"):   # until the WAL left for the window's round is short
+            for _round in range(5):
+                if self._large_objects.round()["carried"] <= 100:
+                    break
         # From here on nothing may hang the window: every statement and socket read has a limit.
         for session in list(self._old_sessions.values()) + list(self._new_sessions.values()):
             session.execute("SET statement_timeout = %d" % (self.drain_timeout * 1000))
