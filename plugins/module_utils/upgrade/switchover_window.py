@@ -139,6 +139,7 @@ class Window:
         it); then the WAL is no longer needed."""
         window = self._large_objects.round(self.state.data["drain_lsn"], in_window=True)
         self.report["large_objects"] = dict(window, databases=self._large_objects.report)
+        self.state.data["large_objects_window"] = window
         self._large_objects.drop_slot(self._old(self.databases[0]))
 
     def _large_objects_window(self):
