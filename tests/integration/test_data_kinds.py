@@ -6,9 +6,8 @@ object"). One PostgreSQL 16 host, driven by playbooks/upgrade.yml like test_upgr
                       RESTART; 12,000 more never called in app), text/uuid/composite keys, REPLICA IDENTITY
                       FULL and USING INDEX, materialized views, row-level security, unlogged tables, a large
                       object, extensions, a user publication, grants, default privileges, an event trigger;
-                      inventory has its own owner and settings; in app a writer of large objects (lo_writer.op:
-                      create, lo_put, lo_truncate, unlink, owner, grant and revoke, each in a transaction that
-                      records the object's state after it in lo_writer.ops) from before the first run to the fence
+                      inventory has its own owner and settings; in app a writer of large objects
+                      (tools/fleetdb_lo_writer.sql) from before the first run to the fence
   pagila              pagila v3.1.0 as published (../shared/data/pagila), when present
   ts_app              a tablespace holding a table of app and its index
 
@@ -62,50 +61,7 @@ TABLES_SQL = """SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c
  WHERE c.relkind IN ('r', 'p', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
    AND n.nspname NOT LIKE 'fleetdb%' AND n.nspname NOT LIKE 'pg_toast%' ORDER BY 1"""
 LO_ACK_LOG = "/root/large-objects.ack"
-LO_WRITER_SQL = r"""
-CREATE SCHEMA lo_writer;
-CREATE TABLE lo_writer.ops (i int PRIMARY KEY, loid oid NOT NULL, op text NOT NULL, md5 text, owner name, acl text);
--- Change number i of the large objects 900000 to 900015; 'skipped' once 18 serves (the test compares with 16).
-CREATE FUNCTION lo_writer.op(i int) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-  target oid := 900000 + i % 16;
-  what text := (ARRAY['put', 'truncate', 'unlink', 'owner', 'grant', 'put'])[1 + (i / 16) % 6];
-BEGIN
-  IF current_setting('server_version_num')::int >= 170000 THEN
-    RETURN 'skipped';
-  END IF;
-  IF NOT EXISTS (SELECT 1 FROM pg_largeobject_metadata WHERE oid = target) THEN
-    what := 'create';
-    PERFORM lo_create(target);
-    PERFORM lo_put(target, 0, convert_to(repeat(md5(i::text), 1 + i % 200), 'UTF8'));
-  ELSIF what = 'put' THEN
-    PERFORM lo_put(target, (i % 7) * 1500, convert_to(repeat(md5(i::text), 1 + i % 90), 'UTF8'));
-  ELSIF what = 'truncate' THEN
-    PERFORM lo_truncate(lo_open(target, 131072), (i % 3) * 1000);   -- to 0 every third time
-  ELSIF what = 'unlink' THEN
-    PERFORM lo_unlink(target);
-  ELSIF what = 'owner' THEN
-    EXECUTE format('ALTER LARGE OBJECT %s OWNER TO %I', target, CASE i % 2 WHEN 0 THEN 'reporting' ELSE 'stock' END);
-  ELSIF i % 32 < 16 THEN
-    EXECUTE format('GRANT SELECT, UPDATE ON LARGE OBJECT %s TO reporting', target);
-  ELSE
-    EXECUTE format('REVOKE UPDATE ON LARGE OBJECT %s FROM reporting', target);
-  END IF;
-  INSERT INTO lo_writer.ops SELECT i, target, what, md5(lo_get(m.oid)), pg_get_userbyid(m.lomowner), m.lomacl::text
-    FROM (VALUES (1)) AS v LEFT JOIN pg_largeobject_metadata m ON m.oid = target;
-  RETURN 'done';
-END $$;
-"""
-LO_WRITER = r"""
-i=1
-while [ ! -e /root/stop-lo-writer ]; do
-  out=$(runuser -u postgres -- %(bin)s/psql -h /var/run/postgresql -p 5432 -d app -XAtq -c "SELECT lo_writer.op($i)" 2>/dev/null)
-  [ "$out" = skipped ] && break
-  [ "$out" = done ] && echo $i >> %(ack)s
-  i=$((i + 1))
-  sleep 0.02
-done
-"""
+LO_WRITER = os.path.join(ROOT, "tools", "fleetdb_lo_writer")   # .sql (lo_writer.op in app) and .sh (its caller)
 LO_STATE = ("SELECT oid, md5(lo_get(oid)), pg_get_userbyid(lomowner), coalesce(lomacl::text, '-') "
             "FROM pg_largeobject_metadata ORDER BY oid")
 PARTITION_WRITER = r"""
@@ -166,15 +122,17 @@ class DataKindsFlow(Flow):
             self.sql16("CREATE DATABASE pagila")
             for name in ("pagila-schema.sql", "pagila-data.sql"):
                 self.load_file(os.path.join(PAGILA, name), "pagila")
-        self.sql16(LO_WRITER_SQL, dbname="app")
-        for name, text, ack in (("partition-writer.sh", PARTITION_WRITER, ACK_LOG), ("lo-writer.sh", LO_WRITER, LO_ACK_LOG)):
-            script = str(self.tmp / name)
-            with open(script, "w") as handle:
-                handle.write(text % dict(bin=PG16, ack=ack))
-            self.host.copy_in(script, "/root/" + name)
-            self.sh("rm -f /root/stop-measurements /root/stop-lo-writer %s; nohup bash /root/%s > /dev/null 2>&1 &"
-                    % (ack, name))
-            wait_for("the writer " + name, lambda ack=ack: self.host.run("test -s %s" % ack).returncode == 0, timeout=30)
+        script = str(self.tmp / "partition-writer.sh")
+        with open(script, "w") as handle:
+            handle.write(PARTITION_WRITER % dict(bin=PG16, ack=ACK_LOG))
+        self.host.copy_in(script, "/root/partition-writer.sh")
+        self.sh("rm -f /root/stop-measurements %s; nohup bash /root/partition-writer.sh > /dev/null 2>&1 &" % ACK_LOG)
+        wait_for("the partition writer", lambda: self.host.run("test -s %s" % ACK_LOG).returncode == 0, timeout=30)
+        self.load_file(LO_WRITER + ".sql", "app")
+        self.host.copy_in(LO_WRITER + ".sh", "/root/lo-writer.sh")
+        self.sh("rm -f /root/stop-lo-writer %s; nohup bash /root/lo-writer.sh %s app %s /root/stop-lo-writer "
+                "> /dev/null 2>&1 &" % (LO_ACK_LOG, PG16, LO_ACK_LOG))
+        wait_for("the large objects' writer", lambda: self.host.run("test -s %s" % LO_ACK_LOG).returncode == 0, timeout=30)
 
     def set_up_as_a_dba_would(self):
         """TLS with the key and certificate in the data directory under their default names, a role that may
@@ -361,6 +319,7 @@ def test_large_objects_changed_through_the_cutover_are_on_18_as_on_16(kinds, old
     for dbname in ("app", "inventory"):
         old = kinds.psql(LO_STATE, port=old_running, bin_dir=PG16, dbname=dbname)
         assert old and kinds.psql(LO_STATE, dbname=dbname) == old, dbname
+    assert kinds.sh("ls -A %s/pg_replslot" % OLD_DATA).strip() == "", "the slot of the large objects keeps WAL on 16"
     window = kinds.state()["large_objects_window"]
     assert window["carried"] >= 1 and window["wal"][0] < window["wal"][1], window
     recorded = {}

@@ -23,11 +23,6 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres im
     large_objects as pg_large_objects, slots as pg_slots, waldump)
 
 
-def lsn_value(lsn):
-    high, low = lsn.split("/")
-    return (int(high, 16) << 32) + int(low, 16)
-
-
 class LargeObjectSync:
     """The rounds for ``databases``; ``old(db)`` and ``new(db)`` give a superuser session to each server."""
 
@@ -93,7 +88,8 @@ class LargeObjectSync:
         admin = self.old(self.databases[0])
         end = end_lsn or pg_large_objects.settled_lsn(admin, self.timeout)
         start = self.lsn
-        touched = self._touched_pages(start, end) if lsn_value(end) > lsn_value(start) else {}
+        moved = admin.scalar("SELECT $1::pg_lsn > $2::pg_lsn", [end, start]) == "t"
+        touched = self._touched_pages(start, end) if moved else {}
         carried = 0
         for db in self.databases:
             if pg_large_objects.relations(self.old(db)) != self.relations[db]:
