@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # Calls lo_writer.op (tools/fleetdb_lo_writer.sql) with 1, 2, 3 ... on the production port until the file
 # STOP exists or the server answers 'skipped' (the new release serves); appends each i answered 'done' (an
 # acknowledged change) to ACK.  Usage: fleetdb_lo_writer.sh BIN_DIR DBNAME ACK STOP

@@ -157,8 +157,8 @@ window_seconds:
 phases:
   description: Seconds per phase - before the window C(prepare) (which includes C(vacuum), C(verify) with
     O(verify_row_counts), C(large_objects_copy), C(large_objects_rounds) and C(checkpoint), also reported alone), then
-    C(pause) (with O(pooler)), C(fence), C(drain), C(large_objects), C(schema), C(sequences), C(roles), C(detach), C(stop), C(proof), C(start), C(resume) (with O(pooler)), and
-    C(cleanup) after it.
+    C(pause) (with O(pooler)), C(fence), C(drain), C(large_objects), C(schema), C(sequences), C(roles), C(detach),
+    C(stop), C(proof), C(start), C(resume) (with O(pooler)), and C(cleanup) after it.
   returned: always
   type: dict
   sample: {"fence": 0.012, "drain": 0.004, "stop": 0.09, "start": 0.16}
