@@ -30,7 +30,8 @@ SELECT CASE c.oid WHEN 'pg_catalog.pg_largeobject'::regclass THEN 'data' ELSE 'm
  WHERE c.oid IN ('pg_catalog.pg_largeobject'::regclass, 'pg_catalog.pg_largeobject_metadata'::regclass)
 """
 BLOCK_OF_CTID = "(ctid::text::point)[0]::bigint"
-METADATA_COLUMNS = "oid::text, pg_get_userbyid(lomowner), lomacl::text, %s" % BLOCK_OF_CTID
+# The row's version (ctid and xmin): another one once the object is re-owned, re-granted or created again.
+METADATA_COLUMNS = "oid::text, pg_get_userbyid(lomowner), lomacl::text, %s, ctid::text || xmin::text" % BLOCK_OF_CTID
 METADATA_SQL = "SELECT %s FROM pg_catalog.pg_largeobject_metadata" % METADATA_COLUMNS
 # The live tuples of the pages named: a TID range scan per page (PostgreSQL 14 and later), not a scan of the table.
 ON_PAGES_SQL = """
@@ -39,7 +40,10 @@ SELECT x.* FROM unnest($1::bigint[]) AS b,
            OFFSET 0) AS x
 """
 METADATA_ON_PAGES_SQL = ON_PAGES_SQL % (METADATA_COLUMNS, "pg_catalog.pg_largeobject_metadata")
-DATA_ON_PAGES_SQL = ON_PAGES_SQL % ("DISTINCT loid::text", "pg_catalog.pg_largeobject")
+DATA_ON_PAGES_SQL = ON_PAGES_SQL % ("loid::text, pageno, encode(data, 'hex')", "pg_catalog.pg_largeobject")
+CHUNK_BYTES = "(current_setting('block_size')::int / 4)"   # LOBLKSIZE: the bytes of one pg_largeobject row
+SIZE_SQL = ("SELECT coalesce((SELECT pageno::bigint * %s + length(data) FROM pg_catalog.pg_largeobject "
+            "WHERE loid = $1::oid ORDER BY pageno DESC LIMIT 1), 0)" % CHUNK_BYTES)
 
 
 def relations(session):
@@ -77,20 +81,28 @@ def end_transaction(session):
 
 
 def metadata(session):
-    """Every large object of the database: {oid: (owner, acl text or None, metadata page)}."""
+    """Every large object of the database: {oid: (owner, acl text or None, metadata page, row version)}."""
     return _by_oid(session.query(METADATA_SQL).rows)
 
 
 def on_pages(session, data_pages, metadata_pages):
-    """The large objects with a live data tuple on ``data_pages``, and {oid: (owner, acl, page)} of the live
-    metadata rows on ``metadata_pages``."""
-    data = [r[0] for r in session.query(DATA_ON_PAGES_SQL, [sorted(data_pages)]).rows] if data_pages else []
+    """{oid: [(pageno, data in hex)]} of the live data rows on ``data_pages``, and {oid: (owner, acl, page,
+    version)} of the live metadata rows on ``metadata_pages``."""
+    data = {}
+    for oid, pageno, chunk in (session.query(DATA_ON_PAGES_SQL, [sorted(data_pages)]).rows if data_pages else []):
+        data.setdefault(oid, []).append((int(pageno), chunk))
     meta = _by_oid(session.query(METADATA_ON_PAGES_SQL, [sorted(metadata_pages)]).rows) if metadata_pages else {}
     return data, meta
 
 
 def _by_oid(rows):
-    return dict((oid, (owner, acl, int(block))) for oid, owner, acl, block in rows)
+    return dict((oid, (owner, acl, int(block), version)) for oid, owner, acl, block, version in rows)
+
+
+def has_rows_elsewhere(session, oid, data_pages):
+    """Whether large object ``oid`` has a data row on a page not in ``data_pages`` (one written before them)."""
+    return session.scalar("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_largeobject WHERE loid = $1::oid "
+                          "AND %s <> ALL ($2::bigint[]))" % BLOCK_OF_CTID, [oid, sorted(data_pages)]) == "t"
 
 
 def existing(session, oids):
@@ -114,8 +126,22 @@ def replace(source, target, oid, owner, acl):
         if size < CHUNK:
             break
         offset += size
+    set_owner_and_acl(target, oid, owner, acl)
+
+
+def set_owner_and_acl(target, oid, owner, acl):
     target.execute("ALTER LARGE OBJECT %s OWNER TO %s" % (int(oid), pgwire.quote_ident(owner)))
     target.query("UPDATE pg_catalog.pg_largeobject_metadata SET lomacl = $2::aclitem[] WHERE oid = $1::oid", [oid, acl])
+
+
+def put_chunks(source, target, oid, chunks):
+    """Write ``chunks`` (pageno, data in hex) of large object ``oid`` into the target's, each zero-filled to a
+    whole row (a shorter row reads so, unless it is the last), then cut or extend it to the source's size: what
+    writes and truncations that deleted no row made of it, whatever the object's size."""
+    for pageno, chunk in chunks:
+        target.query("SELECT lo_put($1::oid, $2::bigint * %s, decode(rpad($3, 2 * %s, '0'), 'hex'))"
+                     % (CHUNK_BYTES, CHUNK_BYTES), [oid, pageno, chunk])
+    target.query("SELECT lo_truncate64(lo_open($1::oid, 131072), $2::bigint)", [oid, source.scalar(SIZE_SQL, [oid])])
 
 
 def unlink(session, oid):

@@ -36,6 +36,7 @@ class LargeObjectSync:
         self.lsn = None          # where the next round starts reading the WAL
         self.relations = {}      # db: dict(data=, metadata=) as pg_waldump names them
         self.pages = {}          # db: {metadata page: set of the large objects on it}
+        self.versions = {}       # db: {large object: version of its metadata row}
         self.report = dict((db, dict(copied=0)) for db in self.databases)
         self.slot_dropped = False
 
@@ -51,18 +52,21 @@ class LargeObjectSync:
         old = self.old(db)
         self.relations[db] = pg_large_objects.relations(old)
         listed = self._in_transactions(db, self._copy_all)
-        self.pages[db] = {}
-        for oid, (_owner, _acl, page) in listed.items():
+        self.pages[db], self.versions[db] = {}, {}
+        for oid, (_owner, _acl, page, version) in listed.items():
             self.pages[db].setdefault(page, set()).add(oid)
+            self.versions[db][oid] = version
         self.report[db]["copied"] += len(listed)
         return len(listed)
 
     @staticmethod
     def _copy_all(old, new):
         listed = pg_large_objects.metadata(old)
-        for oid in set(pg_large_objects.metadata(new)) - set(listed):
+        for count, oid in enumerate(set(pg_large_objects.metadata(new)) - set(listed)):
+            _batch(new, count)
             pg_large_objects.unlink(new, oid)
-        for oid, (owner, acl, _page) in listed.items():
+        for count, (oid, (owner, acl, _page, _version)) in enumerate(listed.items()):
+            _batch(new, count)
             pg_large_objects.replace(old, new, oid, owner, acl)
         return listed
 
@@ -89,7 +93,7 @@ class LargeObjectSync:
         end = end_lsn or pg_large_objects.settled_lsn(admin, self.timeout)
         start = self.lsn
         moved = admin.scalar("SELECT $1::pg_lsn > $2::pg_lsn", [end, start]) == "t"
-        touched = self._touched_pages(start, end) if moved else {}
+        touched, deleted = self._touched_pages(start, end) if moved else ({}, set())
         carried = 0
         for db in self.databases:
             if pg_large_objects.relations(self.old(db)) != self.relations[db]:
@@ -100,14 +104,16 @@ class LargeObjectSync:
                         "(the old server keeps serving)")
                 carried += self._full(db)
                 continue
-            carried += self._carry(db, touched.get(self.relations[db]["data"], set()),
-                                   touched.get(self.relations[db]["metadata"], set()))
+            data = self.relations[db]["data"]
+            carried += self._carry(db, touched.get(data, set()), touched.get(self.relations[db]["metadata"], set()),
+                                   data in deleted)
         pg_slots.advance_slot(admin, pg_slots.LARGE_OBJECTS_SLOT, end)
         self.lsn = end
         return dict(carried=carried, wal=[start, end])
 
     def _touched_pages(self, start, end):
-        """{relation: set of pages} of the WAL records from ``start`` to ``end`` on the large objects' relations."""
+        """{relation: set of pages} of the WAL records from ``start`` to ``end`` on the large objects' relations,
+        and the relations rows were deleted from (an unlink, a truncation)."""
         wanted = set(name for rels in self.relations.values() for name in rels.values())
         try:
             records = waldump.records(self.module, self.old_spec.bin_dir, self.old_spec.data_dir, self.old_spec.owner,
@@ -115,33 +121,54 @@ class LargeObjectSync:
         except waldump.WalDumpError as exc:
             raise OperationError("the old server's WAL from %s to %s could not be read for the large objects' "
                                  "changes: %s" % (start, end, exc), "check that pg_wal holds it, then run again")
-        touched = {}
+        touched, deleted = {}, set()
         for record in records:
             for relation, page in waldump.pages(record):
                 if relation in wanted:
                     touched.setdefault(relation, set()).add(page)
-        return touched
+                    if record["rmgr"] == "Heap" and record["desc"].startswith("DELETE"):
+                        deleted.add(relation)
+        return touched, deleted
 
-    def _carry(self, db, data_pages, metadata_pages):
-        """Copy again, or unlink, every large object on the pages named; how many."""
+    def _carry(self, db, data_pages, metadata_pages, rows_deleted):
+        """Make the new server's large objects on the pages named what they are on the old; how many it changed.
+        Those only written are given the rows of those pages; those created since (all written since), and any
+        written when data rows were deleted (a truncation deletes rows the pages cannot tell the object of), are
+        copied whole."""
         if not data_pages and not metadata_pages:
             return 0
-        pages = self.pages[db]
+        pages, versions = self.pages[db], self.versions[db]
 
         def carry(old, new):
-            with_data, live = pg_large_objects.on_pages(old, data_pages, metadata_pages)
-            candidates = set(with_data) | set(live)
-            for page in metadata_pages:
-                candidates |= pages.pop(page, set())   # an unlinked one is no longer there
-            for oid, (_owner, _acl, page) in live.items():
+            chunks, live = pg_large_objects.on_pages(old, data_pages, metadata_pages)
+            gone = set()
+            for page in metadata_pages:   # a row moved to another page: that one is named too (an UPDATE's two)
+                gone |= pages.pop(page, set()) - set(live)
+            changed = set(oid for oid, row in live.items() if versions.get(oid) != row[3])
+            for oid, (_owner, _acl, page, version) in live.items():
                 pages.setdefault(page, set()).add(oid)
-            now = pg_large_objects.existing(old, candidates)
-            for oid in sorted(candidates):
-                if oid in now:
-                    pg_large_objects.replace(old, new, oid, *now[oid])
-                else:
+                versions[oid] = version
+            for oid in gone:
+                versions.pop(oid, None)
+            # Created since, or perhaps unlinked and created again (then every data row of it is on the pages
+            # named): copied whole.  Only re-owned or re-granted: its owner and ACL.
+            whole = set(oid for oid in changed if not pg_large_objects.has_rows_elsewhere(old, oid, data_pages))
+            whole |= set(chunks) if rows_deleted else set(chunks) - set(pg_large_objects.existing(new, set(chunks)))
+            metadata = dict((oid, row[:2]) for oid, row in live.items())
+            metadata.update(pg_large_objects.existing(old, whole - set(live)))
+            acted = sorted(gone | changed | set(chunks))
+            for count, oid in enumerate(acted):
+                _batch(new, count)
+                if oid in gone:
                     pg_large_objects.unlink(new, oid)
-            return len(candidates)
+                elif oid in whole:
+                    pg_large_objects.replace(old, new, oid, *metadata[oid])
+                else:
+                    if oid in changed:
+                        pg_large_objects.set_owner_and_acl(new, oid, *live[oid][:2])
+                    if oid in chunks:   # written or truncated: the rows of the pages named, then its size
+                        pg_large_objects.put_chunks(old, new, oid, chunks[oid])
+            return len(acted)
 
         carried = self._in_transactions(db, carry)
         self.report[db]["copied"] += carried
@@ -150,3 +177,11 @@ class LargeObjectSync:
     def drop_slot(self, session):
         pg_slots.drop_unused_slot(session, pg_slots.LARGE_OBJECTS_SLOT)
         self.slot_dropped = True
+
+
+def _batch(new, count, size=500):
+    """Commit on the new server every ``size`` large objects: each one changed holds a lock until the commit
+    (max_locks_per_transaction); a failure leaves some done, which the next full round does again."""
+    if count and not count % size:
+        new.execute("COMMIT")
+        new.execute("BEGIN")
