@@ -7,8 +7,9 @@ A full round: L0, the WAL insert position, is taken first (a physical slot keeps
 every transaction running then has ended, one snapshot per database lists every large object and each is copied.
 Then incremental rounds, from the previous round's position to a new one: pg_waldump (the old release's) names
 the pages of pg_largeobject and pg_largeobject_metadata that changed, and the large objects on them (live there
-now, or on a metadata page before: an unlink) are copied again or unlinked.  What a round costs grows with the
-WAL written since the last one, not with the number or size of the large objects.  The cutover runs the full
+now, or on a metadata page before: an unlink) are carried: unlinked, given their owner and ACL, their rows on
+those pages, or copied whole when created since (see _carry).  What a round costs grows with the WAL written
+since the last one, not with the number or size of the large objects.  The cutover runs the full
 round and incremental ones before its fence, and the last one in the window, up to the drain (nothing writes
 after it).  A pg_largeobject rewritten meanwhile (VACUUM FULL: a new filenode) needs a full round: before the
 fence it runs one, inside the window it fails, and the old server keeps serving.
