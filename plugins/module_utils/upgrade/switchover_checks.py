@@ -84,16 +84,17 @@ class BeforeWindow:
                 # inside the window would take a transaction id, which the proof counts as a write past the fence.
                 self._new(db).execute("VACUUM (ANALYZE)")
                 self._old(db).execute("ANALYZE")
-        with self.timer.phase("large_objects_copy"):   # the window carries only what changed since
-            self._large_objects = LargeObjectSync(self.module, self.old, self.databases, self._old, self._new,
-                                                  self.drain_timeout)
-            self._large_objects.full()
         if self.verify_row_counts:
             with self.timer.phase("verify"):  # before the window: counting grows with the data
                 for db in self.databases:
                     self._compare_row_counts(db)
                 for db in self.databases:
                     self._wait_caught_up(db)
+        # After the counts: their copy of a slot and this one's slot share the headroom preflight asks for.
+        with self.timer.phase("large_objects_copy"):   # the window carries only what changed since
+            self._large_objects = LargeObjectSync(self.module, self.old, self.databases, self._old, self._new,
+                                                  self.drain_timeout)
+            self._large_objects.full()
         for db in self.databases:  # the window then sets only those that moved
             self.report["databases"][db]["sequences_copied_before_fence"] = self._copy_sequences(db)
         with self.timer.phase("checkpoint"):
