@@ -14,7 +14,7 @@ CREATE TABLE lo_writer.ops (i int PRIMARY KEY, loid oid NOT NULL, op text NOT NU
 CREATE FUNCTION lo_writer.op(i int) RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
   target oid := 900000 + i % 16;
-  what text := (ARRAY['put', 'truncate', 'unlink', 'owner', 'grant', 'put'])[1 + (i / 16) % 6];
+  what text := (ARRAY['put', 'owner', 'truncate', 'grant', 'unlink', 'put'])[1 + (i / 16) % 6];   -- created again after the unlink
 BEGIN
   IF current_setting('server_version_num')::int >= 170000 THEN
     RETURN 'skipped';
@@ -30,8 +30,8 @@ BEGIN
   ELSIF what = 'unlink' THEN
     PERFORM lo_unlink(target);
   ELSIF what = 'owner' THEN
-    EXECUTE format('ALTER LARGE OBJECT %s OWNER TO %I', target, CASE i % 2 WHEN 0 THEN 'lo_owner' ELSE 'postgres' END);
-  ELSIF i % 32 < 16 THEN
+    EXECUTE format('ALTER LARGE OBJECT %s OWNER TO %I', target, CASE (i / 96) % 2 WHEN 0 THEN 'lo_owner' ELSE 'postgres' END);
+  ELSIF (i / 96) % 2 = 0 THEN
     EXECUTE format('GRANT SELECT, UPDATE ON LARGE OBJECT %s TO lo_reader', target);
   ELSE
     EXECUTE format('REVOKE UPDATE ON LARGE OBJECT %s FROM lo_reader', target);
