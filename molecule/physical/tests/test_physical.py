@@ -68,7 +68,7 @@ def test_large_objects_changed_after_the_base_backup_are_on_18(host):
     """The writer of large objects (tools/fleetdb_lo_writer.sql) changed them until 18 served, after the copy's
     point too: each of its objects is on 18 as its last recorded change left it, every acknowledged change is
     recorded, and none it unlinked exists."""
-    assert host.run("for i in $(seq 100); do pgrep -f fleetdb_lo_writer[.]sh || exit 0; sleep 0.2; done; exit 1").rc == 0
+    assert host.run("for i in $(seq 100); do pgrep -f 'fleetdb_lo_writer[.]sh' || exit 0; sleep 0.2; done; exit 1").rc == 0
     start_lsn = state(host, "physical_copy.json")["start_lsn"]
     after = int(psql(host, "SELECT count(*) FROM lo_writer.ops WHERE lsn > '%s'" % start_lsn))
     assert after >= 10, (start_lsn, after)
