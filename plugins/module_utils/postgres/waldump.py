@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, fleetdb contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""What a stopped server's WAL says each transaction wrote, read with its own release's pg_waldump.
+"""What a server's WAL says each transaction wrote, read with its own release's pg_waldump.
 
 The cutover's proof reads pg_control first: no transaction id assigned after the drain.  When one was, the WAL
 written since the drain names what it touched.  An autovacuum ANALYZE (autovacuum workers log in through no
@@ -38,6 +38,8 @@ SELECT format('%s/%s/%s', CASE c.reltablespace WHEN 0 THEN d.dattablespace ELSE 
 RECORD = re.compile(r"^rmgr: (\S+)\s+len \(rec/tot\):\s*\d+/\s*\d+, tx:\s*(\d+), lsn: ([0-9A-F]+/[0-9A-F]+), "
                     r"prev [0-9A-F]+/[0-9A-F]+, desc: (.*)$")
 RELATION = re.compile(r"\brel:? (\d+/\d+/\d+)\b")   # "rel 1663/5/2619 blk 17", NEW_CID "rel: 1663/5/2619"
+# The pages a record changes: "blkref #0: rel 1663/5/2613 blk 0", "... fork vm blk 2" (not the main fork).
+BLOCK = re.compile(r"\bblkref #\d+: rel (\d+/\d+/\d+)( fork \w+)? blk (\d+)")
 # How pg_waldump says it reached the end of the WAL written (not a failure to read it).
 END_OF_WAL = ("invalid record length", "could not find a valid record", "invalid magic number", "record with "
               "incorrect prev-link", "contrecord is requested by")
@@ -66,9 +68,17 @@ def parse(text):
     return records
 
 
-def records(module, bin_dir, data_dir, owner, start_lsn):
-    """Every WAL record of the stopped server in ``data_dir`` from ``start_lsn`` to the end of its WAL."""
+def pages(record):
+    """The (relation, page number) pairs of the main fork that ``record`` changes."""
+    return [(relation, int(page)) for relation, fork, page in BLOCK.findall(record["desc"]) if not fork]
+
+
+def records(module, bin_dir, data_dir, owner, start_lsn, end_lsn=None):
+    """Every WAL record of the server in ``data_dir`` from ``start_lsn`` to ``end_lsn`` (a running server's WAL
+    flushed up to it), or to the end of its WAL (a stopped server's)."""
     argv = [os.path.join(bin_dir, "pg_waldump"), "--path", os.path.join(data_dir, "pg_wal"), "--start", start_lsn]
+    if end_lsn:
+        argv += ["--end", end_lsn]
     rc, out, err = run_as(module, owner, argv)
     if rc != 0 and not any(phrase in (err or "") for phrase in END_OF_WAL):
         raise WalDumpError("pg_waldump from %s failed (rc=%d): %s" % (start_lsn, rc, (err or out).strip()[-300:]))
