@@ -10,7 +10,8 @@ if command -v systemctl >/dev/null && systemctl is-system-running >/dev/null 2>&
   systemctl start docker || true
 fi
 if ! docker info >/dev/null 2>&1; then
-  nohup dockerd >/var/log/fleetdb-dockerd.log 2>&1 &
+  # its own session: a signal to the process group of whoever ran make setup must not reach the engine
+  setsid nohup dockerd >/var/log/fleetdb-dockerd.log 2>&1 < /dev/null &
 fi
 for _ in $(seq 60); do
   docker info >/dev/null 2>&1 && exit 0
