@@ -530,8 +530,15 @@ def debian11(request):
 
 
 def test_preflight_and_replication_refuse_postgresql_13_by_name_and_change_nothing(debian11, run_module):
+    """Also the oldest target Python README states: Debian 11's 3.9 runs discover and preflight."""
+    assert sh(debian11, "python3 -c 'import sys; print(sys.version_info[:2])'").strip() == "(3, 9)"
     watched = ("/etc/postgresql", "/var/lib/postgresql", "/opt", "/var/lib/fleetdb", "/var/cache/fleetdb")
     before = snapshot(debian11, *watched)
+    found = run_module(debian11, "fleetdb.online_upgrade.discover", dict(
+        port=5432, old_version="13", new_version="18", record=False))
+    assert not found.get("failed"), found
+    assert found["old"]["data_dir"] == DEBIAN_13["data_dir"] and found["old"]["bin_dir"] == DEBIAN_13["bin_dir"], found
+    assert found["new"]["data_dir"] == "/var/lib/postgresql/18/main", found
     result = run_module(debian11, "fleetdb.online_upgrade.preflight", dict(
         old=dict(DEBIAN_13), new_version="18", new_data_dir="/var/lib/postgresql/18/main", temporary_port=15432,
         old_port_after=5433))
