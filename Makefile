@@ -5,7 +5,7 @@ PYTEST := $(VENV)/pytest
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: setup lint sanity unit integration molecule test demo bench clean
+.PHONY: setup lint sanity unit integration molecule test docs demo bench clean
 
 ## setup: Debian packages, Docker engine, virtualenv, PostgreSQL builds, test-host image (cached)
 setup:
@@ -32,6 +32,10 @@ molecule: setup
 ## test: everything, ending with pytest's summary
 test: setup
 	$(PYTEST) -n 2 --dist loadfile -p no:cacheprovider -q --durations=20 tests/unit tests/quality tests/integration tests/molecule
+
+## docs: the HTML docs site (modules, role entry points, filter, callback, playbooks) into .cache/docs-site/build/html
+docs: setup
+	bash scripts/docs.sh
 
 ## demo: a PostgreSQL 16 host with live writers, upgraded to 18 on the same port
 demo: setup
