@@ -59,8 +59,8 @@ def test_changelog_md_is_what_the_fragments_generate(tmp_path):
     assert code == 0, output
     with open(os.path.join(ROOT, "CHANGELOG.md")) as committed:
         assert committed.read() == generated.read_text(), \
-            "CHANGELOG.md is generated: add a fragment under changelogs/fragments/ (docs/DEVELOPING.md), then run " \
-            "antsibull-changelog generate"
+            "CHANGELOG.md is generated from changelogs/changelog.yaml: a change goes in a fragment under " \
+            "changelogs/fragments/ (docs/DEVELOPING.md); after editing changelog.yaml, run antsibull-changelog generate"
 
 
 def test_antsibull_changelog_release_makes_every_fragment_an_entry_of_the_next_release(tmp_path):
