@@ -83,3 +83,14 @@ def test_antsibull_changelog_release_makes_every_fragment_an_entry_of_the_next_r
     assert sum(len(items) for items in release.values()) == entries
     assert "## v%s" % version.replace(".", "\\.") in (collection / "CHANGELOG.md").read_text()
     assert list((collection / "changelogs" / "fragments").glob("*.yml")) == []
+
+
+def test_every_default_the_role_pages_show_is_the_value_in_defaults_main_yml():
+    role = os.path.join(ROOT, "roles", "online_upgrade")
+    with open(os.path.join(role, "meta", "argument_specs.yml")) as specs_file:
+        specs = yaml.safe_load(specs_file)["argument_specs"]
+    with open(os.path.join(role, "defaults", "main.yml")) as defaults_file:
+        defaults = yaml.safe_load(defaults_file)
+    shown = {(entry, name): option["default"] for entry, spec in specs.items()
+             for name, option in spec["options"].items() if "default" in option}
+    assert {key: value for key, value in shown.items() if defaults.get(key[1], object()) != value} == {}
