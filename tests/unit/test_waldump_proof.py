@@ -47,3 +47,16 @@ def test_an_id_the_wal_does_not_show_ending_is_not_explained():
         "xid 733 does not end in the WAL read"
     assert writes_after_the_drain([], 731, 732, RELATIONS) == ["xid 731 does not end in the WAL read"]
     assert writes_after_the_drain([], 731, 731 + 5000, RELATIONS) == ["5000 transaction ids after the drain"]
+
+
+def test_the_segment_holding_a_position_is_named_on_its_latest_timeline(tmp_path):
+    """pg_waldump is given the file that holds the start: a preallocated segment (no header yet) or another
+    timeline's file in pg_wal must not decide the segment size or the timeline it reads."""
+    size = 16 * 1024 * 1024
+    for name in ("000000010000000000000004", "000000020000000000000004", "000000020000000000000005",
+                 "00000002.history", "000000010000000000000003.partial"):
+        (tmp_path / name).write_bytes(b"\0" * (size if len(name) == 24 else 10))
+    assert waldump.segment_file(str(tmp_path), "0/4E24D28") == "000000020000000000000004"
+    assert waldump.segment_file(str(tmp_path), "0/5000000") == "000000020000000000000005"
+    assert waldump.segment_file(str(tmp_path), "1/0") is None
+    assert waldump.segment_file(str(tmp_path / "missing"), "0/4E24D28") is None

@@ -35,6 +35,7 @@ SELECT format('%s/%s/%s', CASE c.reltablespace WHEN 0 THEN d.dattablespace ELSE 
   JOIN pg_database d ON d.datname = current_database()
 """
 
+WAL_FILE = re.compile(r"^[0-9A-F]{24}$")
 RECORD = re.compile(r"^rmgr: (\S+)\s+len \(rec/tot\):\s*\d+/\s*\d+, tx:\s*(\d+), lsn: ([0-9A-F]+/[0-9A-F]+), "
                     r"prev [0-9A-F]+/[0-9A-F]+, desc: (.*)$")
 RELATION = re.compile(r"\brel:? (\d+/\d+/\d+)\b")   # "rel 1663/5/2619 blk 17", NEW_CID "rel: 1663/5/2619"
@@ -73,12 +74,35 @@ def pages(record):
     return [(relation, int(page)) for relation, fork, page in BLOCK.findall(record["desc"]) if not fork]
 
 
+def segment_file(wal_dir, lsn):
+    """The name of the WAL segment file in ``wal_dir`` that holds ``lsn``, on the latest timeline that has one.
+    Given it, pg_waldump takes the segment size and the timeline from it; without it, from whichever file of a
+    running server's pg_wal it opens first, which may be a segment preallocated and not yet written (no header:
+    "WAL segment size must be a power of two ... header specifies 0 bytes"), and timeline 1."""
+    try:
+        names = [name for name in os.listdir(wal_dir) if WAL_FILE.match(name)]
+        segment_size = os.path.getsize(os.path.join(wal_dir, names[0])) if names else 0
+    except OSError:
+        return None
+    if not segment_size:
+        return None
+    high, low = lsn.split("/")
+    segment = ((int(high, 16) << 32) | int(low, 16)) // segment_size
+    per_id = 0x100000000 // segment_size
+    holding = sorted(name for name in names if name[8:] == "%08X%08X" % (segment // per_id, segment % per_id))
+    return holding[-1] if holding else None
+
+
 def records(module, bin_dir, data_dir, owner, start_lsn, end_lsn=None):
     """Every WAL record of the server in ``data_dir`` from ``start_lsn`` to ``end_lsn`` (a running server's WAL
     flushed up to it), or to the end of its WAL (a stopped server's)."""
-    argv = [os.path.join(bin_dir, "pg_waldump"), "--path", os.path.join(data_dir, "pg_wal"), "--start", start_lsn]
+    wal_dir = os.path.join(data_dir, "pg_wal")
+    argv = [os.path.join(bin_dir, "pg_waldump"), "--path", wal_dir, "--start", start_lsn]
     if end_lsn:
         argv += ["--end", end_lsn]
+    first = segment_file(wal_dir, start_lsn)
+    if first:
+        argv.append(first)
     rc, out, err = run_as(module, owner, argv)
     if rc != 0 and not any(phrase in (err or "") for phrase in END_OF_WAL):
         raise WalDumpError("pg_waldump from %s failed (rc=%d): %s" % (start_lsn, rc, (err or out).strip()[-300:]))
