@@ -215,6 +215,26 @@ def test_a_database_tablespace_and_login_role_created_during_the_copy_stop_the_s
     assert not checked.get("failed") and "checks passed" in checked["msg"], checked
 
 
+def test_a_subscription_made_on_the_old_server_during_the_copy_stops_the_switchover_before_the_fence(
+        pghost, servers, replicated, module):
+    """Its apply worker would keep writing past the fence and the drain would never end (preflight refuses one that
+    exists before the copy; this one came later)."""
+    psql(pghost, "16", "app", "CREATE SUBSCRIPTION late_sub CONNECTION 'host=%s port=5432 dbname=postgres' "
+                              "PUBLICATION elsewhere WITH (connect = false, slot_name = 'late_sub')" % SOCK)
+    psql(pghost, "16", "app", "ALTER SUBSCRIPTION late_sub ENABLE")
+    refused = module("switchover", **switchover_args(servers))
+    assert refused.get("failed"), refused
+    assert "the fence cannot hold these back: subscription late_sub (database app, publication elsewhere)" \
+        in refused["msg"] and "check `subscriptions`" in refused["msg"], refused["msg"]
+    assert "fence" not in (refused.get("phases") or {}), refused["phases"]
+    assert "BEGIN fleetdb.online_upgrade fence" not in sh(pghost, "cat %s/pg_hba.conf" % servers["16"]["data_dir"])
+    for sql in ("ALTER SUBSCRIPTION late_sub DISABLE", "ALTER SUBSCRIPTION late_sub SET (slot_name = NONE)",
+                "DROP SUBSCRIPTION late_sub"):
+        psql(pghost, "16", "app", sql)
+    checked = module("switchover", check=True, **switchover_args(servers))
+    assert not checked.get("failed") and "checks passed" in checked["msg"], checked
+
+
 def test_a_login_role_dropped_during_the_copy_stops_the_switchover_before_the_fence(
         pghost, servers, replicated, module):
     """A login the DBA removed on the old server must not come back with the new one; the fix printed works."""
