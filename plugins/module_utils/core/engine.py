@@ -297,12 +297,14 @@ class Progress(ABC):
     """What an upgrade left on its host for the runs after it: its versions and the phase it reached."""
 
     @abstractmethod
-    def read(self, old_version, new_version, old_data_dir):
-        """dict(phase, past_stop, another_upgrade, recorded, finished, ...) for a run of these versions."""
+    def read(self, old_version, new_version, old_data_dir, port=None):
+        """dict(phase, past_stop, another_upgrade, other_server, recorded, finished, ...) for a run of these
+        versions of the server in ``old_data_dir`` on ``port``."""
 
     @abstractmethod
-    def begin(self, old_version, new_version):
-        """Record that the host is in the upgrade from ``old_version`` to ``new_version``; dict(changed)."""
+    def begin(self, old_version, new_version, port=None, old_data_dir=None):
+        """Record that the host is in the upgrade from ``old_version`` to ``new_version`` of the server in
+        ``old_data_dir`` on ``port``; dict(changed)."""
 
     @abstractmethod
     def start_over(self):
