@@ -46,6 +46,10 @@ class ArchivingChecks:
                       "and stanza-upgrade would fail" % (version, major),
                       "install pgBackRest %s or later (PGDG's apt or yum repository packages it: apt-get install "
                       "pgbackrest), then run again" % ".".join(str(p) for p in SUPPORTS_MAJOR[major]))
+        if backrest.pg_path() is None:
+            f.problem("pgbackrest", "%s has no pg1-path in its section [%s]: the upgrade could not point the stanza "
+                      "at the new data directory" % (backrest.config, backrest.stanza),
+                      "add pg1-path=%s to [%s] in %s" % (self.old.data_dir, backrest.stanza, backrest.config))
         error = backrest.check()
         if error:
             f.problem("pgbackrest", "%s fails: %s" % (backrest.command_line("check"), error),
