@@ -5,6 +5,8 @@ import pytest
 
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import OperationError
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import archiving, pgbackrest
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade import preflight_archiving
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.preflight import Findings
 
 
 def test_pgbackrest_is_recognised_in_archive_command():
@@ -87,3 +89,42 @@ def test_switch_and_wait_names_the_archivers_last_failure(tmp_path):
     assert "the last for 000000010000000000000005 at 2026-12-07 02:00:00 UTC" in msg
     assert "archive command failed with exit code 58" in msg and "does not match stanza version 15" in msg
     assert "checkpoint complete" not in msg and msg.endswith("Fix: fix it")
+
+
+class _Preflight(preflight_archiving.ArchivingChecks):
+    def __init__(self, new_major):
+        self.module = None
+        self.old = type("Spec", (), dict(owner="postgres", data_dir="/var/lib/postgresql/15/main"))()
+        self.new_major = new_major
+        self.findings = Findings()
+        self.facts = {}
+
+
+def test_preflight_refuses_a_pgbackrest_that_does_not_know_the_new_major(monkeypatch):
+    monkeypatch.setattr(pgbackrest.PgBackRest, "version", lambda self: "2.45")
+    monkeypatch.setattr(pgbackrest.PgBackRest, "check", lambda self: None)
+    monkeypatch.setattr(pgbackrest.PgBackRest, "pg_path", lambda self: "/var/lib/postgresql/15/main")
+    check = _Preflight((18,))
+    check._archiving(_Archiver(("on", "pgbackrest --stanza=main archive-push %p", "", "f")))
+    assert [p["msg"] for p in check.findings.problems] == [
+        "pgBackRest 2.45 cannot back up PostgreSQL 18: the new server would archive nothing and stanza-upgrade "
+        "would fail"]
+    assert "install pgBackRest 2.57 or later" in check.findings.problems[0]["fix"]
+    assert check.facts["archiving"]["stanza"] == "main" and check.facts["archiving"]["version"] == "2.45"
+
+
+def test_preflight_names_a_failing_stanza_check_and_a_missing_pg1_path(monkeypatch):
+    monkeypatch.setattr(pgbackrest.PgBackRest, "version", lambda self: "2.57.0")
+    monkeypatch.setattr(pgbackrest.PgBackRest, "check", lambda self: "ERROR: [055]: unable to load info file")
+    monkeypatch.setattr(pgbackrest.PgBackRest, "pg_path", lambda self: None)
+    check = _Preflight((18,))
+    check._archiving(_Archiver(("on", "pgbackrest --stanza=main archive-push %p", "", "f")))
+    messages = [p["msg"] for p in check.findings.problems]
+    assert len(messages) == 2 and "has no pg1-path in its section [main]" in messages[0]
+    assert "pgbackrest --stanza=main check fails: ERROR: [055]: unable to load info file" in messages[1]
+
+
+def test_preflight_leaves_other_archive_commands_to_the_check_after_the_cutover():
+    check = _Preflight((18,))
+    check._archiving(_Archiver(("on", "cp %p /archive/%f", "", "f")))
+    assert check.findings.problems == [] and check.facts["archiving"]["command"] == "cp %p /archive/%f"
