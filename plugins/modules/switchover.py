@@ -44,6 +44,12 @@ description:
   - The old server keeps its data directory and binaries for rollback, its pg_hba.conf keeps the fence
     (so that an accidental start takes no writes) and it is configured to listen on O(old_port_after). The
     upgrade's slots are removed from its pg_replslot once the new server serves.
+  - "WAL archiving: before the fence (clients still writing), an old server that archives switches its WAL
+    segment and waits until its archiver pushed it (C(archive_drain)), so that its shutdown in the window has
+    little left to push. After the window, the new server switches a segment and waits until it is archived
+    without failure (C(archive_check)); with pgBackRest, the stanza's C(pg1-path) is first pointed at the new
+    data directory and C(stanza-upgrade) run, then a full backup taken (O(backup_after)). A failure there fails
+    the module with the archiver's error and its fix while the new server keeps serving."
 extends_documentation_fragment:
   - fleetdb.online_upgrade.engine
   - fleetdb.online_upgrade.instance.old
@@ -120,6 +126,12 @@ options:
         phase, that long (for fault tests only).
     type: path
     default: /var/lib/fleetdb/online_upgrade/switchover.json
+  backup_after:
+    description:
+      - When the new server archives through pgBackRest (C(archive_command) runs C(pgbackrest ... archive-push)),
+        take a full backup of it once its archiving is verified, after the window (RV(archiving)).
+    type: bool
+    default: true
 notes:
   - Supports check mode; it runs every check before the window and reports what would happen.
   - The client-visible window is reported in RV(window_seconds) and per phase in RV(phases).
@@ -158,7 +170,7 @@ phases:
   description: Seconds per phase - before the window C(prepare) (which includes C(vacuum), C(verify) with
     O(verify_row_counts), and C(checkpoint), also reported alone), then C(pause) (with O(pooler)), C(fence), C(drain),
     C(schema), C(sequences), C(roles), C(detach), C(stop), C(proof), C(start), C(resume) (with O(pooler)), and
-    C(cleanup) after it.
+    C(cleanup) after it; C(archive_drain) before the window and C(archive_check) after it when a server archives.
   returned: always
   type: dict
   sample: {"fence": 0.012, "drain": 0.004, "stop": 0.09, "start": 0.16}
@@ -208,6 +220,15 @@ rescue:
   description: What was done after a failure once the old server had been told to stop.
   returned: on such a failure
   type: str
+archiving:
+  description:
+    - C(old_drained), the old server's segment switched and archived before the fence; C(new), the new server's
+      after the window (each with C(segment), C(seconds) and pg_stat_archiver's counters), or V(archives nothing);
+      C(pgbackrest) with its C(stanza), C(config), C(pg1_path_changed) and C(backup) (C(label), C(seconds)).
+  returned: when a server archives
+  type: dict
+  sample: {"new": {"segment": "000000010000000000000007", "seconds": 0.41}, "pgbackrest": {"stanza": "main",
+           "backup": {"label": "20261207-024501F", "seconds": 6.2}}}
 aborted_because:
   description: Why the cutover was abandoned before the old server stopped (the old server keeps serving).
   returned: on failure before the old server stopped
@@ -241,6 +262,7 @@ def main():
             state_file=dict(type="path", default="/var/lib/fleetdb/online_upgrade/switchover.json"),
             rollback_slot=dict(type="bool", default=True),
             pooler=dict(type="dict", options=pooler_options()),
+            backup_after=dict(type="bool", default=True),
         ),
         required_if=[("state", "switched", ["new"])],
         supports_check_mode=True,
@@ -267,7 +289,7 @@ def main():
         production_port=old.port, temporary_port=new.port, old_port_after=p["old_port_after"],
         drain_timeout=p["drain_timeout"], start_timeout=p["start_timeout"],
         verify_row_counts=p["verify_row_counts"], state_file=p["state_file"], max_lag_bytes=p["max_lag_bytes"],
-        rollback_slot=p["rollback_slot"], pooler=engine.pooler(p["pooler"]))
+        rollback_slot=p["rollback_slot"], pooler=engine.pooler(p["pooler"]), backup_after=p["backup_after"])
     try:
         result = switchover.run()
     except Exception as exc:  # pylint: disable=broad-except  # the report says what state the servers are in
@@ -280,7 +302,7 @@ def main():
                            exception=traceback.format_exc())
         failure.update(phases=switchover.report.get("phases"), databases=switchover.report.get("databases"),
                        aborted_because=switchover.report.get("aborted_because"),
-                       rescue=switchover.report.get("rescue"))
+                       rescue=switchover.report.get("rescue"), archiving=switchover.report.get("archiving"))
         module.fail_json(**failure)
     module.exit_json(**result)
 

@@ -176,6 +176,40 @@ def test_pg_cron_jobs_came_across_and_run_on_18_never_in_the_window(host):
     assert succeeded[1] > 0 and ran == {15: succeeded[0], 18: succeeded[1]}, (ran, runs)
 
 
+def backrest_info(host):
+    out = host.run("runuser -u postgres -- pgbackrest --stanza=main --output=json info")
+    assert out.rc == 0, out.stderr
+    return json.loads(out.stdout)[0]
+
+
+def archived(host, segment):
+    """The files of ``segment`` in the stanza's repository (any of its db histories)."""
+    return host.run("ls /var/lib/pgbackrest/archive/main/*/%s/%s-* 2>/dev/null" % (segment[:16], segment)).stdout.split()
+
+
+def test_pgbackrest_stanza_upgraded_with_a_full_backup_of_18_and_its_wal(host):
+    """The cutover pointed pg1-path at 18/main, ran stanza-upgrade, saw a segment switched on 18 archived, and
+    took a full backup of 18; during the copy 18 archived nothing (archive_mode off on its temporary port): its
+    archiver, whose counters survive clean restarts, never failed."""
+    with open(os.path.join(sh.EPHEMERAL, "cutover-archiving.json")) as handle:
+        report = json.load(handle)
+    info = backrest_info(host)
+    assert info["status"]["code"] == 0, info["status"]
+    current = [db for db in info["db"] if db["id"] == max(d["id"] for d in info["db"])][0]
+    assert current["version"] == "18", info["db"]
+    assert "pg1-path=/var/lib/postgresql/18/main" in host.file("/etc/pgbackrest/pgbackrest.conf").content_string
+    last = info["backup"][-1]
+    assert last["type"] == "full" and last["database"]["id"] == current["id"], info["backup"]
+    assert last["label"] == report["pgbackrest"]["backup"]["label"], (last["label"], report)
+    assert report["old_drained"]["segment"] and archived(host, report["old_drained"]["segment"]), report
+    assert archived(host, report["new"]["segment"]), report
+    assert psql(host, "18", "SELECT failed_count FROM pg_stat_archiver") == "0"
+    switched = psql(host, "18", "SELECT pg_walfile_name(pg_switch_wal())")
+    check = host.run("runuser -u postgres -- pgbackrest --stanza=main check")
+    assert check.rc == 0, check.stderr
+    assert archived(host, switched), switched
+
+
 def test_rollback_brings_15_main_back_on_5432_with_every_write(host):
     sh.rollback_under_load(host, PORT, ROLLBACK_LOAD_DIR, LOAD_DIR, "15")
     assert_serves(host, "15", "18")
@@ -190,3 +224,15 @@ def test_after_a_reboot_15_serves_and_18_stays_down(host):
     assert state == "running", sh.failed_units(host)
     assert sh.wait_app_login(PORT).startswith("15")
     assert_serves(host, "15", "18")
+
+
+def test_after_the_rollback_15_archives_into_the_stanza_again(host):
+    """The rollback's cutover pointed pg1-path back at 15/main and upgraded the stanza to 15 again (a new db
+    history entry: pgBackRest keeps 15, 18, 15), verified 15's archiving and took a full backup of 15."""
+    info = backrest_info(host)
+    assert [db["version"] for db in sorted(info["db"], key=lambda db: db["id"])] == ["15", "18", "15"], info["db"]
+    assert info["backup"][-1]["database"]["id"] == max(db["id"] for db in info["db"]), info["backup"]
+    switched = psql(host, "15", "SELECT pg_walfile_name(pg_switch_wal())")
+    check = host.run("runuser -u postgres -- pgbackrest --stanza=main check")
+    assert check.rc == 0, check.stderr
+    assert archived(host, switched), switched

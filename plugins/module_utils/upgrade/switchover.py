@@ -22,6 +22,8 @@ The client-visible window:
   stop        fast shutdown of both servers;
   proof       the old server's pg_control: cleanly shut down, next transaction id the one the drain saw;
   start       start the new server on the production port, wait until its postmaster.pid says ready.
+Around the window (switchover_archiving): the old server's archive backlog pushed before the fence; after it,
+the new server's archiving (and its pgBackRest stanza) set up and verified.
 Failure before the stop: the fence is lifted, replication resumes, the old server keeps serving.  After it,
 and until the new server was ever ready: the old server comes back unfenced on the production port and
 replication resumes from its slot.  A new server that may have accepted writes is never stopped or killed.
@@ -53,15 +55,16 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.swi
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.switchover_window import Window
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.switchover_finish import AfterStop
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.switchover_jobs import CronJobs
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.switchover_archiving import Archiving
 
 
-class PostgresSwitchover(BeforeWindow, Window, AfterStop, CronJobs, Switchover):
+class PostgresSwitchover(BeforeWindow, Window, AfterStop, CronJobs, Archiving, Switchover):
     """The cutover from ``old`` (serving on the production port) to ``new`` (on a temporary port)."""
 
     def __init__(self, module, old, new, databases, subscription, replication_user,
                  production_port, temporary_port, old_port_after, drain_timeout=60,
                  start_timeout=60, verify_row_counts=True, state_file=None, max_lag_bytes=64 * 1024 * 1024,
-                 rollback_slot=True, pooler=None):
+                 rollback_slot=True, pooler=None, backup_after=True):
         self.module = module
         self.old = old
         self.new = new
@@ -77,6 +80,7 @@ class PostgresSwitchover(BeforeWindow, Window, AfterStop, CronJobs, Switchover):
         self.max_lag_bytes = max_lag_bytes
         self.rollback_slot = rollback_slot
         self.pooler = pooler  # a PgBouncer in front of the old server (pgbouncer.PgBouncer), or None
+        self.backup_after = backup_after  # a full backup of the new server when it archives through pgBackRest
         self._pooler_names = []
         self._paused = []
         self._pooler_guardian = None
@@ -145,6 +149,7 @@ class PostgresSwitchover(BeforeWindow, Window, AfterStop, CronJobs, Switchover):
 
     def _cutover(self):
         self.state.data.pop("error", None)
+        self._drain_archive()   # clients still write: not in the window
         if self._cron_db:
             with self.timer.phase("pg_cron_pause"):   # clients still write: not in the window
                 self._pause_cron_jobs()
