@@ -14,7 +14,7 @@ __metaclass__ = type
 NONE = "none"   # no cutover recorded on the host
 
 # The client-visible window of the cutover, in order.
-WINDOW = ("pause", "fence", "drain", "schema", "sequences", "roles", "detach", "stop", "proof", "start", "resume")
+WINDOW = ("pause", "fence", "drain", "large_objects", "schema", "sequences", "roles", "detach", "stop", "proof", "start", "resume")
 BEFORE_STOP = WINDOW[:WINDOW.index("stop")]
 
 # How a cutover ends.
