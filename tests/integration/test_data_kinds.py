@@ -20,7 +20,9 @@ object"). One PostgreSQL 16 host, driven by playbooks/upgrade.yml like test_upgr
      18, every other table has the same rows (count and hash) on both servers, the materialized views hold the
      same rows, pg_dump --schema-only of old and new differ only by what the docs list, and the tablespace's
      location holds 18's files beside 16's; every large object is on 18 as on 16 when it stopped (content
-     md5, owner, ACL; none unlinked there), each as its last change recorded, every acknowledged change among them.
+     md5, owner, ACL; none unlinked there), each as its last change recorded, every acknowledged change among them;
+     the large objects' rounds, run again on both in a database of their own, carry each interleaving of a client's
+     changes with a round's end that the writer only meets by chance (tests/integration/large_object_rounds.py).
 """
 import datetime
 import difflib
@@ -337,6 +339,30 @@ def test_large_objects_changed_through_the_cutover_are_on_18_as_on_16(kinds, old
     for oid, (op, md5, owner, acl) in recorded.items():
         assert on18.get(oid, ("-", "-", "-")) == (md5, owner, acl), (oid, op)
     assert len(recorded) == 16 and 0 < len(on18) <= 16
+
+
+def test_the_rounds_carry_each_interleaving_of_a_client_with_them(kinds, old_running):
+    """tests/integration/large_object_rounds.py, on 16 as it stopped and 18, in a database of their own: each round
+    ends inside a client's changes (created before the end and written after it, unlinked and created again,
+    re-owned, created and unlinked after it, an object the new server lacks), and 18 then holds what 16 holds."""
+    servers = ((old_running, PG16), (5432, PG18))
+    for port, bin_dir in servers:
+        kinds.psql("CREATE DATABASE lo_rounds", port=port, bin_dir=bin_dir, dbname="postgres")
+        kinds.psql("CREATE ROLE lo_rounds_owner", port=port, bin_dir=bin_dir, dbname="postgres")
+    collection = "/tmp/lo-rounds/ansible_collections/fleetdb/online_upgrade/plugins"
+    kinds.sh("rm -rf /tmp/lo-rounds && mkdir -p %s" % collection)
+    kinds.host.copy_in(os.path.join(ROOT, "plugins", "module_utils"), collection + "/module_utils")
+    kinds.host.copy_in(os.path.join(ROOT, "tests", "integration", "large_object_rounds.py"), "/tmp/lo-rounds/")
+    try:
+        out = kinds.sh("python3 /tmp/lo-rounds/large_object_rounds.py %s %s %d 5432 lo_rounds"
+                       % (PG16, OLD_DATA, old_running))
+    finally:
+        for port, bin_dir in servers:
+            kinds.psql("DROP DATABASE lo_rounds", port=port, bin_dir=bin_dir, dbname="postgres")
+            kinds.psql("DROP ROLE lo_rounds_owner", port=port, bin_dir=bin_dir, dbname="postgres")
+    cases = out.splitlines()
+    assert len(cases) == 6 and all(case.endswith(": equal") for case in cases), out
+    assert kinds.sh("ls -A %s/pg_replslot" % OLD_DATA).strip() == "", "the rounds' slot keeps WAL on 16"
 
 
 @pytest.mark.parametrize("dbname", DATABASES)

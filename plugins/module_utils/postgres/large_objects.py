@@ -80,9 +80,12 @@ def end_transaction(session):
     session.execute("COMMIT")
 
 
-def metadata(session):
-    """Every large object of the database: {oid: (owner, acl text or None, metadata page, row version)}."""
-    return _by_oid(session.query(METADATA_SQL).rows)
+def metadata(session, oids=None):
+    """The large objects of the database (those of ``oids`` that exist, when given): {oid: (owner, acl text or
+    None, metadata page, row version)}."""
+    if oids is None:
+        return _by_oid(session.query(METADATA_SQL).rows)
+    return _by_oid(session.query(METADATA_SQL + " WHERE oid = ANY ($1::oid[])", [sorted(oids)]).rows)
 
 
 def on_pages(session, data_pages, metadata_pages):
@@ -97,19 +100,6 @@ def on_pages(session, data_pages, metadata_pages):
 
 def _by_oid(rows):
     return dict((oid, (owner, acl, int(block), version)) for oid, owner, acl, block, version in rows)
-
-
-def has_rows_elsewhere(session, oid, data_pages):
-    """Whether large object ``oid`` has a data row on a page not in ``data_pages`` (one written before them)."""
-    return session.scalar("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_largeobject WHERE loid = $1::oid "
-                          "AND %s <> ALL ($2::bigint[]))" % BLOCK_OF_CTID, [oid, sorted(data_pages)]) == "t"
-
-
-def existing(session, oids):
-    """Of ``oids``, {oid: (owner, acl)} of those that exist."""
-    rows = session.query("SELECT oid::text, pg_get_userbyid(lomowner), lomacl::text FROM pg_largeobject_metadata "
-                         "WHERE oid = ANY ($1::oid[])", [list(oids)]).rows
-    return dict((oid, (owner, acl)) for oid, owner, acl in rows)
 
 
 def replace(source, target, oid, owner, acl):

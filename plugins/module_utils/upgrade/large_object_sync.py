@@ -7,11 +7,11 @@ A full round: L0, the WAL insert position, is taken first (a physical slot keeps
 every transaction running then has ended, one snapshot per database lists every large object and each is copied.
 Then incremental rounds, from the previous round's position to a new one: pg_waldump (the old release's) names
 the pages of pg_largeobject and pg_largeobject_metadata that changed, and the large objects on them (live there
-now, or on a metadata page before: an unlink) are carried: unlinked, given their owner and ACL, their rows on
-those pages, or copied whole when created since (see _carry).  What a round costs grows with the WAL written
-since the last one, not with the number or size of the large objects.  The cutover runs the full
-round and incremental ones before its fence, and the last one in the window, up to the drain (nothing writes
-after it).  A pg_largeobject rewritten meanwhile (VACUUM FULL: a new filenode) needs a full round: before the
+now, or on a metadata page before: an unlink) are carried as the round's snapshot of the old server has them:
+unlinked, given their rows on those pages, or copied whole when created, re-owned or re-granted since (see
+_carry).  What a round costs grows with the WAL written since the last one and the objects it names, not with the
+number or size of the others.  The cutover runs the full round and incremental ones before its fence, and the last
+one in the window, up to the drain (nothing writes after it).  A pg_largeobject rewritten meanwhile (VACUUM FULL: a new filenode) needs a full round: before the
 fence it runs one, inside the window it fails, and the old server keeps serving.
 """
 
@@ -132,44 +132,44 @@ class LargeObjectSync:
         return touched, deleted
 
     def _carry(self, db, data_pages, metadata_pages, rows_deleted):
-        """Make the new server's large objects on the pages named what they are on the old; how many it changed.
-        Those only written are given the rows of those pages; those created since (all written since), and any
-        written when data rows were deleted (a truncation deletes rows the pages cannot tell the object of), are
-        copied whole."""
+        """Make the new server's large objects on the pages named what the old server's snapshot says they are;
+        how many it changed.  The snapshot is taken after the round's end position, so it may already hold what
+        later WAL does (a row moved, an object created, re-created or unlinked since): each object named is
+        decided by the snapshot alone, never by what the previous rounds made of it on the new server.  Missing
+        there: unlinked on the new server.  Present: copied whole when the new server lacks it, when its metadata
+        row is another version than the one last copied (created, created again, re-owned, re-granted), or when
+        data rows were deleted in the WAL read (a truncation deletes rows the pages cannot tell the object of);
+        else given the rows of the data pages named, then its size."""
         if not data_pages and not metadata_pages:
             return 0
         pages, versions = self.pages[db], self.versions[db]
 
         def carry(old, new):
             chunks, live = pg_large_objects.on_pages(old, data_pages, metadata_pages)
-            gone = set()
-            for page in metadata_pages:   # a row moved to another page: that one is named too (an UPDATE's two)
-                gone |= pages.pop(page, set()) - set(live)
-            changed = set(oid for oid, row in live.items() if versions.get(oid) != row[3])
-            for oid, (_owner, _acl, page, version) in live.items():
+            named = set(chunks) | set(live)
+            for page in metadata_pages:   # an unlink leaves no row: the objects those pages held are named too
+                named |= pages.pop(page, set())
+            now = pg_large_objects.metadata(old, named)   # wherever each row is now, on a page named or not
+            on_new = set(pg_large_objects.metadata(new, named))
+            changed = 0
+            for count, oid in enumerate(sorted(named)):
+                _batch(new, count)
+                if oid not in now:
+                    versions.pop(oid, None)
+                    if oid in on_new:
+                        pg_large_objects.unlink(new, oid)
+                        changed += 1
+                    continue
+                owner, acl, page, version = now[oid]
+                if oid not in on_new or versions.get(oid) != version or (rows_deleted and oid in chunks):
+                    pg_large_objects.replace(old, new, oid, owner, acl)
+                    changed += 1
+                elif oid in chunks:   # written or truncated: the rows of the pages named, then its size
+                    pg_large_objects.put_chunks(old, new, oid, chunks[oid])
+                    changed += 1
                 pages.setdefault(page, set()).add(oid)
                 versions[oid] = version
-            for oid in gone:
-                versions.pop(oid, None)
-            # Created since, or perhaps unlinked and created again (then every data row of it is on the pages
-            # named): copied whole.  Only re-owned or re-granted: its owner and ACL.
-            whole = set(oid for oid in changed if not pg_large_objects.has_rows_elsewhere(old, oid, data_pages))
-            whole |= set(chunks) if rows_deleted else set(chunks) - set(pg_large_objects.existing(new, set(chunks)))
-            metadata = dict((oid, row[:2]) for oid, row in live.items())
-            metadata.update(pg_large_objects.existing(old, whole - set(live)))
-            acted = sorted(gone | changed | set(chunks))
-            for count, oid in enumerate(acted):
-                _batch(new, count)
-                if oid in gone:
-                    pg_large_objects.unlink(new, oid)
-                elif oid in whole:
-                    pg_large_objects.replace(old, new, oid, *metadata[oid])
-                else:
-                    if oid in changed:
-                        pg_large_objects.set_owner_and_acl(new, oid, *live[oid][:2])
-                    if oid in chunks:   # written or truncated: the rows of the pages named, then its size
-                        pg_large_objects.put_chunks(old, new, oid, chunks[oid])
-            return len(acted)
+            return changed
 
         carried = self._in_transactions(db, carry)
         self.report[db]["copied"] += carried
