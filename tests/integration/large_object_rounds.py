@@ -116,6 +116,12 @@ def main(old_bin, old_data, old_port, new_port, dbname):
     run("ALTER LARGE OBJECT 7103 OWNER TO postgres")
     check("missing on the new server")
 
+    # The WAL a round reads goes on into the next segment file.
+    run("SELECT lo_put(7103, 0, %s)" % blob("mn", 10))
+    run("SELECT pg_switch_wal()")
+    run("SELECT lo_put(7200, 0, %s)" % blob("op", 10))
+    check("WAL past the end of a segment")
+
     sync.drop_slot(old)
 
 

@@ -344,7 +344,8 @@ def test_large_objects_changed_through_the_cutover_are_on_18_as_on_16(kinds, old
 def test_the_rounds_carry_each_interleaving_of_a_client_with_them(kinds, old_running):
     """tests/integration/large_object_rounds.py, on 16 as it stopped and 18, in a database of their own: each round
     ends inside a client's changes (created before the end and written after it, unlinked and created again,
-    re-owned, created and unlinked after it, an object the new server lacks), and 18 then holds what 16 holds."""
+    re-owned, created and unlinked after it, an object the new server lacks, WAL past a segment), and 18 then holds
+    what 16 holds."""
     servers = ((old_running, PG16), (5432, PG18))
     for port, bin_dir in servers:
         kinds.psql("CREATE DATABASE lo_rounds", port=port, bin_dir=bin_dir, dbname="postgres")
@@ -361,7 +362,7 @@ def test_the_rounds_carry_each_interleaving_of_a_client_with_them(kinds, old_run
             kinds.psql("DROP DATABASE lo_rounds", port=port, bin_dir=bin_dir, dbname="postgres")
             kinds.psql("DROP ROLE lo_rounds_owner", port=port, bin_dir=bin_dir, dbname="postgres")
     cases = out.splitlines()
-    assert len(cases) == 6 and all(case.endswith(": equal") for case in cases), out
+    assert len(cases) == 7 and all(case.endswith(": equal") for case in cases), out
     assert kinds.sh("ls -A %s/pg_replslot" % OLD_DATA).strip() == "", "the rounds' slot keeps WAL on 16"
 
 

@@ -74,6 +74,11 @@ def pages(record):
     return [(relation, int(page)) for relation, fork, page in BLOCK.findall(record["desc"]) if not fork]
 
 
+def lsn_value(lsn):
+    high, low = lsn.split("/")
+    return (int(high, 16) << 32) | int(low, 16)
+
+
 def segment_file(wal_dir, lsn):
     """The name of the WAL segment file in ``wal_dir`` that holds ``lsn``, on the latest timeline that has one.
     Given it, pg_waldump takes the segment size and the timeline from it; without it, from whichever file of a
@@ -86,8 +91,7 @@ def segment_file(wal_dir, lsn):
         return None
     if not segment_size:
         return None
-    high, low = lsn.split("/")
-    segment = ((int(high, 16) << 32) | int(low, 16)) // segment_size
+    segment = lsn_value(lsn) // segment_size
     per_id = 0x100000000 // segment_size
     holding = sorted(name for name in names if name[8:] == "%08X%08X" % (segment // per_id, segment % per_id))
     return holding[-1] if holding else None
@@ -103,6 +107,11 @@ def records(module, bin_dir, data_dir, owner, start_lsn, end_lsn=None):
     first = segment_file(wal_dir, start_lsn)
     if first:
         argv.append(first)
+        # Given one file, pg_waldump reads that segment only ("end WAL location ... is not inside file"): the
+        # segment that holds the end's last byte ends the range.
+        last = segment_file(wal_dir, "%X/%X" % divmod(lsn_value(end_lsn) - 1, 1 << 32)) if end_lsn else None
+        if last and last != first:
+            argv.append(last)
     rc, out, err = run_as(module, owner, argv)
     if rc != 0 and not any(phrase in (err or "") for phrase in END_OF_WAL):
         raise WalDumpError("pg_waldump from %s failed (rc=%d): %s" % (start_lsn, rc, (err or out).strip()[-300:]))
