@@ -36,7 +36,7 @@ class LargeObjectSync:
         self.timeout = timeout
         self.lsn = None          # where the next round starts reading the WAL
         self.relations = {}      # db: dict(data=, metadata=) as pg_waldump names them
-        self.pages = {}          # db: {metadata page: set of the large objects on it}
+        self.pages = {}          # db: {metadata page: the large objects a snapshot last found on it}
         self.versions = {}       # db: {large object: version of its metadata row}
         self.report = dict((db, dict(copied=0)) for db in self.databases)
         self.slot_dropped = False
