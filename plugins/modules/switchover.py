@@ -168,9 +168,10 @@ window_seconds:
   sample: 0.31
 phases:
   description: Seconds per phase - before the window C(prepare) (which includes C(vacuum), C(verify) with
-    O(verify_row_counts), and C(checkpoint), also reported alone), then C(pause) (with O(pooler)), C(fence), C(drain),
-    C(schema), C(sequences), C(roles), C(detach), C(stop), C(proof), C(start), C(resume) (with O(pooler)), and
-    C(cleanup) after it; C(archive_drain) before the window and C(archive_check) after it when a server archives.
+    O(verify_row_counts), C(large_objects_copy), C(large_objects_rounds) and C(checkpoint), also reported alone), then
+    C(pause) (with O(pooler)), C(fence), C(drain), C(large_objects), C(schema), C(sequences), C(roles), C(detach),
+    C(stop), C(proof), C(start), C(resume) (with O(pooler)), and C(cleanup) after it; C(archive_drain) before the window
+    and C(archive_check) after it when a server archives.
   returned: always
   type: dict
   sample: {"fence": 0.012, "drain": 0.004, "stop": 0.09, "start": 0.16}
@@ -179,7 +180,8 @@ phase_order:
   returned: always
   type: list
   elements: str
-  sample: ["prepare", "vacuum", "verify", "checkpoint", "fence", "drain", "schema", "sequences", "roles", "detach"]
+  sample: ["prepare", "vacuum", "large_objects_copy", "verify", "checkpoint", "large_objects_rounds", "fence", "drain",
+           "large_objects", "schema", "sequences", "roles", "detach"]
 phase_started:
   description: When each phase of RV(phases) began, in seconds since the epoch on the host's clock (to set a
     client's stall beside the phase it fell in).
@@ -211,9 +213,17 @@ resumed:
   description: True when this run continued a cutover interrupted after the old server stopped.
   returned: when it applies
   type: bool
+large_objects:
+  description: The window's round of the large objects - C(carried), how many it copied again or unlinked on the new
+    server, C(wal), the range of the old server's WAL it read (from the last round before the fence to the drain),
+    and per database C(copied), every large object copied by the full round and all rounds since.
+  returned: when the window reached it
+  type: dict
+  sample: {"carried": 3, "wal": ["0/5A0013C8", "0/5A0A2F10"], "databases": {"app": {"copied": 1042}}}
 proof:
   description: What the stopped old server's pg_control showed against the drain (next transaction ids), and
-    C(statistics_xids), the ids past the drain its WAL showed writing statistics only (autovacuum ANALYZE).
+    C(statistics_xids), the ids past the drain its WAL showed writing statistics only (autovacuum ANALYZE), and
+    C(large_objects), the C(carried) and C(wal) of RV(large_objects).
   returned: when the cutover reached the proof
   type: dict
 rescue:

@@ -96,6 +96,7 @@ class PostgresSwitchover(BeforeWindow, Window, AfterStop, CronJobs, Archiving, S
         self._probe_users = []
         self._guardian = None
         self._cron_db = None   # the database of the old server's pg_cron jobs (switchover_jobs)
+        self._large_objects = None   # large_object_sync.LargeObjectSync, from the prepare on
 
     # -- entry point ------------------------------------------------------------
 
@@ -117,6 +118,7 @@ class PostgresSwitchover(BeforeWindow, Window, AfterStop, CronJobs, Archiving, S
                 return self.report
             self._cutover()
         finally:
+            self._drop_large_objects_slot()
             self._close_sessions()
         return self.report
 
@@ -175,6 +177,8 @@ class PostgresSwitchover(BeforeWindow, Window, AfterStop, CronJobs, Archiving, S
                 self._fence()
             with self._phase("drain"):
                 self._drain()
+            with self._phase("large_objects"):
+                self._carry_large_objects()
             with self._phase("schema"):
                 # Again, now that no session can change it: has any catalog row changed since (pg_schema_check)?
                 for db in self.databases:
