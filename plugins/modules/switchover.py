@@ -48,8 +48,13 @@ description:
     segment and waits until its archiver pushed it (C(archive_drain)), so that its shutdown in the window has
     little left to push. After the window, the new server switches a segment and waits until it is archived
     without failure (C(archive_check)); with pgBackRest, the stanza's C(pg1-path) is first pointed at the new
-    data directory and C(stanza-upgrade) run, then a full backup taken (O(backup_after)). A failure there fails
-    the module with the archiver's error and its fix while the new server keeps serving."
+    data directory and C(stanza-upgrade) run, and RV(archiving) says that a full backup is due. A failure there
+    fails the module with the archiver's error and its fix while the new server keeps serving."
+  - "O(state=backed_up), after the cutover: the full backup, in a call of its own since it grows with the data
+    (run it with C(async) to see it progress). With pgBackRest, C(pgbackrest --type=full backup) of the stanza the
+    serving server's C(archive_command) names, unless the stanza already holds a backup of its current database
+    (the one C(stanza-upgrade) added at the cutover): a re-run after a failed or interrupted backup takes it, a
+    re-run after success changes nothing. A server that archives no WAL through pgBackRest: nothing to do."
 extends_documentation_fragment:
   - fleetdb.online_upgrade.engine
   - fleetdb.online_upgrade.instance.old
@@ -62,9 +67,11 @@ options:
       - C(unfenced) only lifts the fence that an interrupted cutover left on the running old server (the module
         died before stopping it, or the host rebooted), from the file the state file names, without connecting;
         O(new) is not needed. With O(pooler), it also RESUMEs the databases such a cutover left paused.
+      - C(backed_up), once the cutover recorded in O(state_file) is done, takes the full backup of the server now
+        serving (O(new)) that its WAL archiving through pgBackRest needs, with the same options as the cutover.
     type: str
     default: switched
-    choices: [switched, unfenced]
+    choices: [switched, unfenced, backed_up]
   databases:
     description:
       - Databases that are replicated, each with a subscription named O(subscription) on the new server.
@@ -126,12 +133,6 @@ options:
         phase, that long (for fault tests only).
     type: path
     default: /var/lib/fleetdb/online_upgrade/switchover.json
-  backup_after:
-    description:
-      - When the new server archives through pgBackRest (C(archive_command) runs C(pgbackrest ... archive-push)),
-        take a full backup of it once its archiving is verified, after the window (RV(archiving)).
-    type: bool
-    default: true
 notes:
   - Supports check mode; it runs every check before the window and reports what would happen.
   - The client-visible window is reported in RV(window_seconds) and per phase in RV(phases).
@@ -234,11 +235,23 @@ archiving:
   description:
     - C(old_drained), the old server's segment switched and archived before the fence; C(new), the new server's
       after the window (each with C(segment), C(seconds) and pg_stat_archiver's counters), or V(archives nothing);
-      C(pgbackrest) with its C(stanza), C(config), C(pg1_path_changed) and C(backup) (C(label), C(seconds)).
+      C(pgbackrest) with its C(stanza), C(config), C(pg1_path_changed) and C(backup_due) (a full backup is due,
+      O(state=backed_up) takes it).
   returned: when a server archives
   type: dict
   sample: {"new": {"segment": "000000010000000000000007", "seconds": 0.41}, "pgbackrest": {"stanza": "main",
-           "backup": {"label": "20261207-024501F", "seconds": 6.2}}}
+           "backup_due": true}}
+stanza:
+  description: With O(state=backed_up), the pgBackRest stanza the serving server archives into.
+  returned: when it archives through pgBackRest
+  type: str
+  sample: main
+backup:
+  description: With O(state=backed_up), the stanza's backup of the serving server - the one taken, or the one it
+    already held - with its C(label) and C(seconds); none in check mode when one is due.
+  returned: when it archives through pgBackRest
+  type: dict
+  sample: {"label": "20261207-024501F", "seconds": 6.2}
 aborted_because:
   description: Why the cutover was abandoned before the old server stopped (the old server keeps serving).
   returned: on failure before the old server stopped
@@ -260,7 +273,7 @@ def main():
             engine=engine_option(),
             old=dict(type="dict", required=True, options=instance_suboptions()),
             new=dict(type="dict", options=instance_suboptions()),
-            state=dict(type="str", default="switched", choices=["switched", "unfenced"]),
+            state=dict(type="str", default="switched", choices=["switched", "unfenced", "backed_up"]),
             databases=dict(type="list", elements="str", required=True),
             subscription=dict(type="str", default="fleetdb_upgrade"),
             replication_user=dict(type="str", default="fleetdb_replicator"),
@@ -272,9 +285,8 @@ def main():
             state_file=dict(type="path", default="/var/lib/fleetdb/online_upgrade/switchover.json"),
             rollback_slot=dict(type="bool", default=True),
             pooler=dict(type="dict", options=pooler_options()),
-            backup_after=dict(type="bool", default=True),
         ),
-        required_if=[("state", "switched", ["new"])],
+        required_if=[("state", "switched", ["new"]), ("state", "backed_up", ["new"])],
         supports_check_mode=True,
     )
     p = module.params
@@ -299,9 +311,9 @@ def main():
         production_port=old.port, temporary_port=new.port, old_port_after=p["old_port_after"],
         drain_timeout=p["drain_timeout"], start_timeout=p["start_timeout"],
         verify_row_counts=p["verify_row_counts"], state_file=p["state_file"], max_lag_bytes=p["max_lag_bytes"],
-        rollback_slot=p["rollback_slot"], pooler=engine.pooler(p["pooler"]), backup_after=p["backup_after"])
+        rollback_slot=p["rollback_slot"], pooler=engine.pooler(p["pooler"]))
     try:
-        result = switchover.run()
+        result = switchover.back_up() if p["state"] == "backed_up" else switchover.run()
     except Exception as exc:  # pylint: disable=broad-except  # the report says what state the servers are in
         if isinstance(exc, OperationError):
             failure = exc.as_result()

@@ -128,3 +128,20 @@ def test_preflight_leaves_other_archive_commands_to_the_check_after_the_cutover(
     check = _Preflight((18,))
     check._archiving(_Archiver(("on", "cp %p /archive/%f", "", "f")))
     assert check.findings.problems == [] and check.facts["archiving"]["command"] == "cp %p /archive/%f"
+
+
+def test_the_backup_of_the_stanzas_current_database_counts_as_taken(monkeypatch):
+    """After stanza-upgrade the newest database of the stanza's history is the upgraded server's: only a backup
+    of it means the backup after the cutover is done (15, 18, then 15 again after a rollback)."""
+    backrest = pgbackrest.PgBackRest(None, "postgres", "main", config="/etc/pgbackrest/pgbackrest.conf")
+    history = [{"id": 1, "version": "15"}, {"id": 2, "version": "18"}]
+    of_15 = {"label": "20261207-020000F", "database": {"id": 1}, "timestamp": {"start": 100, "stop": 106}}
+    of_18 = {"label": "20261207-024501F", "database": {"id": 2}, "timestamp": {"start": 200, "stop": 209}}
+    monkeypatch.setattr(pgbackrest.PgBackRest, "info", lambda self: {"db": history, "backup": [of_15]})
+    assert backrest.current_backup() is None
+    monkeypatch.setattr(pgbackrest.PgBackRest, "info", lambda self: {"db": history, "backup": [of_15, of_18]})
+    assert backrest.current_backup() == {"label": "20261207-024501F", "seconds": 9}
+    history.append({"id": 3, "version": "15"})
+    assert backrest.current_backup() is None
+    monkeypatch.setattr(pgbackrest.PgBackRest, "info", lambda self: None)
+    assert backrest.current_backup() is None

@@ -4,6 +4,7 @@ lost, Debian's tools agree (pg_lsclusters, start.conf, the generator), a reboot 
 both loads, and a second reboot keeps that. The tests run in this order, on one host."""
 import json
 import os
+import re
 import shlex
 
 import systemd_host as sh
@@ -211,8 +212,13 @@ def test_pgbackrest_stanza_upgraded_with_a_full_backup_of_18_and_its_wal(host):
 
 
 def test_rollback_brings_15_main_back_on_5432_with_every_write(host):
-    sh.rollback_under_load(host, PORT, ROLLBACK_LOAD_DIR, LOAD_DIR, "15")
+    out = sh.rollback_under_load(host, PORT, ROLLBACK_LOAD_DIR, LOAD_DIR, "15")
     assert_serves(host, "15", "18")
+    # the full backup of 15 after the cutover back, a task of its own: which stanza, then its label and duration
+    label = backrest_info(host)["backup"][-1]["label"]
+    said = " ".join(out.split())   # the messages as printed, however the callback wrapped them
+    assert "A full backup of pgBackRest stanza main runs now" in said, out[-4000:]
+    assert re.search(r"Full backup %s of pgBackRest stanza main in [0-9.]+ s" % label, said), out[-4000:]
     # pg_cron's jobs, paused on 15 at the cutover, are 15's again (and 18's paused)
     assert psql(host, "15", "SELECT bool_and(active) FROM cron.job") == "t"
     assert start_conf(host, "15") == ["auto"]

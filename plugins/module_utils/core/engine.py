@@ -229,6 +229,11 @@ class Switchover(ABC):
     def unfence(self):
         """Lift the fence an interrupted cutover left on the old server; dict(changed, ...)."""
 
+    @abstractmethod
+    def back_up(self):
+        """After the cutover, the backup of the new server its backup tool needs (it grows with the data, so never
+        inside the cutover's call); dict(changed, msg, ...)."""
+
 
 class Engine(ABC):
     """A database product: a factory for the pieces above, and what the modules ask of the product itself."""

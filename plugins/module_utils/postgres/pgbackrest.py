@@ -120,6 +120,17 @@ class PgBackRest:
         backups = (self.info() or {}).get("backup") or [{}]
         return dict(label=backups[-1].get("label"), seconds=seconds)
 
+    def current_backup(self):
+        """The stanza's newest backup of its current database (the newest of its history: after stanza-upgrade,
+        the upgraded server's) as dict(label, seconds), or None."""
+        info = self.info() or {}
+        ids = [db["id"] for db in info.get("db") or []]
+        backups = [b for b in info.get("backup") or [] if ids and (b.get("database") or {}).get("id") == max(ids)]
+        if not backups:
+            return None
+        times = backups[-1].get("timestamp") or {}
+        return dict(label=backups[-1].get("label"), seconds=times.get("stop", 0) - times.get("start", 0))
+
     def info(self):
         """The stanza's entry of ``pgbackrest info --output=json``, or None."""
         rc, out, err = self._run("--output=json", "info")

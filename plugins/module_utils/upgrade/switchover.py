@@ -23,7 +23,8 @@ The client-visible window:
   proof       the old server's pg_control: cleanly shut down, next transaction id the one the drain saw;
   start       start the new server on the production port, wait until its postmaster.pid says ready.
 Around the window (switchover_archiving): the old server's archive backlog pushed before the fence; after it,
-the new server's archiving (and its pgBackRest stanza) set up and verified.
+the new server's archiving (and its pgBackRest stanza) set up and verified; its full backup (back_up) in a
+module call of its own afterwards.
 Failure before the stop: the fence is lifted, replication resumes, the old server keeps serving.  After it,
 and until the new server was ever ready: the old server comes back unfenced on the production port and
 replication resumes from its slot.  A new server that may have accepted writes is never stopped or killed.
@@ -64,7 +65,7 @@ class PostgresSwitchover(BeforeWindow, Window, AfterStop, CronJobs, Archiving, S
     def __init__(self, module, old, new, databases, subscription, replication_user,
                  production_port, temporary_port, old_port_after, drain_timeout=60,
                  start_timeout=60, verify_row_counts=True, state_file=None, max_lag_bytes=64 * 1024 * 1024,
-                 rollback_slot=True, pooler=None, backup_after=True):
+                 rollback_slot=True, pooler=None):
         self.module = module
         self.old = old
         self.new = new
@@ -80,7 +81,6 @@ class PostgresSwitchover(BeforeWindow, Window, AfterStop, CronJobs, Archiving, S
         self.max_lag_bytes = max_lag_bytes
         self.rollback_slot = rollback_slot
         self.pooler = pooler  # a PgBouncer in front of the old server (pgbouncer.PgBouncer), or None
-        self.backup_after = backup_after  # a full backup of the new server when it archives through pgBackRest
         self._pooler_names = []
         self._paused = []
         self._pooler_guardian = None

@@ -7,7 +7,8 @@
                   archiver pushes it, so that its shutdown in the window has (almost) nothing left to push;
   archive_check   after the window, the new server serving: with pgBackRest, the stanza's pg1-path set to the
                   new data directory and ``stanza-upgrade``; then a segment switched and archived without
-                  failure; with pgBackRest, a full backup unless ``backup_after`` is off.
+                  failure; with pgBackRest, the report says that a full backup is due.
+The full backup itself (``back_up``) is a module call of its own after the cutover's: it grows with the data.
 
 A failure after the window fails the module with the archiver's error while the new server keeps serving.
 """
@@ -16,6 +17,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import OperationError
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import archiving
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.pgbackrest import (
     PgBackRest, from_archive_command)
@@ -66,5 +68,34 @@ class Archiving:
         if backrest:
             fix += "; for pgBackRest: %s" % backrest.command_line("check")
         report["new"] = archiving.switch_and_wait(session, "the new server", log_file(self.new), fix)
-        if backrest and self.backup_after:
-            report["pgbackrest"]["backup"] = backrest.backup()
+        if backrest:
+            report["pgbackrest"]["backup_due"] = True  # stanza-upgrade just added a database that has no backup yet
+
+    def back_up(self):
+        """A full pgBackRest backup of the server the cutover left serving, when it archives through pgBackRest;
+        done when the stanza already holds a backup of its current database (the one stanza-upgrade added)."""
+        if self.state.phase != "done" and self.module.check_mode:
+            return dict(changed=False, msg="the cutover has not run: a full backup follows it when the server archives "
+                        "through pgBackRest")
+        if self.state.phase != "done":
+            raise OperationError("the cutover recorded in %s has not finished (phase %s): no backup of the new server "
+                                 "yet" % (self.state.path, self.state.phase), "run the cutover (fleetdb.online_upgrade.switchover state=switched) first")
+        session = connect(self.new, dbname=self.databases[0], port=self.production_port)
+        try:
+            found = archiving.settings(session)
+        finally:
+            session.close()
+        tool = from_archive_command(found["command"]) if found else None
+        if not tool or not tool["stanza"]:
+            return dict(changed=False, msg="the server on port %d archives no WAL through pgBackRest: no backup to take"
+                        % self.production_port)
+        backrest = PgBackRest(self.module, self.new.owner, tool["stanza"], tool["config"], tool["binary"])
+        result = dict(stanza=backrest.stanza, backup=backrest.current_backup())
+        if result["backup"]:
+            return dict(result, changed=False, msg="pgBackRest stanza %s already holds backup %s of the server on "
+                        "port %d" % (backrest.stanza, result["backup"]["label"], self.production_port))
+        if self.module.check_mode:
+            return dict(result, changed=True, msg="a full backup of pgBackRest stanza %s would be taken" % backrest.stanza)
+        result["backup"] = backrest.backup()
+        return dict(result, changed=True, msg="full backup %s of pgBackRest stanza %s in %s s"
+                    % (result["backup"]["label"], backrest.stanza, result["backup"]["seconds"]))
