@@ -8,6 +8,7 @@ and the proof's app with four writers through its port. Upgraded one after the o
 (count and hash) as on the old server.
 """
 import os
+import re
 
 import pytest
 
@@ -22,7 +23,7 @@ PG18 = BIN % "18"
 SERVERS = {"14": dict(port=5432, data="/var/lib/fleetdb/postgresql/14/main", new_data="/var/lib/fleetdb/postgresql/18/main",
                       state="/var/lib/fleetdb/online_upgrade"),
            "15": dict(port=5442, data="/var/lib/fleetdb/postgresql/15/other",
-                      new_data="/var/lib/fleetdb/postgresql/18/other", state="/var/lib/fleetdb/online_upgrade_5442")}
+                      new_data="/var/lib/fleetdb/postgresql/18/other", state="/var/lib/fleetdb/online_upgrade-5442")}
 # Every table's row count and hash of its rows as text, one line per table.
 CONTENTS_SQL = r"""SELECT format('SELECT %L || '' '' || count(*) || '' '' || coalesce(md5(string_agg(t::text, '''' ORDER BY t::text)), '''') FROM %s t;',
        format('%I.%I', n.nspname, c.relname), format('%I.%I', n.nspname, c.relname))
@@ -110,6 +111,7 @@ def test_an_older_major_comes_to_18_with_every_write_and_every_table(servers, ma
     server = servers[major]
     before = server.contents(server.server["port"], BIN % major)
     assert "public.pgbench_history" in before["bench"] and "public.payment" in before["pagila"], before
+    fix = []
     if major == "15":
         # 14's upgrade (run first) recorded itself in the default state directory: 15's run given that directory
         # is refused before anything changes, and told the directories of its own to use.
@@ -121,7 +123,11 @@ def test_an_older_major_comes_to_18_with_every_write_and_every_table(servers, ma
             SERVERS["14"]["state"], SERVERS["14"]["state"]) in said, out[-3000:]
         assert server.host.run("test -e %s" % server.server["new_data"]).returncode != 0
         assert server.sql("SHOW server_version", "postgres").startswith("15.")
-    server.ok("upgrade.yml")
+        # The fix as printed (this server's new data directory already differs from 14's): its -e values.
+        fix = " ".join(re.search(r"Fix: run again with (-e \S+) (-e \S+) and", said).groups()).split()
+        assert fix[1::2] == ["online_upgrade_state_dir=" + server.server["state"],
+                             "online_upgrade_work_dir=%s/work" % server.server["state"]], fix
+    server.ok("upgrade.yml", *fix)
     assert server.sql("SHOW server_version", "postgres", bin_dir=PG18).startswith("18.")
     assert server.host.check("grep -h '^port' %s/fleetdb.conf" % server.server["new_data"]).split("=")[1].strip(
         " '\n") == str(server.server["port"])
