@@ -18,6 +18,7 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.phy
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.replication import PostgresReplication
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import discover as pg_discover
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.preflight import PostgresPreflight
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.preflight_standbys import StandbyPreflight
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.switchover import PostgresSwitchover
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.progress import UpgradeProgress
 
@@ -46,7 +47,9 @@ class PostgresEngine(Engine):
     def physical_copy(self, module, old, new, databases, **options):
         return PhysicalCopy(module, old, new, databases, **options)
 
-    def preflight(self, module, old, **options):
+    def preflight(self, module, old, standby_of=None, **options):
+        if standby_of:
+            return StandbyPreflight(module, old, primary=standby_of, **options)
         return PostgresPreflight(module, old, **options)
 
     def switchover(self, module, old, new, databases, **options):

@@ -1,0 +1,165 @@
+"""A primary and its physical standby, PostgreSQL 16 in two test hosts: preflight names the standbys it sees and
+matches them to the inventory hosts that name them (``online_upgrade_primary``), refuses the ones the inventory
+does not name, and the standby host's own preflight refuses a cascading standby.  Nothing changes on either host.
+
+The hosts: ``pghost`` (conftest) the primary, ``standby`` a second container streaming from it over the Docker
+network (``pg_basebackup -R``, ``application_name=replica1``)."""
+import hashlib
+import subprocess
+
+import pytest
+
+from conftest import remove_host, start_host
+
+PREFIX = "/opt/fleetdb/postgresql"
+SOCK = "/var/run/postgresql"
+ARCHIVE = "/var/cache/fleetdb/postgresql-16.tar.gz"
+OLD = dict(data_dir="/var/lib/fleetdb/postgresql/16/main", bin_dir=PREFIX + "/16/bin", port=5432)
+CASCADE_DIR = "/var/lib/fleetdb/postgresql/16/cascade"
+WATCHED = "/opt/fleetdb /var/lib/fleetdb/postgresql/18 /var/lib/fleetdb/online_upgrade"
+
+
+def sh(host, cmd, user="root"):
+    proc = host.run(cmd, user=user)
+    assert proc.returncode == 0, "%s: %s" % (cmd, proc.stderr)
+    return proc.stdout
+
+
+def address(host):
+    return subprocess.run(["docker", "inspect", "-f", "{{.NetworkSettings.IPAddress}}", host.name],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+def install_16(host, run_module, pg_dists):
+    sh(host, "mkdir -p /var/cache/fleetdb")
+    host.copy_in(pg_dists["16"], ARCHIVE)
+    with open(pg_dists["16"], "rb") as handle:
+        checksum = "sha256:" + hashlib.sha256(handle.read()).hexdigest()
+    result = run_module(host, "fleetdb.online_upgrade.install", dict(version="16", archive=ARCHIVE, checksum=checksum))
+    assert not result.get("failed"), result
+
+
+def base_backup(host, source, data_dir, port, application_name):
+    """A hot standby of ``source`` (host or socket) in ``data_dir``, started on ``port``."""
+    sh(host, "%s/pg_basebackup -h %s -p 5432 -U postgres -D %s -R -X stream -c fast -d 'application_name=%s'"
+       % (OLD["bin_dir"], source, data_dir, application_name), user="postgres")
+    started = host.run("LD_LIBRARY_PATH=%s/16/lib %s/pg_ctl -D %s -l %s/standby.log -w -o '-p %d' start"
+                       % (PREFIX, OLD["bin_dir"], data_dir, data_dir, port), user="postgres")
+    assert started.returncode == 0, host.run("cat %s/standby.log" % data_dir).stdout
+
+
+@pytest.fixture(scope="module")
+def primary(pghost, run_module, pg_dists):
+    install_16(pghost, run_module, pg_dists)
+    for name, args in (("instance", dict(settings=dict(wal_level="logical", listen_addresses="*"))),
+                       ("server", dict(state="started"))):
+        result = run_module(pghost, "fleetdb.online_upgrade." + name, dict(OLD, **args))
+        assert not result.get("failed"), result
+    sh(pghost, "echo 'host replication postgres samenet trust' >> %s/pg_hba.conf" % OLD["data_dir"])
+    sql(pghost, "SELECT pg_reload_conf()")
+    return pghost
+
+
+@pytest.fixture(scope="module")
+def standby(primary, run_module, pg_dists):
+    host = start_host("standbys-replica")
+    try:
+        install_16(host, run_module, pg_dists)
+        sh(host, "mkdir -p %s && chown postgres %s" % (SOCK, SOCK))
+        sh(host, "mkdir -p -m 700 %s && chown postgres %s" % (OLD["data_dir"], OLD["data_dir"]))
+        base_backup(host, address(primary), OLD["data_dir"], 5432, "replica1")
+        sql(primary, "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'", expect="1")
+        yield host
+    finally:
+        remove_host(host)
+
+
+def sql(host, statement, port=5432, expect=None):
+    for _attempt in range(100):
+        out = sh(host, "%s/psql -h %s -p %d -d postgres -XAtq -c \"%s\"" % (OLD["bin_dir"], SOCK, port, statement),
+                 user="postgres").strip()
+        if expect is None or out == expect:
+            return out
+        subprocess.run(["sleep", "0.1"], check=True)
+    raise AssertionError("%s gave %r, not %r" % (statement, out, expect))
+
+
+def preflight(run_module, host, **args):
+    options = dict(old=dict(OLD), new_version="18", new_data_dir="/var/lib/fleetdb/postgresql/18/main",
+                   temporary_port=15432, old_port_after=5433, inventory_host="db1")
+    options.update(args)
+    return run_module(host, "fleetdb.online_upgrade.preflight", options)
+
+
+def standby_problems(result):
+    return [p for p in result.get("problems", []) if p["check"] in ("standbys", "standby")]
+
+
+def snapshot(host):
+    return sh(host, "find %s -printf '%%p %%s %%T@\\n' 2>/dev/null | sort; true" % WATCHED)
+
+
+def test_an_unnamed_standby_is_refused_by_name_with_the_inventory_line_it_needs(primary, standby, run_module):
+    before = snapshot(primary)
+    result = preflight(run_module, primary)
+    assert result.get("failed"), result
+    [problem] = standby_problems(result)
+    assert "the inventory does not name" in problem["msg"]
+    assert "application_name replica1 from %s, async" % address(standby) in problem["msg"]
+    assert "online_upgrade_primary: db1" in problem["fix"]
+    assert result["standbys"] == []
+    assert snapshot(primary) == before
+
+
+def test_the_standby_named_by_the_inventory_is_matched_by_address_and_listed(primary, standby, run_module):
+    """The inventory host db2 has no application_name of its own (the inventory name differs): its address matches."""
+    sql(primary, "ALTER SYSTEM SET synchronous_standby_names = 'replica1'")
+    sql(primary, "SELECT pg_reload_conf()")
+    try:
+        sql(primary, "SELECT sync_state FROM pg_stat_replication", expect="sync")
+        result = preflight(run_module, primary, standbys=[dict(host="db2", address=address(standby))])
+    finally:
+        sql(primary, "ALTER SYSTEM RESET synchronous_standby_names")
+        sql(primary, "SELECT pg_reload_conf()")
+    assert result["standbys"] == [dict(host="db2", application_name="replica1", client_addr=address(standby),
+                                       sync_state="sync", slot="")]
+    [problem] = standby_problems(result)   # matched, and still refused: the standbys' own upgrade is to come
+    assert problem["msg"].startswith("standby db2 streams from the old server (application_name replica1")
+    assert "does not bring standbys across yet" in problem["msg"]
+
+
+def test_an_inventory_host_that_streams_not_is_named(primary, standby, run_module):
+    result = preflight(run_module, primary,
+                       standbys=[dict(host="replica1"), dict(host="db3", address="192.0.2.7")])
+    assert [s["host"] for s in result["standbys"]] == ["replica1"]
+    missing = [p for p in standby_problems(result) if "names db3" in p["msg"]]
+    assert missing and "192.0.2.7" in missing[0]["msg"], result["problems"]
+
+
+def test_the_standby_hosts_own_preflight_passes(standby, run_module):
+    before = snapshot(standby)
+    result = preflight(run_module, standby, standby_of="db1")
+    assert not result.get("failed") and result["ok"], result
+    assert result["primary"] == "db1" and result["old_version"].startswith("16.") and result["free_bytes"] > 0
+    assert snapshot(standby) == before
+
+
+def test_a_primary_named_a_standby_is_refused(primary, standby, run_module):
+    result = preflight(run_module, primary, standby_of="db1")
+    [problem] = standby_problems(result)
+    assert "is not a standby" in problem["msg"] and "online_upgrade_primary" in problem["fix"]
+
+
+def test_a_cascading_standby_is_refused_on_the_standby_host(standby, run_module):
+    sh(standby, "mkdir -p -m 700 %s && chown postgres %s" % (CASCADE_DIR, CASCADE_DIR))
+    base_backup(standby, SOCK, CASCADE_DIR, 5434, "cascade1")
+    try:
+        sql(standby, "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'", expect="1")
+        result = preflight(run_module, standby, standby_of="db1")
+    finally:
+        sh(standby, "%s/pg_ctl -D %s -m immediate stop" % (OLD["bin_dir"], CASCADE_DIR), user="postgres")
+        sh(standby, "rm -rf %s" % CASCADE_DIR)
+    assert result.get("failed"), result
+    [problem] = standby_problems(result)
+    assert "cascading standby streams from this standby (application_name cascade1 from local" in problem["msg"]
+    assert "point it at db1" in problem["fix"]

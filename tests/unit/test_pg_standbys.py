@@ -1,0 +1,79 @@
+"""A primary's streaming standbys matched to the inventory hosts that name them (online_upgrade_primary), and what
+preflight says of each: a named one, an unnamed one, a host named that streams not."""
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.preflight import PostgresPreflight
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.preflight_standbys import match_standbys
+
+DNS = {"db2.example": {"10.0.0.12"}, "db3.example": {"10.0.0.13"}}
+
+
+def resolve(name):
+    return DNS.get(name, set()) | {name}
+
+
+def sender(application_name, client_addr, sync_state="async", slot=""):
+    return dict(application_name=application_name, client_addr=client_addr, sync_state=sync_state, slot=slot)
+
+
+def test_a_standby_is_matched_by_its_application_name():
+    matched, unnamed, missing = match_standbys(
+        [sender("db2", "172.17.0.5", "sync", "db2_slot")], [dict(host="db2")], resolve)
+    assert matched == [dict(sender("db2", "172.17.0.5", "sync", "db2_slot"), host="db2")]
+    assert unnamed == [] and missing == []
+
+
+def test_a_standby_named_walreceiver_is_matched_by_its_address():
+    """pg_basebackup -R writes no application_name: the walreceiver streams as 'walreceiver' (or cluster_name)."""
+    standbys = [dict(host="db2", address="db2.example"), dict(host="db3", address="db3.example")]
+    matched, unnamed, missing = match_standbys(
+        [sender("walreceiver", "10.0.0.13"), sender("walreceiver", "10.0.0.12")], standbys, resolve)
+    assert [(m["host"], m["client_addr"]) for m in matched] == [("db3", "10.0.0.13"), ("db2", "10.0.0.12")]
+    assert unnamed == [] and missing == []
+
+
+def test_an_explicit_application_name_wins_over_the_inventory_name():
+    matched, unnamed, missing = match_standbys(
+        [sender("pgnode02", "10.9.9.9")], [dict(host="db2", application_name="pgnode02")], resolve)
+    assert [m["host"] for m in matched] == ["db2"] and not unnamed and not missing
+
+
+def test_an_unnamed_standby_and_a_host_that_streams_not_are_both_reported():
+    matched, unnamed, missing = match_standbys(
+        [sender("reporting", "10.0.0.50")], [dict(host="db2", address="db2.example")], resolve)
+    assert matched == []
+    assert unnamed == [sender("reporting", "10.0.0.50")]
+    assert missing == [dict(host="db2", address="db2.example")]
+
+
+def test_one_host_is_matched_to_one_standby_only():
+    """Two standbys on one address (two clusters on one host): the second is not taken for the first's host."""
+    matched, unnamed, _missing = match_standbys(
+        [sender("walreceiver", "10.0.0.12"), sender("walreceiver", "10.0.0.12")],
+        [dict(host="db2", address="db2.example")], resolve)
+    assert len(matched) == 1 and len(unnamed) == 1
+
+
+def preflight(standbys):
+    return PostgresPreflight(None, None, "18", "/nonexistent", [], "replication", 15432, 5433,
+                             standbys=standbys, inventory_host="db1")
+
+
+def test_preflight_names_each_standby_and_says_what_the_inventory_needs():
+    check = preflight([dict(host="db2", address="10.0.0.12"), dict(host="db4")])
+    slots = check._standbys([sender("db2", "10.0.0.12", "sync", "db2_slot"), sender("walreceiver", "10.0.0.50")])
+    assert slots == {"db2_slot"}
+    assert check.facts["standbys"][0]["host"] == "db2"
+    msgs = [(p["msg"], p["fix"]) for p in check.findings.problems]
+    assert len(msgs) == 3
+    unnamed = [m for m in msgs if "does not name" in m[0]][0]
+    assert "application_name walreceiver from 10.0.0.50" in unnamed[0]
+    assert "online_upgrade_primary: db1" in unnamed[1]
+    named = [m for m in msgs if m[0].startswith("standby db2")][0]
+    assert "sync, slot db2_slot" in named[0] and "does not bring standbys across yet" in named[0]
+    missing = [m for m in msgs if "names db4" in m[0]][0]
+    assert "online_upgrade_primary: db1" in missing[0]
+
+
+def test_a_primary_without_standbys_has_no_standby_finding():
+    check = preflight([])
+    assert check._standbys([]) == set()
+    assert check.findings.problems == [] and check.facts["standbys"] == []
