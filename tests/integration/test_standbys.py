@@ -5,11 +5,12 @@ does not name, and the standby host's own preflight refuses a cascading standby.
 The hosts: ``pghost`` (conftest) the primary, ``standby`` a second container streaming from it over the Docker
 network (``pg_basebackup -R``, ``application_name=replica1``)."""
 import hashlib
+import os
 import subprocess
 
 import pytest
 
-from conftest import remove_host, start_host
+from conftest import ROOT, ansible_env, remove_host, start_host
 
 PREFIX = "/opt/fleetdb/postgresql"
 SOCK = "/var/run/postgresql"
@@ -134,6 +135,30 @@ def test_an_inventory_host_that_streams_not_is_named(primary, standby, run_modul
     assert [s["host"] for s in result["standbys"]] == ["replica1"]
     missing = [p for p in standby_problems(result) if "names db3" in p["msg"]]
     assert missing and "192.0.2.7" in missing[0]["msg"], result["problems"]
+
+
+def test_the_role_checks_the_standby_host_and_refuses_the_primary_naming_its_standby(primary, standby, tmp_path):
+    """playbooks/upgrade.yml on both hosts: the inventory names the standby by its application_name (its address,
+    the container's name, means nothing to the primary); the standby host passes its checks and is left alone, the
+    primary is refused naming it.  Neither host changes."""
+    before = snapshot(primary), snapshot(standby)
+    inventory = tmp_path / "inventory.ini"
+    inventory.write_text("%s\n%s online_upgrade_primary=%s online_upgrade_standby_application_name=replica1\n"
+                         "[all:vars]\nansible_connection=community.docker.docker\n"
+                         "ansible_python_interpreter=/usr/bin/python3\n" % (primary.name, standby.name, primary.name))
+    env = ansible_env()
+    env.update(ANSIBLE_STDOUT_CALLBACK="default")
+    proc = subprocess.run([os.path.join(ROOT, ".venv", "bin", "ansible-playbook"), "-i", str(inventory),
+                           os.path.join(ROOT, "playbooks", "upgrade.yml"), "-e", "online_upgrade_old_version=16",
+                           "-e", "online_upgrade_new_version=18", "-e", "online_upgrade_serial=2",
+                           "-e", "online_upgrade_replication_password=pw-not-used"],
+                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=600, check=False)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0, output
+    assert "standby %s streams from the old server (application_name replica1" % standby.name in output, output
+    assert "%s is a standby of %s: its own checks passed" % (standby.name, primary.name) in output, output
+    assert "%s : ok=" % standby.name in output and "failed=0" in output.split(standby.name + " : ", 1)[1], output
+    assert (snapshot(primary), snapshot(standby)) == before
 
 
 def test_the_standby_hosts_own_preflight_passes(standby, run_module):
