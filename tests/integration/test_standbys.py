@@ -15,8 +15,9 @@ from conftest import ROOT, ansible_env, remove_host, start_host
 
 PREFIX = "/opt/fleetdb/postgresql"
 SOCK = "/var/run/postgresql"
-ARCHIVE = "/var/cache/fleetdb/postgresql-16.tar.gz"
 OLD = dict(data_dir="/var/lib/fleetdb/postgresql/16/main", bin_dir=PREFIX + "/16/bin", port=5432)
+NEW = dict(data_dir="/var/lib/fleetdb/postgresql/18/main", bin_dir=PREFIX + "/18/bin", port=5432)
+REPLICATOR = "fleetdb_replicator"
 CASCADE_DIR = "/var/lib/fleetdb/postgresql/16/cascade"
 WATCHED = "/opt/fleetdb /var/lib/fleetdb/postgresql/18 /var/lib/fleetdb/online_upgrade"
 
@@ -32,12 +33,13 @@ def address(host):
                           capture_output=True, text=True, check=True).stdout.strip()
 
 
-def install_16(host, run_module, pg_dists):
+def install(host, run_module, pg_dists, major="16"):
+    archive = "/var/cache/fleetdb/postgresql-%s.tar.gz" % major
     sh(host, "mkdir -p /var/cache/fleetdb")
-    host.copy_in(pg_dists["16"], ARCHIVE)
-    with open(pg_dists["16"], "rb") as handle:
+    host.copy_in(pg_dists[major], archive)
+    with open(pg_dists[major], "rb") as handle:
         checksum = "sha256:" + hashlib.sha256(handle.read()).hexdigest()
-    result = run_module(host, "fleetdb.online_upgrade.install", dict(version="16", archive=ARCHIVE, checksum=checksum))
+    result = run_module(host, "fleetdb.online_upgrade.install", dict(version=major, archive=archive, checksum=checksum))
     assert not result.get("failed"), result
 
 
@@ -52,7 +54,7 @@ def base_backup(host, source, data_dir, port, application_name):
 
 @pytest.fixture(scope="module")
 def primary(pghost, run_module, pg_dists):
-    install_16(pghost, run_module, pg_dists)
+    install(pghost, run_module, pg_dists)
     for name, args in (("instance", dict(settings=dict(wal_level="logical", listen_addresses="*"))),
                        ("server", dict(state="started"))):
         result = run_module(pghost, "fleetdb.online_upgrade." + name, dict(OLD, **args))
@@ -66,7 +68,7 @@ def primary(pghost, run_module, pg_dists):
 def standby(primary, run_module, pg_dists):
     host = start_host("standbys-replica")
     try:
-        install_16(host, run_module, pg_dists)
+        install(host, run_module, pg_dists)
         sh(host, "mkdir -p %s && chown postgres %s" % (SOCK, SOCK))
         sh(host, "mkdir -p -m 700 %s && chown postgres %s" % (OLD["data_dir"], OLD["data_dir"]))
         base_backup(host, address(primary), OLD["data_dir"], 5432, "replica1")
@@ -76,9 +78,9 @@ def standby(primary, run_module, pg_dists):
         remove_host(host)
 
 
-def sql(host, statement, port=5432, expect=None):
+def sql(host, statement, port=5432, expect=None, bin_dir=OLD["bin_dir"]):
     for _attempt in range(100):
-        out = sh(host, "%s/psql -h %s -p %d -d postgres -XAtq -c \"%s\"" % (OLD["bin_dir"], SOCK, port, statement),
+        out = sh(host, "%s/psql -h %s -p %d -d postgres -XAtq -c \"%s\"" % (bin_dir, SOCK, port, statement),
                  user="postgres").strip()
         if expect is None or out == expect:
             return out
@@ -192,3 +194,57 @@ def test_a_cascading_standby_is_refused_on_the_standby_host(standby, run_module)
     [problem] = standby_problems(result)
     assert "cascading standby streams from this standby (application_name cascade1 from local" in problem["msg"]
     assert "point it at db1" in problem["fix"]
+
+
+# -- the new standby, made from the primary's new instance before the cutover ------------------------------------------
+
+@pytest.fixture(scope="module")
+def new_primary(primary, run_module, pg_dists):
+    """The primary host's new instance (18) as the upgrade leaves it before the cutover: configured for the
+    production port, running on its temporary port, the replication role allowed to stream from the other hosts."""
+    install(primary, run_module, pg_dists, "18")
+    for name, args in (("instance", dict(settings=dict(wal_level="logical", listen_addresses="*"))),
+                       ("server", dict(state="started", port=15432))):
+        result = run_module(primary, "fleetdb.online_upgrade." + name, dict(NEW, **args))
+        assert not result.get("failed"), result
+    sql(primary, "CREATE ROLE %s LOGIN REPLICATION PASSWORD 'repl-pw-1'" % REPLICATOR, port=15432, bin_dir=NEW["bin_dir"])
+    sh(primary, "echo 'host replication %s samenet scram-sha-256' >> %s/pg_hba.conf" % (REPLICATOR, NEW["data_dir"]))
+    sql(primary, "SELECT pg_reload_conf()", port=15432, bin_dir=NEW["bin_dir"])
+    return primary
+
+
+def make_standby(run_module, standby, primary):
+    return run_module(standby, "fleetdb.online_upgrade.standby", dict(
+        new=dict(NEW), primary_host=address(primary), primary_port=15432, replication_password="repl-pw-1",
+        application_name="db2", temporary_port=15432))
+
+
+def test_the_new_standby_streams_from_the_primarys_new_instance_while_the_old_one_serves(
+        new_primary, standby, run_module, pg_dists):
+    install(standby, run_module, pg_dists, "18")
+    made = make_standby(run_module, standby, new_primary)
+    assert not made.get("failed"), made
+    assert made["changed"] and made["made"] and made["started"], made
+    assert made["receiver"]["status"] == "streaming" and made["receiver"]["sender_port"] == 15432, made
+    assert "repl-pw-1" not in str(made)
+    assert sql(new_primary, "SELECT application_name, state FROM pg_stat_replication", port=15432,
+               bin_dir=NEW["bin_dir"]) == "db2|streaming"
+    sql(new_primary, "CREATE TABLE written_after AS SELECT 42 AS answer", port=15432, bin_dir=NEW["bin_dir"])
+    sql(standby, "SELECT coalesce(to_regclass('written_after')::text, '')", port=15432, bin_dir=NEW["bin_dir"],
+        expect="written_after")
+    assert sql(standby, "SELECT answer FROM written_after", port=15432, bin_dir=NEW["bin_dir"]) == "42"
+    status = run_module(standby, "fleetdb.online_upgrade.server", dict(NEW, state="status"))
+    assert status["configured_port"] == 5432 and status["port"] == 15432, status
+    # the old standby still serves reads on the production port, streaming from the old primary
+    assert sql(standby, "SELECT pg_is_in_recovery(), status FROM pg_stat_wal_receiver") == "t|streaming"
+    again = make_standby(run_module, standby, new_primary)
+    assert not again.get("failed") and not again["changed"], again
+
+
+def test_a_new_data_directory_that_is_no_standby_is_refused(new_primary, standby, run_module):
+    sh(standby, "mkdir -p -m 700 /var/lib/fleetdb/postgresql/18/other && touch /var/lib/fleetdb/postgresql/18/other/x")
+    result = run_module(standby, "fleetdb.online_upgrade.standby", dict(
+        new=dict(NEW, data_dir="/var/lib/fleetdb/postgresql/18/other"), primary_host=address(new_primary),
+        primary_port=15432, replication_password="repl-pw-1", application_name="db2", temporary_port=15433))
+    assert result.get("failed") and "is not empty and holds no PostgreSQL data directory" in result["msg"], result
+    assert sh(standby, "ls /var/lib/fleetdb/postgresql/18/other").split() == ["x"]

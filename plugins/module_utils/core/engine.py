@@ -218,6 +218,14 @@ class Preflight(ABC):
         """dict(problems, warnings, facts, ...); changes nothing."""
 
 
+class Standby(ABC):
+    """A standby host's new standby, made from its primary's new instance before the cutover."""
+
+    @abstractmethod
+    def run(self):
+        """Make it and start it on its temporary port; dict(changed, made, started, receiver, ...)."""
+
+
 class Switchover(ABC):
     """Fence, final position, drain, sequences, stop old, start new; ``report`` holds what was reached."""
 
@@ -267,6 +275,10 @@ class Engine(ABC):
     @abstractmethod
     def preflight(self, module, old, **options):
         """A ``Preflight`` of an upgrade of ``old``."""
+
+    @abstractmethod
+    def standby(self, module, new, **options):
+        """A ``Standby``."""
 
     @abstractmethod
     def switchover(self, module, old, new, databases, **options):

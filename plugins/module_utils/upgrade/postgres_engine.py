@@ -16,6 +16,7 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade imp
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.physical_copy import (
     PhysicalCopy, max_rate_problem)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.replication import PostgresReplication
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.standby import NewStandby
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import discover as pg_discover
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.preflight import PostgresPreflight
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.preflight_standbys import StandbyPreflight
@@ -51,6 +52,9 @@ class PostgresEngine(Engine):
         if standby_of:
             return StandbyPreflight(module, old, primary=standby_of, **options)
         return PostgresPreflight(module, old, **options)
+
+    def standby(self, module, new, **options):
+        return NewStandby(module, new, **options)
 
     def switchover(self, module, old, new, databases, **options):
         return PostgresSwitchover(module, old, new, databases, **options)
