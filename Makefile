@@ -31,7 +31,7 @@ molecule: setup
 
 ## test: everything, ending with pytest's summary
 test: setup
-	$(PYTEST) -n 2 --dist loadfile -p no:cacheprovider -q --durations=20 tests/unit tests/quality tests/integration tests/molecule
+	$(PYTEST) -n 2 --dist loadfile --no-loadscope-reorder -p no:cacheprovider -q --durations=20 tests/unit tests/quality tests/integration tests/molecule
 
 ## docs: the HTML docs site (modules, role entry points, filter, callback, playbooks) into .cache/docs-site/build/html
 docs: setup

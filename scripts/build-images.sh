@@ -11,7 +11,7 @@ MIRROR="${FLEETDB_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 recipe_base="$(printf 'bookworm minbase %s v1' "$MIRROR" | sha256sum | cut -c1-12)"
 base="fleetdb-test/debian12-base:$recipe_base"
 pghost="fleetdb-test/pghost:$(printf '%s %s' "$recipe_base" "$(hash_of "$FLEETDB_ROOT/tests/images/pghost/Dockerfile")" | sha256sum | cut -c1-12)"
-systemd="fleetdb-test/pghost-systemd:$(printf '%s %s' "$pghost" "$(hash_of "$FLEETDB_ROOT/tests/images/pghost-systemd/Dockerfile")" | sha256sum | cut -c1-12)"
+systemd="fleetdb-test/pghost-systemd:$(printf '%s %s' "$pghost" "$(hash_of "$FLEETDB_ROOT"/tests/images/pghost-systemd/*)" | sha256sum | cut -c1-12)"
 
 if ! docker image inspect "$base" >/dev/null 2>&1; then
   log "building $base with debootstrap (about a minute)"
@@ -32,7 +32,7 @@ fi
 docker tag "$pghost" fleetdb-test/pghost:latest
 
 if ! docker image inspect "$systemd" >/dev/null 2>&1; then
-  log "building $systemd (systemd and Debian's postgresql-15 installed, about 30 s)"
+  log "building $systemd (systemd, Debian's postgresql-15 and pgBackRest built from source, about 3 minutes)"
   docker build --quiet --network host --build-arg PGHOST="$pghost" -t "$systemd" \
     "$FLEETDB_ROOT/tests/images/pghost-systemd" >/dev/null
 fi

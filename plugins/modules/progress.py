@@ -48,8 +48,14 @@ options:
   old_data_dir:
     description:
       - Data directory of the old instance (whether its server is still stopping tells a cutover interrupted at
-        its stop). Required with V(query).
+        its stop). Required with V(query); with V(begun), recorded.
     type: path
+  port:
+    description:
+      - The server's production port. With V(begun), recorded. With V(query), records of another port are another
+        server's (RV(other_server)) - a server keeps its port across its upgrades, two servers of a host never share
+        one.
+    type: int
   method:
     description:
       - With V(done), how the data was copied (V(dump_restore) - a rollback is then refused, no slot kept the writes).
@@ -107,6 +113,12 @@ another_upgrade:
     17 -> 18), which may begin only once the recorded one is finished.
   returned: with O(state=query)
   type: bool
+other_server:
+  description: The port and old data directory of another server whose upgrade O(state_dir) records (two servers of
+    one host need a state directory each), or V(null) when the records are this server's or name no port.
+  returned: with O(state=query)
+  type: dict
+  sample: {"port": 5432, "old_data_dir": "/var/lib/fleetdb/postgresql/14/main"}
 past_stop:
   description: A cutover told the old server to stop - only the cutover resumes, on the databases it recorded.
   returned: with O(state=query)
@@ -169,6 +181,7 @@ def main():
             old_version=dict(type="str"),
             new_version=dict(type="str"),
             old_data_dir=dict(type="path"),
+            port=dict(type="int"),
             method=dict(type="str"),
             databases=dict(type="list", elements="str"),
             window_seconds=dict(type="float"),
@@ -182,10 +195,10 @@ def main():
     engine = get_engine(p["engine"])
     progress = engine.progress(module, p["state_dir"])
     if p["state"] == "query":
-        result = progress.read(p["old_version"], p["new_version"], p["old_data_dir"])
+        result = progress.read(p["old_version"], p["new_version"], p["old_data_dir"], p["port"])
         module.exit_json(changed=False, new_instance_settings=engine.new_instance_settings(), **result)
     if p["state"] == "begun":
-        result = progress.begin(p["old_version"], p["new_version"])
+        result = progress.begin(p["old_version"], p["new_version"], p["port"], p["old_data_dir"])
     elif p["state"] == "restarted":
         result = progress.start_over()
     elif p["state"] == "set_aside":

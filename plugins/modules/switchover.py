@@ -44,6 +44,17 @@ description:
   - The old server keeps its data directory and binaries for rollback, its pg_hba.conf keeps the fence
     (so that an accidental start takes no writes) and it is configured to listen on O(old_port_after). The
     upgrade's slots are removed from its pg_replslot once the new server serves.
+  - "WAL archiving: before the fence (clients still writing), an old server that archives switches its WAL
+    segment and waits until its archiver pushed it (C(archive_drain)), so that its shutdown in the window has
+    little left to push. After the window, the new server switches a segment and waits until it is archived
+    without failure (C(archive_check)); with pgBackRest, the stanza's C(pg1-path) is first pointed at the new
+    data directory and C(stanza-upgrade) run, and RV(archiving) says that a full backup is due. A failure there
+    fails the module with the archiver's error and its fix while the new server keeps serving."
+  - "O(state=backed_up), after the cutover: the full backup, in a call of its own since it grows with the data
+    (run it with C(async) to see it progress). With pgBackRest, C(pgbackrest --type=full backup) of the stanza the
+    serving server's C(archive_command) names, unless the stanza already holds a backup of its current database
+    (the one C(stanza-upgrade) added at the cutover): a re-run after a failed or interrupted backup takes it, a
+    re-run after success changes nothing. A server that archives no WAL through pgBackRest: nothing to do."
 extends_documentation_fragment:
   - fleetdb.online_upgrade.engine
   - fleetdb.online_upgrade.instance.old
@@ -56,9 +67,11 @@ options:
       - C(unfenced) only lifts the fence that an interrupted cutover left on the running old server (the module
         died before stopping it, or the host rebooted), from the file the state file names, without connecting;
         O(new) is not needed. With O(pooler), it also RESUMEs the databases such a cutover left paused.
+      - C(backed_up), once the cutover recorded in O(state_file) is done, takes the full backup of the server now
+        serving (O(new)) that its WAL archiving through pgBackRest needs, with the same options as the cutover.
     type: str
     default: switched
-    choices: [switched, unfenced]
+    choices: [switched, unfenced, backed_up]
   databases:
     description:
       - Databases that are replicated, each with a subscription named O(subscription) on the new server.
@@ -156,9 +169,10 @@ window_seconds:
   sample: 0.31
 phases:
   description: Seconds per phase - before the window C(prepare) (which includes C(vacuum), C(verify) with
-    O(verify_row_counts), and C(checkpoint), also reported alone), then C(pause) (with O(pooler)), C(fence), C(drain),
-    C(schema), C(sequences), C(roles), C(detach), C(stop), C(proof), C(start), C(resume) (with O(pooler)), and
-    C(cleanup) after it.
+    O(verify_row_counts), C(large_objects_copy), C(large_objects_rounds) and C(checkpoint), also reported alone), then
+    C(pause) (with O(pooler)), C(fence), C(drain), C(large_objects), C(schema), C(sequences), C(roles), C(detach),
+    C(stop), C(proof), C(start), C(resume) (with O(pooler)), and C(cleanup) after it; C(archive_drain) before the window
+    and C(archive_check) after it when a server archives.
   returned: always
   type: dict
   sample: {"fence": 0.012, "drain": 0.004, "stop": 0.09, "start": 0.16}
@@ -167,7 +181,8 @@ phase_order:
   returned: always
   type: list
   elements: str
-  sample: ["prepare", "vacuum", "verify", "checkpoint", "fence", "drain", "schema", "sequences", "roles", "detach"]
+  sample: ["prepare", "vacuum", "large_objects_copy", "verify", "checkpoint", "large_objects_rounds", "fence", "drain",
+           "large_objects", "schema", "sequences", "roles", "detach"]
 phase_started:
   description: When each phase of RV(phases) began, in seconds since the epoch on the host's clock (to set a
     client's stall beside the phase it fell in).
@@ -199,15 +214,44 @@ resumed:
   description: True when this run continued a cutover interrupted after the old server stopped.
   returned: when it applies
   type: bool
+large_objects:
+  description: The window's round of the large objects - C(carried), how many it copied again or unlinked on the new
+    server, C(wal), the range of the old server's WAL it read (from the last round before the fence to the drain),
+    and per database C(copied), every large object copied by the full round and all rounds since.
+  returned: when the window reached it
+  type: dict
+  sample: {"carried": 3, "wal": ["0/5A0013C8", "0/5A0A2F10"], "databases": {"app": {"copied": 1042}}}
 proof:
   description: What the stopped old server's pg_control showed against the drain (next transaction ids), and
-    C(statistics_xids), the ids past the drain its WAL showed writing statistics only (autovacuum ANALYZE).
+    C(statistics_xids), the ids past the drain its WAL showed writing statistics only (autovacuum ANALYZE), and
+    C(large_objects), the C(carried) and C(wal) of RV(large_objects).
   returned: when the cutover reached the proof
   type: dict
 rescue:
   description: What was done after a failure once the old server had been told to stop.
   returned: on such a failure
   type: str
+archiving:
+  description:
+    - C(old_drained), the old server's segment switched and archived before the fence; C(new), the new server's
+      after the window (each with C(segment), C(seconds) and pg_stat_archiver's counters), or V(archives nothing);
+      C(pgbackrest) with its C(stanza), C(config), C(pg1_path_changed) and C(backup_due) (a full backup is due,
+      O(state=backed_up) takes it).
+  returned: when a server archives
+  type: dict
+  sample: {"new": {"segment": "000000010000000000000007", "seconds": 0.41}, "pgbackrest": {"stanza": "main",
+           "backup_due": true}}
+stanza:
+  description: With O(state=backed_up), the pgBackRest stanza the serving server archives into.
+  returned: when it archives through pgBackRest
+  type: str
+  sample: main
+backup:
+  description: With O(state=backed_up), the stanza's backup of the serving server - the one taken, or the one it
+    already held - with its C(label) and C(seconds); none in check mode when one is due.
+  returned: when it archives through pgBackRest
+  type: dict
+  sample: {"label": "20261207-024501F", "seconds": 6.2}
 aborted_because:
   description: Why the cutover was abandoned before the old server stopped (the old server keeps serving).
   returned: on failure before the old server stopped
@@ -229,7 +273,7 @@ def main():
             engine=engine_option(),
             old=dict(type="dict", required=True, options=instance_suboptions()),
             new=dict(type="dict", options=instance_suboptions()),
-            state=dict(type="str", default="switched", choices=["switched", "unfenced"]),
+            state=dict(type="str", default="switched", choices=["switched", "unfenced", "backed_up"]),
             databases=dict(type="list", elements="str", required=True),
             subscription=dict(type="str", default="fleetdb_upgrade"),
             replication_user=dict(type="str", default="fleetdb_replicator"),
@@ -242,7 +286,7 @@ def main():
             rollback_slot=dict(type="bool", default=True),
             pooler=dict(type="dict", options=pooler_options()),
         ),
-        required_if=[("state", "switched", ["new"])],
+        required_if=[("state", "switched", ["new"]), ("state", "backed_up", ["new"])],
         supports_check_mode=True,
     )
     p = module.params
@@ -269,7 +313,7 @@ def main():
         verify_row_counts=p["verify_row_counts"], state_file=p["state_file"], max_lag_bytes=p["max_lag_bytes"],
         rollback_slot=p["rollback_slot"], pooler=engine.pooler(p["pooler"]))
     try:
-        result = switchover.run()
+        result = switchover.back_up() if p["state"] == "backed_up" else switchover.run()
     except Exception as exc:  # pylint: disable=broad-except  # the report says what state the servers are in
         if isinstance(exc, OperationError):
             failure = exc.as_result()
@@ -280,7 +324,7 @@ def main():
                            exception=traceback.format_exc())
         failure.update(phases=switchover.report.get("phases"), databases=switchover.report.get("databases"),
                        aborted_because=switchover.report.get("aborted_because"),
-                       rescue=switchover.report.get("rescue"))
+                       rescue=switchover.report.get("rescue"), archiving=switchover.report.get("archiving"))
         module.fail_json(**failure)
     module.exit_json(**result)
 

@@ -110,6 +110,17 @@ def test_an_older_major_comes_to_18_with_every_write_and_every_table(servers, ma
     server = servers[major]
     before = server.contents(server.server["port"], BIN % major)
     assert "public.pgbench_history" in before["bench"] and "public.payment" in before["pagila"], before
+    if major == "15":
+        # 14's upgrade (run first) recorded itself in the default state directory: 15's run given that directory
+        # is refused before anything changes, and told the directories of its own to use.
+        rc, out = server.playbook("upgrade.yml", "-e", "online_upgrade_state_dir=" + SERVERS["14"]["state"])
+        said = " ".join(out.split())
+        assert rc != 0 and "%s records the upgrade of the server on port 5432 (%s, 14 to 18), not of this one (port " \
+            "5442, %s)" % (SERVERS["14"]["state"], SERVERS["14"]["data"], server.server["data"]) in said, out[-3000:]
+        assert "-e online_upgrade_state_dir=%s-5442 -e online_upgrade_work_dir=%s-5442/work and" % (
+            SERVERS["14"]["state"], SERVERS["14"]["state"]) in said, out[-3000:]
+        assert server.host.run("test -e %s" % server.server["new_data"]).returncode != 0
+        assert server.sql("SHOW server_version", "postgres").startswith("15.")
     server.ok("upgrade.yml")
     assert server.sql("SHOW server_version", "postgres", bin_dir=PG18).startswith("18.")
     assert server.host.check("grep -h '^port' %s/fleetdb.conf" % server.server["new_data"]).split("=")[1].strip(

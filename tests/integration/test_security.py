@@ -36,7 +36,7 @@ OTHER_PW = "other-Secr3t-55be"
 SECRETS = (REPL_PW, APP_PW, OTHER_PW)
 DUMP = WORK + "/app.schema.dump"
 # The phases a cutover window may hold: catalog reads and fixed-size work only (docs/procedure.md).
-CONSTANT_TIME_PHASES = ("fence", "drain", "schema", "sequences", "roles", "detach", "stop", "proof", "start")
+CONSTANT_TIME_PHASES = ("fence", "drain", "large_objects", "schema", "sequences", "roles", "detach", "stop", "proof", "start")
 PASSFILE = "/var/lib/fleetdb/postgresql/18/fleetdb_replication.pgpass"
 
 
@@ -215,6 +215,26 @@ def test_a_database_tablespace_and_login_role_created_during_the_copy_stop_the_s
     assert not checked.get("failed") and "checks passed" in checked["msg"], checked
 
 
+def test_a_subscription_made_on_the_old_server_during_the_copy_stops_the_switchover_before_the_fence(
+        pghost, servers, replicated, module):
+    """Its apply worker would keep writing past the fence and the drain would never end (preflight refuses one that
+    exists before the copy; this one came later)."""
+    psql(pghost, "16", "app", "CREATE SUBSCRIPTION late_sub CONNECTION 'host=%s port=5432 dbname=postgres' "
+                              "PUBLICATION elsewhere WITH (connect = false, slot_name = 'late_sub')" % SOCK)
+    psql(pghost, "16", "app", "ALTER SUBSCRIPTION late_sub ENABLE")
+    refused = module("switchover", **switchover_args(servers))
+    assert refused.get("failed"), refused
+    assert "the fence cannot hold these back: subscription late_sub (database app, publication elsewhere)" \
+        in refused["msg"] and "check `subscriptions`" in refused["msg"], refused["msg"]
+    assert "fence" not in (refused.get("phases") or {}), refused["phases"]
+    assert "BEGIN fleetdb.online_upgrade fence" not in sh(pghost, "cat %s/pg_hba.conf" % servers["16"]["data_dir"])
+    for sql in ("ALTER SUBSCRIPTION late_sub DISABLE", "ALTER SUBSCRIPTION late_sub SET (slot_name = NONE)",
+                "DROP SUBSCRIPTION late_sub"):
+        psql(pghost, "16", "app", sql)
+    checked = module("switchover", check=True, **switchover_args(servers))
+    assert not checked.get("failed") and "checks passed" in checked["msg"], checked
+
+
 def test_a_login_role_dropped_during_the_copy_stops_the_switchover_before_the_fence(
         pghost, servers, replicated, module):
     """A login the DBA removed on the old server must not come back with the new one; the fix printed works."""
@@ -316,6 +336,34 @@ def test_a_row_missing_on_the_new_server_stops_the_switchover_before_the_fence(p
         wait_until(lambda: count(pghost, "18", "counted") > before)  # replication goes on
     finally:
         sh(pghost, "touch /tmp/stop-writers; sleep 1")
+
+
+# -- a transaction the large objects' copy waits for -------------------------------------------------------------
+
+def test_a_transaction_open_across_the_large_objects_copy_stops_the_switchover_before_the_fence(
+        pghost, servers, replicated, module):
+    """The first round of the large objects waits, at most drain_timeout, until every transaction running at its
+    WAL position has ended: one that holds its transaction id longer is named by its pid, the cutover stops
+    before the fence, and the slot that round made is dropped (nothing keeps WAL on 16)."""
+    sh(pghost, "nohup runuser -u postgres -- %s/16/bin/psql -h %s -p %d -d app -X -q -c \"BEGIN; INSERT INTO "
+               "writes (who) VALUES ('holds its xid'); SELECT pg_sleep(60); COMMIT\" > /dev/null 2>&1 &"
+               % (PREFIX, SOCK, PORTS["16"]))
+    try:
+        wait_until(lambda: psql(pghost, "16", "app", "SELECT count(*) FROM pg_stat_activity WHERE backend_xid IS "
+                                                     "NOT NULL AND query LIKE '%holds its xid%'") == "1")
+        holder = psql(pghost, "16", "app", "SELECT pid FROM pg_stat_activity WHERE query LIKE '%holds its xid%' "
+                                           "AND pid <> pg_backend_pid()")
+        refused = module("switchover", **dict(switchover_args(servers), drain_timeout=3, verify_row_counts=False))
+        assert refused.get("failed"), refused
+        assert "transactions of pids %s, running since before" % holder in refused["msg"], refused["msg"]
+        assert "did not end within 3 s" in refused["msg"], refused["msg"]
+        assert "fence" not in refused["phases"] and "large_objects_copy" in refused["phases"], refused["phases"]
+        assert psql(pghost, "16", "app", "SELECT count(*) FROM pg_replication_slots WHERE slot_type = 'physical'") \
+            == "0"
+        assert "BEGIN fleetdb.online_upgrade fence" not in sh(pghost, "cat %s/pg_hba.conf" % servers["16"]["data_dir"])
+    finally:
+        psql(pghost, "16", "app", "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE "
+                                  "'%holds its xid%' AND pid <> pg_backend_pid()")
 
 
 # -- the fence ---------------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """The collection as Ansible sees it: lint, sanity, documentation, packaging."""
 import glob
+import json
 import os
 import subprocess
 
@@ -62,3 +63,15 @@ def test_collection_installs_from_git_as_readme_requirements_say(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     installed = tmp_path / "collections" / "ansible_collections" / "fleetdb" / "online_upgrade"
     assert (installed / "MANIFEST.json").exists() and (installed / "playbooks" / "upgrade.yml").exists()
+
+
+def test_every_long_test_file_has_a_weight_and_every_scenario_a_test_file():
+    """make test's workers take the files longest first (tests/conftest.py): a file without a weight would run last."""
+    with open(os.path.join(ROOT, "tests", "durations.json"), encoding="utf-8") as weights:
+        seconds = json.load(weights)
+    files = sorted(os.path.relpath(path, ROOT) for folder in ("integration", "molecule")
+                   for path in glob.glob(os.path.join(ROOT, "tests", folder, "test_*.py")))
+    assert [name for name in files if name not in seconds] == [], "add them to tests/durations.json"
+    assert [name for name in seconds if name not in files and not name.startswith(("tests/unit/", "tests/quality/"))] == []
+    scenarios = sorted(os.path.basename(os.path.dirname(path)) for path in glob.glob(os.path.join(ROOT, "molecule", "*", "molecule.yml")))
+    assert [name for name in scenarios if not os.path.exists(os.path.join(ROOT, "tests", "molecule", "test_scenario_%s.py" % name))] == []

@@ -96,6 +96,17 @@ def test_another_upgrade_is_told_by_the_recorded_versions(tmp_path):
     assert read(tmp_path, "16", "18")["recorded"] == {"old_version": "16", "new_version": "17"}
 
 
+def test_the_records_of_another_server_of_the_host_are_told_from_this_ones(tmp_path):
+    old = "/var/lib/pg/14/main"
+    progress(tmp_path).begin("14", "18", 5432, old)
+    assert progress(tmp_path).read("14", "18", old, 5432)["other_server"] is None
+    assert progress(tmp_path).read("18", "19", "/var/lib/pg/18/main", 5432)["other_server"] is None   # its next
+    assert progress(tmp_path).read("15", "18", "/var/lib/pg/15/other", 5442)["other_server"] == dict(
+        port=5432, old_data_dir=old)
+    progress(tmp_path / "unrecorded").begin("14", "18")
+    assert progress(tmp_path / "unrecorded").read("15", "18", "/var/lib/pg/15/other", 5442)["other_server"] is None
+
+
 def test_a_host_finalized_before_the_versions_were_recorded_knows_its_new_version(tmp_path):
     assert progress(tmp_path).record(phases.FINALIZED, new_version="17")["changed"]
     assert not progress(tmp_path).record(phases.FINALIZED, new_version="17")["changed"]   # a re-run changes nothing

@@ -161,8 +161,13 @@ class _Activity:
         self.workers = workers
 
     def query(self, sql, params=()):
-        rows = [] if sql == fence.PREPARED_SQL else [w for w in self.workers if w[1] not in params[0]]
+        if sql in (fence.PREPARED_SQL, fence.SUBSCRIPTIONS_SQL):
+            rows = self.subscriptions if sql == fence.SUBSCRIPTIONS_SQL else []
+        else:
+            rows = [w for w in self.workers if w[1] not in params[0]]
         return type("Result", (), dict(rows=rows))
+
+    subscriptions = []
 
 
 def test_pg_cron_is_not_a_fence_blocker_but_other_extension_workers_are_named_with_their_way_out():
@@ -173,6 +178,14 @@ def test_pg_cron_is_not_a_fence_blocker_but_other_extension_workers_are_named_wi
                                              "user postgres)"]
     assert "online_upgrade_method=dump_restore" in blockers[0]["fix"]
     assert "pg_cron" not in fence.blockers_message(blockers)
+
+
+def test_a_subscription_of_the_old_server_is_a_fence_blocker_named_with_its_database():
+    session = _Activity([])
+    session.subscriptions = [("prices_sub", "market", "prices_pub")]
+    blockers = fence.fence_blockers(session)
+    assert fence.blockers_message(blockers) == "subscription prices_sub (database market, publication prices_pub)"
+    assert "check `subscriptions`" in fence.blockers_fix(blockers)
 
 
 def test_pg_cron_holds_its_jobs_on_a_temporary_port_from_1_6_on():

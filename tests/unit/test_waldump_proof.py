@@ -60,3 +60,29 @@ def test_the_segment_holding_a_position_is_named_on_its_latest_timeline(tmp_path
     assert waldump.segment_file(str(tmp_path), "0/5000000") == "000000020000000000000005"
     assert waldump.segment_file(str(tmp_path), "1/0") is None
     assert waldump.segment_file(str(tmp_path / "missing"), "0/4E24D28") is None
+
+
+def test_a_range_into_later_segments_is_given_the_segment_that_holds_its_end(tmp_path):
+    """Given one file, pg_waldump reads that segment only ("end WAL location ... is not inside file"): a running
+    server's range that goes on past it names the segment of its last byte as the end."""
+    wal = tmp_path / "pg_wal"
+    wal.mkdir()
+    for name in ("000000010000000000000004", "000000010000000000000005", "000000010000000000000006"):
+        with open(str(wal / name), "wb") as segment:
+            segment.truncate(16 * 1024 * 1024)
+    argvs = []
+
+    class Module:
+        @staticmethod
+        def run_command(argv, **_kwargs):
+            argvs.append(argv)
+            return 0, "", ""
+
+    for end in ("0/4FFFFFF", "0/5000000", "0/5000001", "0/6000010", None):
+        waldump.records(Module(), "/bin", str(tmp_path), None, "0/4E24D28", end)
+    assert [argv[argv.index("0/4E24D28") + 1:] for argv in argvs] == [
+        ["--end", "0/4FFFFFF", "000000010000000000000004"],
+        ["--end", "0/5000000", "000000010000000000000004"],
+        ["--end", "0/5000001", "000000010000000000000004", "000000010000000000000005"],
+        ["--end", "0/6000010", "000000010000000000000004", "000000010000000000000006"],
+        ["000000010000000000000004"]]

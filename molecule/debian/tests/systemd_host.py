@@ -49,7 +49,7 @@ def stop_and_verify(port, *log_dirs):
 
 def rollback_under_load(host, port, log_dir, upgrade_log_dir, old_major):
     """playbooks/rollback.yml while fresh writers write, then the proof of those and of the upgrade's writers:
-    no acknowledged write lost, duplicated or out of order, the old release serving."""
+    no acknowledged write lost, duplicated or out of order, the old release serving; the play's output."""
     start_load(port, log_dir, first_writer=11)
     rc, out, _recap = playbook("rollback.yml")
     if rc != 0:
@@ -61,6 +61,7 @@ def rollback_under_load(host, port, log_dir, upgrade_log_dir, old_major):
         assert report["lost"] == 0 and report["duplicated"] == 0 and report["out_of_order_ids"] == 0, report
         assert report["ok"] and report["server_version"].startswith(old_major), report
     assert reports[log_dir]["acknowledged"] > 100, reports
+    return out
 
 
 def start_load(port, log_dir, first_writer, writers=2, rate=50):

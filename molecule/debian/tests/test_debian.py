@@ -4,6 +4,7 @@ lost, Debian's tools agree (pg_lsclusters, start.conf, the generator), a reboot 
 both loads, and a second reboot keeps that. The tests run in this order, on one host."""
 import json
 import os
+import re
 import shlex
 
 import systemd_host as sh
@@ -176,9 +177,48 @@ def test_pg_cron_jobs_came_across_and_run_on_18_never_in_the_window(host):
     assert succeeded[1] > 0 and ran == {15: succeeded[0], 18: succeeded[1]}, (ran, runs)
 
 
+def backrest_info(host):
+    out = host.run("runuser -u postgres -- pgbackrest --stanza=main --output=json info")
+    assert out.rc == 0, out.stderr
+    return json.loads(out.stdout)[0]
+
+
+def archived(host, segment):
+    """The files of ``segment`` in the stanza's repository (any of its db histories)."""
+    return host.run("ls /var/lib/pgbackrest/archive/main/*/%s/%s-* 2>/dev/null" % (segment[:16], segment)).stdout.split()
+
+
+def test_pgbackrest_stanza_upgraded_with_a_full_backup_of_18_and_its_wal(host):
+    """The cutover pointed pg1-path at 18/main, ran stanza-upgrade, saw a segment switched on 18 archived, and
+    took a full backup of 18; during the copy 18 archived nothing (archive_mode off on its temporary port): its
+    archiver, whose counters survive clean restarts, never failed."""
+    with open(os.path.join(sh.EPHEMERAL, "cutover-archiving.json")) as handle:
+        report = json.load(handle)
+    info = backrest_info(host)
+    assert info["status"]["code"] == 0, info["status"]
+    current = [db for db in info["db"] if db["id"] == max(d["id"] for d in info["db"])][0]
+    assert current["version"] == "18", info["db"]
+    assert "pg1-path=/var/lib/postgresql/18/main" in host.file("/etc/pgbackrest/pgbackrest.conf").content_string
+    last = info["backup"][-1]
+    assert last["type"] == "full" and last["database"]["id"] == current["id"], info["backup"]
+    assert last["label"] == report["pgbackrest"]["backup"]["label"], (last["label"], report)
+    assert report["old_drained"]["segment"] and archived(host, report["old_drained"]["segment"]), report
+    assert archived(host, report["new"]["segment"]), report
+    assert psql(host, "18", "SELECT failed_count FROM pg_stat_archiver") == "0"
+    switched = psql(host, "18", "SELECT pg_walfile_name(pg_switch_wal())")
+    check = host.run("runuser -u postgres -- pgbackrest --stanza=main check")
+    assert check.rc == 0, check.stderr
+    assert archived(host, switched), switched
+
+
 def test_rollback_brings_15_main_back_on_5432_with_every_write(host):
-    sh.rollback_under_load(host, PORT, ROLLBACK_LOAD_DIR, LOAD_DIR, "15")
+    out = sh.rollback_under_load(host, PORT, ROLLBACK_LOAD_DIR, LOAD_DIR, "15")
     assert_serves(host, "15", "18")
+    # the full backup of 15 after the cutover back, a task of its own: which stanza, then its label and duration
+    label = backrest_info(host)["backup"][-1]["label"]
+    said = " ".join(out.split())   # the messages as printed, however the callback wrapped them
+    assert "A full backup of pgBackRest stanza main runs now" in said, out[-4000:]
+    assert re.search(r"Full backup %s of pgBackRest stanza main in [0-9.]+ s" % label, said), out[-4000:]
     # pg_cron's jobs, paused on 15 at the cutover, are 15's again (and 18's paused)
     assert psql(host, "15", "SELECT bool_and(active) FROM cron.job") == "t"
     assert start_conf(host, "15") == ["auto"]
@@ -190,3 +230,15 @@ def test_after_a_reboot_15_serves_and_18_stays_down(host):
     assert state == "running", sh.failed_units(host)
     assert sh.wait_app_login(PORT).startswith("15")
     assert_serves(host, "15", "18")
+
+
+def test_after_the_rollback_15_archives_into_the_stanza_again(host):
+    """The rollback's cutover pointed pg1-path back at 15/main and upgraded the stanza to 15 again (a new db
+    history entry: pgBackRest keeps 15, 18, 15), verified 15's archiving and took a full backup of 15."""
+    info = backrest_info(host)
+    assert [db["version"] for db in sorted(info["db"], key=lambda db: db["id"])] == ["15", "18", "15"], info["db"]
+    assert info["backup"][-1]["database"]["id"] == max(db["id"] for db in info["db"]), info["backup"]
+    switched = psql(host, "15", "SELECT pg_walfile_name(pg_switch_wal())")
+    check = host.run("runuser -u postgres -- pgbackrest --stanza=main check")
+    assert check.rc == 0, check.stderr
+    assert archived(host, switched), switched

@@ -64,6 +64,29 @@ def test_the_copy_updated_the_extension_that_pg_upgrade_kept_at_16s_version(host
                       "pg_available_extensions a ON a.name = e.extname WHERE e.extname = 'pg_buffercache'") == "1.6 1.6"
 
 
+def test_large_objects_changed_after_the_base_backup_are_on_18(host):
+    """The writer of large objects (tools/fleetdb_lo_writer.sql) changed them until 18 served, after the copy's
+    point too: each of its objects is on 18 as its last recorded change left it, every acknowledged change is
+    recorded, and none it unlinked exists."""
+    assert host.run("for i in $(seq 100); do pgrep -f 'fleetdb_lo_writer[.]sh' || exit 0; sleep 0.2; done; exit 1").rc == 0
+    start_lsn = state(host, "physical_copy.json")["start_lsn"]
+    after = int(psql(host, "SELECT count(*) FROM lo_writer.ops WHERE lsn > '%s'" % start_lsn))
+    assert after >= 10, (start_lsn, after)
+    recorded = {}
+    for line in psql(host, "SELECT loid || ' ' || coalesce(md5, '-') || ' ' || coalesce(owner, '-') || ' ' || "
+                           "coalesce(acl, '-') FROM lo_writer.ops ORDER BY i").splitlines():
+        oid, rest = line.split(" ", 1)
+        recorded[oid] = rest
+    on18 = dict(line.split(" ", 1) for line in psql(
+        host, "SELECT oid || ' ' || md5(lo_get(oid)) || ' ' || pg_get_userbyid(lomowner) || ' ' || "
+              "coalesce(lomacl::text, '-') FROM pg_largeobject_metadata WHERE oid BETWEEN 900000 AND 900015").splitlines())
+    assert len(recorded) == 16 and 0 < len(on18) <= 16, (recorded, on18)
+    for oid, last in recorded.items():
+        assert on18.get(oid, "- - -") == last, oid
+    acknowledged = set(host.run("cat /root/large-objects.ack").stdout.split())
+    assert len(acknowledged) > 100 and acknowledged <= set(psql(host, "SELECT i FROM lo_writer.ops").split())
+
+
 def test_no_acknowledged_write_was_lost_and_sequences_continued(host):  # pylint: disable=unused-argument
     report = sh.stop_and_verify(PORT, LOAD_DIR)[LOAD_DIR]
     assert report["acknowledged"] > 1000, report

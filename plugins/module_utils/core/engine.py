@@ -237,6 +237,11 @@ class Switchover(ABC):
     def unfence(self):
         """Lift the fence an interrupted cutover left on the old server; dict(changed, ...)."""
 
+    @abstractmethod
+    def back_up(self):
+        """After the cutover, the backup of the new server its backup tool needs (it grows with the data, so never
+        inside the cutover's call); dict(changed, msg, ...)."""
+
 
 class Engine(ABC):
     """A database product: a factory for the pieces above, and what the modules ask of the product itself."""
@@ -309,12 +314,14 @@ class Progress(ABC):
     """What an upgrade left on its host for the runs after it: its versions and the phase it reached."""
 
     @abstractmethod
-    def read(self, old_version, new_version, old_data_dir):
-        """dict(phase, past_stop, another_upgrade, recorded, finished, ...) for a run of these versions."""
+    def read(self, old_version, new_version, old_data_dir, port=None):
+        """dict(phase, past_stop, another_upgrade, other_server, recorded, finished, ...) for a run of these
+        versions of the server in ``old_data_dir`` on ``port``."""
 
     @abstractmethod
-    def begin(self, old_version, new_version):
-        """Record that the host is in the upgrade from ``old_version`` to ``new_version``; dict(changed)."""
+    def begin(self, old_version, new_version, port=None, old_data_dir=None):
+        """Record that the host is in the upgrade from ``old_version`` to ``new_version`` of the server in
+        ``old_data_dir`` on ``port``; dict(changed)."""
 
     @abstractmethod
     def start_over(self):

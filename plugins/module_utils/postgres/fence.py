@@ -8,8 +8,8 @@ the socket and on TCP; the only exception is the replication role on the Unix
 socket (the subscription's own connection).  The cutover's sessions were opened
 before the fence and stay.  What pg_hba cannot stop is refused instead
 (``fence_blockers``): prepared transactions, which any session may commit later,
-and background workers of extensions, which never log in, but pg_cron's (its jobs are paused before the
-fence).
+background workers of extensions, which never log in, but pg_cron's (its jobs are paused before the
+fence), and the old server's own subscriptions, whose apply workers write what their publishers send.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -37,6 +37,9 @@ CORE_BACKEND_TYPES = (
 )
 
 PREPARED_SQL = "SELECT gid, owner, database, prepared::text FROM pg_prepared_xacts ORDER BY prepared"
+# pg_subscription is shared: one query names the subscriptions of every database.
+SUBSCRIPTIONS_SQL = ("SELECT s.subname, d.datname, array_to_string(s.subpublications, ', ') FROM pg_subscription s "
+                     "JOIN pg_database d ON d.oid = s.subdbid WHERE s.subenabled ORDER BY 2, 1")
 
 BACKGROUND_WORKERS_SQL = """
 SELECT pid, backend_type, coalesce(datname, ''), coalesce(usename, '')
@@ -99,6 +102,10 @@ def fence_blockers(session):
                               "the worker for the upgrade (the library that starts it out of shared_preload_libraries, "
                               "a restart of the old server; its extension still needs its build for the new "
                               "release), or upgrade offline with online_upgrade_method=dump_restore" % backend_type))
+    for name, database, publications in session.query(SUBSCRIPTIONS_SQL).rows:
+        found.append(dict(kind="subscription", name="%s (database %s, publication %s)" % (name, database, publications),
+                          fix="move the old server's subscriptions to the new server with the statements that "
+                              "fleetdb.online_upgrade.preflight gives for them (its check `subscriptions`)"))
     return found
 
 

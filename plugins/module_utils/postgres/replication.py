@@ -36,7 +36,7 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.re
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.replication_role import ReplicationRole
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.session import connect, login
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.slots import (
-    drop_slot_in_use, drop_subscription_keeping_slot, reattach_subscription, slot_exists, slot_names)
+    LARGE_OBJECTS_SLOT, drop_slot_in_use, drop_subscription_keeping_slot, reattach_subscription, slot_exists, slot_names)
 
 
 def subscription_name(base, dbname, databases):
@@ -334,7 +334,7 @@ class PostgresReplication(Publication, ReplicationRole, CopyProgress, Comparison
             self.module.warn("the source is unreachable: drop slot %s there when it is back "
                              "(SELECT pg_drop_replication_slot('%s')): %s" % (self.name, self.name, exc))
             return
-        for slot in slot_names(src, self.name, sync_slots):
+        for slot in slot_names(src, self.name, sync_slots) + slot_names(src, LARGE_OBJECTS_SLOT):
             self._act("drop slot %s on the source" % slot, lambda slot=slot: drop_slot_in_use(self.src(), slot))
         if src.scalar("SELECT 1 FROM pg_publication WHERE pubname = $1", [self.name]) is not None:
             sql = "DROP PUBLICATION %s" % pgwire.quote_ident(self.name)

@@ -20,7 +20,8 @@ import subprocess
 
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import (
     OperationError, ensure_directory, read_text, run_as)
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import cron as pg_cron, extensions as pg_extensions
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import (
+    archiving, cron as pg_cron, extensions as pg_extensions)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.process import signal_postmaster
 
 
@@ -95,14 +96,14 @@ class ServerControl:
 
     def start(self, port=None, timeout=None):
         """Start the server, on ``port`` (given on the command line, leaving the configured one as it is: a temporary
-        port, where no pg_cron job runs) or the configured one; with ``timeout``, wait that long for pg_ctl to see it
+        port, where no pg_cron job runs and nothing is archived) or the configured one; with ``timeout``, wait that long for pg_ctl to see it
         up, else return at once."""
         self.ensure_log_dir()
         options = config_options(self.spec)
         if port:
             extension_dir = pg_extensions.release_dirs(self.module, self.spec.bin_dir)[0]
             cron_version = (pg_extensions.available(extension_dir).get("pg_cron") or (None,))[0]
-            options += ["-p", str(port)] + pg_cron.temporary_port_options(cron_version)
+            options += ["-p", str(port)] + pg_cron.temporary_port_options(cron_version) + archiving.TEMPORARY_PORT_OPTIONS
         wait = ["-w", "-t", str(int(timeout))] if timeout else ["--no-wait"]
         argv = ["start", "-l", self.log_file] + wait + (["-o", " ".join(options)] if options else [])
         rc, out, err = self._pg_ctl(*argv)

@@ -82,3 +82,19 @@ def reattach_subscription(target, source, subscription, slot):
     if row[0]["enabled"] != "true":
         target.execute("ALTER SUBSCRIPTION %s ENABLE" % name)
     return True
+
+
+# Keeps the old server's WAL from the first round of the large objects' copy on, for the rounds that read it
+# (upgrade/large_object_sync.py); dropped by every path that ends that copy, and by abandon.
+LARGE_OBJECTS_SLOT = "fleetdb_large_objects"
+
+
+def create_reserving_slot(session, slot):
+    """A physical slot that holds the WAL from now on (``slot`` of an interrupted run is dropped first)."""
+    drop_slot_in_use(session, slot)
+    session.query("SELECT pg_create_physical_replication_slot($1, true)", [slot])
+
+
+def advance_slot(session, slot, lsn):
+    """Let the server recycle the WAL ``slot`` holds before ``lsn``."""
+    session.query("SELECT pg_replication_slot_advance($1, $2::pg_lsn)", [slot, lsn])

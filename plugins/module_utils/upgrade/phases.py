@@ -14,8 +14,13 @@ __metaclass__ = type
 NONE = "none"   # no cutover recorded on the host
 
 # The client-visible window of the cutover, in order.
-WINDOW = ("pause", "fence", "drain", "schema", "sequences", "roles", "detach", "stop", "proof", "start", "resume")
+WINDOW = ("pause", "fence", "drain", "large_objects", "schema", "sequences", "roles", "detach", "stop", "proof", "start", "resume")
 BEFORE_STOP = WINDOW[:WINDOW.index("stop")]
+
+# Timed steps of the cutover outside the window, reported beside its phases (never in its state file): the old
+# server's archive backlog pushed before the fence, the new server's archiving verified after the window.
+ARCHIVE_DRAIN = "archive_drain"
+ARCHIVE_CHECK = "archive_check"
 
 # How a cutover ends.
 SWITCHED = "switched"            # the new server serves the production port; the cleanup follows

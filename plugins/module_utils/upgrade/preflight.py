@@ -4,7 +4,8 @@
 """Checks before an online upgrade: each finding says what is wrong and what to do.  Nothing changes.
 
 The checks come in groups, one file each: the host (preflight_host.py), the old server and what the new
-release must provide (preflight_server.py), and what the online method needs (preflight_replication.py).
+release must provide (preflight_server.py), what the online method needs (preflight_replication.py), and the
+old server's WAL archiving (preflight_archiving.py).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -22,9 +23,10 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.pre
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.preflight_replication import ReplicationChecks
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.preflight_standbys import StandbyChecks
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.preflight_server import ServerChecks
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.preflight_archiving import ArchivingChecks
 
 
-class PostgresPreflight(HostChecks, ServerChecks, ReplicationChecks, StandbyChecks, Preflight):
+class PostgresPreflight(HostChecks, ServerChecks, ReplicationChecks, StandbyChecks, ArchivingChecks, Preflight):
     def __init__(self, module, old, new_version, new_data_dir, databases, method, temporary_port,
                  old_port_after, tables_without_key="fail", replication_password_set=True,
                  min_free_disk_ratio=1.2, max_transaction_age=300, unlogged_tables="fail", pooler=None,
@@ -81,6 +83,7 @@ class PostgresPreflight(HostChecks, ServerChecks, ReplicationChecks, StandbyChec
                     f.problem("replication_password", "no password is set for the replication role",
                               "set online_upgrade_replication_password (from a vault)")
             self._ha_managers()
+            self._archiving(session)
             preload = pg_extensions.preload_libraries(session.scalar("SHOW shared_preload_libraries"))
             icu = icu_databases(session)
         finally:

@@ -132,6 +132,8 @@ class ReplicationChecks:
     def _fence_blockers(self, session):
         """What the cutover's fence cannot stop (the cutover checks again, inside the window)."""
         for blocker in fence_blockers(session):
+            if blocker["kind"] == "subscription":
+                continue   # named with the statements that move it by _subscriptions
             self.findings.problem("fence", "the cutover cannot fence this %s: %s" % (blocker["kind"], blocker["name"]),
                                   blocker["fix"])
 
@@ -183,7 +185,6 @@ class ReplicationChecks:
         """Tables it cannot publish, and data it does not carry: each named, with the ways out."""
         self._tables_without_key(db, [r[0] for r in session.query(TABLES_WITHOUT_KEY_SQL).rows])
         self._unlogged_tables(db, [r[0] for r in session.query(UNLOGGED_TABLES_SQL).rows])
-        self._large_objects(db, int(session.scalar("SELECT count(*) FROM pg_largeobject_metadata")))
 
     def _tables_without_key(self, db, tables):
         if not tables:
@@ -214,12 +215,3 @@ class ReplicationChecks:
             "make them logged for the upgrade (ALTER TABLE ... SET LOGGED; SET UNLOGGED again afterwards), or opt in "
             "with online_upgrade_unlogged_tables=empty if they may start empty (caches, staging), or use "
             "online_upgrade_method=dump_restore")
-
-    def _large_objects(self, db, count):
-        if count:
-            self.findings.problem(
-                "large_objects",
-                "database %s holds %d large objects (pg_largeobject), which logical replication does not carry: "
-                "they would be missing on the new server" % (db, count),
-                "upgrade this host with online_upgrade_method=dump_restore (it copies them), or move them into "
-                "bytea columns of a table with a primary key first")

@@ -56,18 +56,24 @@ class UpgradeProgress(Progress):
             recorded["new_version"] = _load(self._path(CUTOVER))["new_version"]
         return recorded
 
-    def read(self, old_version, new_version, old_data_dir):
+    def read(self, old_version, new_version, old_data_dir, port=None):
         cutover = _load(self._path(CUTOVER))
         phase = cutover.get("phase") or phases.NONE
         recorded = self._recorded()
         another = (recorded.get("new_version", "") not in ("", new_version)
                    or recorded.get("old_version", old_version) != old_version)
+        # Two servers of one host with one state directory: the records of the one would steer the other's runs
+        # (its phase, its rollback, its discovery).  A server keeps its port across its upgrades; two never share one.
+        other_server = None
+        if port is not None and recorded.get("port") not in (None, port):
+            other_server = dict(port=recorded["port"], old_data_dir=recorded.get("old_data_dir"))
         # At "stop" the old server was told to stop; past it once its postmaster is gone.
         stopped = not os.path.exists(os.path.join(old_data_dir, "postmaster.pid"))
         return dict(
             phase=phase,
             recorded=recorded,
             another_upgrade=another,
+            other_server=other_server,
             past_stop=phase in phases.PAST_STOP or (phase == "stop" and stopped),
             fence_may_be_up=phase in phases.FENCE_MAY_BE_UP,
             finished=phase in phases.FINISHED,
@@ -80,8 +86,10 @@ class UpgradeProgress(Progress):
                         finished=list(phases.FINISHED), all=list(phases.ALL)),
         )
 
-    def begin(self, old_version, new_version):
-        return self._write(VERSIONS, dict(old_version=old_version, new_version=new_version))
+    def begin(self, old_version, new_version, port=None, old_data_dir=None):
+        record = dict(old_version=old_version, new_version=new_version)
+        record.update((name, value) for name, value in (("port", port), ("old_data_dir", old_data_dir)) if value)
+        return self._write(VERSIONS, record)
 
     def start_over(self):
         gone = [name for name in CUTOVERS if os.path.exists(self._path(name))]

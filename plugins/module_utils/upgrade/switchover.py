@@ -22,6 +22,9 @@ The client-visible window:
   stop        fast shutdown of both servers;
   proof       the old server's pg_control: cleanly shut down, next transaction id the one the drain saw;
   start       start the new server on the production port, wait until its postmaster.pid says ready.
+Around the window (switchover_archiving): the old server's archive backlog pushed before the fence; after it,
+the new server's archiving (and its pgBackRest stanza) set up and verified; its full backup (back_up) in a
+module call of its own afterwards.
 Failure before the stop: the fence is lifted, replication resumes, the old server keeps serving.  After it,
 and until the new server was ever ready: the old server comes back unfenced on the production port and
 replication resumes from its slot.  A new server that may have accepted writes is never stopped or killed.
@@ -53,9 +56,10 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.swi
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.switchover_window import Window
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.switchover_finish import AfterStop
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.switchover_jobs import CronJobs
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.switchover_archiving import Archiving
 
 
-class PostgresSwitchover(BeforeWindow, Window, AfterStop, CronJobs, Switchover):
+class PostgresSwitchover(BeforeWindow, Window, AfterStop, CronJobs, Archiving, Switchover):
     """The cutover from ``old`` (serving on the production port) to ``new`` (on a temporary port)."""
 
     def __init__(self, module, old, new, databases, subscription, replication_user,
@@ -92,6 +96,7 @@ class PostgresSwitchover(BeforeWindow, Window, AfterStop, CronJobs, Switchover):
         self._probe_users = []
         self._guardian = None
         self._cron_db = None   # the database of the old server's pg_cron jobs (switchover_jobs)
+        self._large_objects = None   # large_object_sync.LargeObjectSync, from the prepare on
 
     # -- entry point ------------------------------------------------------------
 
@@ -113,6 +118,7 @@ class PostgresSwitchover(BeforeWindow, Window, AfterStop, CronJobs, Switchover):
                 return self.report
             self._cutover()
         finally:
+            self._drop_large_objects_slot()
             self._close_sessions()
         return self.report
 
@@ -145,6 +151,7 @@ class PostgresSwitchover(BeforeWindow, Window, AfterStop, CronJobs, Switchover):
 
     def _cutover(self):
         self.state.data.pop("error", None)
+        self._drain_archive()   # clients still write: not in the window
         if self._cron_db:
             with self.timer.phase("pg_cron_pause"):   # clients still write: not in the window
                 self._pause_cron_jobs()
@@ -170,6 +177,8 @@ class PostgresSwitchover(BeforeWindow, Window, AfterStop, CronJobs, Switchover):
                 self._fence()
             with self._phase("drain"):
                 self._drain()
+            with self._phase("large_objects"):
+                self._carry_large_objects()
             with self._phase("schema"):
                 # Again, now that no session can change it: has any catalog row changed since (pg_schema_check)?
                 for db in self.databases:

@@ -25,6 +25,7 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.fe
     blockers_fix, blockers_message, fence_blockers, is_fenced)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.hba import hba_path
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.instance import PostgresInstance
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.large_object_sync import LargeObjectSync
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.row_check import RowCountCheck
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.session import connect
 
@@ -90,6 +91,11 @@ class BeforeWindow:
                     self._compare_row_counts(db)
                 for db in self.databases:
                     self._wait_caught_up(db)
+        # After the counts: their copy of a slot and this one's slot share the headroom preflight asks for.
+        with self.timer.phase("large_objects_copy"):   # the window carries only what changed since
+            self._large_objects = LargeObjectSync(self.module, self.old, self.databases, self._old, self._new,
+                                                  self.drain_timeout)
+            self._large_objects.full()
         for db in self.databases:  # the window then sets only those that moved
             self.report["databases"][db]["sequences_copied_before_fence"] = self._copy_sequences(db)
         with self.timer.phase("checkpoint"):
@@ -98,6 +104,10 @@ class BeforeWindow:
             self._new(first).execute("CHECKPOINT")
         # Configured now, used at the start in the window: the running server keeps its temporary port.
         PostgresInstance(self.module, self.new).set_port(self.production_port)
+        with self.timer.phase("large_objects_rounds"):   # until the WAL left for the window's round is short
+            for _round in range(5):
+                if self._large_objects.round()["carried"] <= 100:
+                    break
         # From here on nothing may hang the window: every statement and socket read has a limit.
         for session in list(self._old_sessions.values()) + list(self._new_sessions.values()):
             session.execute("SET statement_timeout = %d" % (self.drain_timeout * 1000))

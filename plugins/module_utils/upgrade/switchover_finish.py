@@ -55,6 +55,7 @@ class AfterStop:
             self._cleanup()
         self.state.set("done")
         self.report.update(changed=True, msg="the new server serves port %d" % self.production_port)
+        self._archive_after()
 
     def _resume_after_old_stopped(self):
         """A previous run stopped the old server and was interrupted: prove, then start the new server."""

@@ -8,6 +8,8 @@
   drain       a marker row per database on the old server, then wait until the new server has applied
               each (logical replication applies in commit order); then one check that no other
               transaction id was used meanwhile, else terminate and drain again;
+  large_objects  those changed since the last round before the fence, read from the WAL up to the drain
+              (upgrade/large_object_sync.py);
   roles       password hashes changed since the migrate (never logged);
   detach      disable the subscriptions (their slots stay on the old server), create the rollback slot;
   stop        fast shutdown of both servers;
@@ -132,6 +134,30 @@ class Window:
                                      "look for sessions or workers that write on the old server")
             self._terminate_clients(admin)
 
+    def _carry_large_objects(self):
+        """The large objects changed since the last round before the fence, up to the drain (nothing writes after
+        it); then the WAL is no longer needed."""
+        window = self._large_objects.round(self.state.data["drain_lsn"], in_window=True)
+        self.report["large_objects"] = dict(window, databases=self._large_objects.report)
+        self.state.data["large_objects_window"] = window
+        self._large_objects.drop_slot(self._old(self.databases[0]))
+
+    def _large_objects_window(self):
+        """For the proof: how many large objects the window carried, and the WAL it read (none on a resumed run)."""
+        carried = self.report.get("large_objects") or {}
+        return dict(carried=carried.get("carried"), wal=carried.get("wal"))
+
+    def _drop_large_objects_slot(self):
+        """When the cutover failed before its window dropped the slot (the old server serves)."""
+        if self._large_objects is None or self._large_objects.slot_dropped or not pg_process.postmaster(
+                self.old.data_dir):
+            return
+        try:
+            self._large_objects.drop_slot(self._old(self.databases[0]))
+        except (OperationError, pgwire.PgError) as exc:
+            self.module.warn("the replication slot of the large objects' copy could not be dropped (%s): drop it on "
+                             "the old server, SELECT pg_drop_replication_slot('fleetdb_large_objects')" % exc)
+
     def _copy_role_passwords(self):
         """Passwords changed on the old server since the migrate (role changes are not replicated)."""
         old_roles = self._login_roles(self._old(self.databases[0]))
@@ -187,7 +213,8 @@ class Window:
                 statistics_xids, problems = pg_process.controldata_xid(old) - drain_next_xid, []
                 self.state.data["statistics_xids"] = statistics_xids
         self.report["proof"] = dict(old_next_xid=pg_process.controldata_xid(old), drain_next_xid=drain_next_xid,
-                                    statistics_xids=statistics_xids, problems=problems)
+                                    statistics_xids=statistics_xids, problems=problems,
+                                    large_objects=self._large_objects_window())
         if problems:
             raise OperationError("the proof failed: %s. The new server was not started on the production port"
                                  % "; ".join(problems),
