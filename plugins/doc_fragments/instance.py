@@ -119,3 +119,8 @@ ModuleDocFragment.TARGET = nested("target", [
 ModuleDocFragment.INSTANCE_LIST = nested("instances", [
     "Instances to report on, each located by the instance options below.",
 ], kind="type: list\n    elements: dict\n    default: []", at="instances[].")
+# A standby host's two instances at its own switch (the module standby_switchover).
+ModuleDocFragment.OLD_STANDBY = nested("old", ["The old standby, serving reads on the production port until the switch."])
+ModuleDocFragment.MADE_STANDBY = nested("new", [
+    "The new standby as the module M(fleetdb.online_upgrade.standby) made it (running on its temporary port); its",
+    "port is the production port it takes."])

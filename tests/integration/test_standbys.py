@@ -248,3 +248,114 @@ def test_a_new_data_directory_that_is_no_standby_is_refused(new_primary, standby
         primary_port=15432, replication_password="repl-pw-1", application_name="db2", temporary_port=15433))
     assert result.get("failed") and "is not empty and holds no PostgreSQL data directory" in result["msg"], result
     assert sh(standby, "ls /var/lib/fleetdb/postgresql/18/other").split() == ["x"]
+
+
+# -- each standby's own switch, after the primary's cutover (module standby_switchover) --------------------------------
+
+WRITER = ("while true; do %s/psql -h %s -p 5432 -d postgres -XAtqc 'UPDATE counter SET n = n + 1' >/dev/null 2>&1; "
+          "sleep 0.01; done" % (NEW["bin_dir"], SOCK))
+READER = ("while true; do echo \"$(date +%%s.%%N) $(%s/psql -h %s -p 5432 -d postgres -XAtqc 'SELECT n FROM counter' "
+          "2>/dev/null)\" >> /tmp/reads; sleep 0.005; done" % (NEW["bin_dir"], SOCK))
+# The module's Python on the host: its own file, or with pipelining the Python under "sh -c 'python3 && sleep 0'".
+MODULE_PROCESS = "[A]nsiballZ_standby_switchover|python3[.0-9]* && sleep 0"
+
+
+def background(host, name, loop, user="postgres"):
+    host.write_file("/tmp/%s.sh" % name, loop + "\n")
+    sh(host, "nohup setsid bash /tmp/%s.sh >/dev/null 2>&1 & echo $! > /tmp/%s.pid" % (name, name), user=user)
+
+
+def stop_background(host, name):
+    sh(host, "kill -- -$(cat /tmp/%s.pid) 2>/dev/null; true" % name, user="postgres")
+
+
+class TestStandbySwitchover:
+    """The primary's cutover, as the test does it: the 16 primary stops, the 18 instance restarts on the production
+    port, and only then does it take the counter's last value (so a new standby opening before it replayed the
+    new primary's position would show a value older than the old standby showed); a writer raises the counter
+    on whatever serves port 5432 of the primary, a reader on the standby host records every value port 5432 shows
+    there.  Then the switch, a kill in the middle of a second one, and a reboot."""
+
+    @pytest.fixture(scope="class")
+    def cut_over(self, new_primary, standby, run_module, pg_dists):
+        install(standby, run_module, pg_dists, "18")
+        made = make_standby(run_module, standby, new_primary)
+        assert not made.get("failed"), made
+        sql(new_primary, "CREATE TABLE counter AS SELECT 0::bigint AS n")
+        sql(new_primary, "CREATE TABLE counter AS SELECT 0::bigint AS n", port=15432, bin_dir=NEW["bin_dir"])
+        background(new_primary, "writer", WRITER)
+        sql(standby, "SELECT coalesce(to_regclass('counter')::text, '')", expect="counter")
+        sql(standby, "SELECT (n > 20)::text FROM counter", expect="true")
+        stop_background(new_primary, "writer")
+        last = sql(new_primary, "SELECT n FROM counter")
+        for spec, state in ((OLD, "stopped"), (NEW, "started")):
+            result = run_module(new_primary, "fleetdb.online_upgrade.server", dict(spec, state=state))
+            assert not result.get("failed"), result
+        sql(new_primary, "UPDATE counter SET n = %s" % last, bin_dir=NEW["bin_dir"])
+        background(new_primary, "writer", WRITER)
+        yield int(last)
+        stop_background(new_primary, "writer")
+
+    def switch(self, run_module, standby, primary, check=False):
+        return run_module(standby, "fleetdb.online_upgrade.standby_switchover", dict(
+            old=dict(OLD), new=dict(NEW), primary_host=address(primary), replication_password="repl-pw-1",
+            application_name="db2", temporary_port=15432, old_port_after=5433, timeout=60), check=check)
+
+    def assert_switched(self, run_module, standby, primary):
+        new = run_module(standby, "fleetdb.online_upgrade.server", dict(NEW, state="status"))
+        old = run_module(standby, "fleetdb.online_upgrade.server", dict(OLD, state="status"))
+        assert new["running"] and new["port"] == 5432 and new["version"].startswith("18."), new
+        assert not old["running"] and old["configured_port"] == 5433, old
+        sql(standby, "SELECT pg_is_in_recovery(), status, sender_host, sender_port FROM pg_stat_wal_receiver",
+            bin_dir=NEW["bin_dir"], expect="t|streaming|%s|5432" % address(primary))
+        sql(primary, "SELECT application_name, state FROM pg_stat_replication", bin_dir=NEW["bin_dir"],
+            expect="db2|streaming")
+
+    def test_the_switch_pauses_reads_once_and_no_value_goes_backwards(self, cut_over, new_primary, standby, run_module):
+        check = self.switch(run_module, standby, new_primary, check=True)
+        assert check["changed"] and len(check["actions"]) == 5 and check["read_pause_seconds"] is None, check
+        assert "stop the old standby" in check["actions"][2], check
+        assert sql(standby, "SELECT pg_is_in_recovery(), current_setting('server_version_num')::int / 10000") == "t|16"
+        sh(standby, "rm -f /tmp/reads")
+        background(standby, "reader", READER)
+        try:
+            result = self.switch(run_module, standby, new_primary)
+            sql(standby, "SELECT (n > %d)::text FROM counter" % (cut_over + 20), bin_dir=NEW["bin_dir"], expect="true")
+        finally:
+            stop_background(standby, "reader")
+        assert not result.get("failed"), result
+        assert result["changed"] and result["phase_order"] == [
+            "follow", "catch_up", "stop_old", "start_new", "retire_old", "streaming"], result
+        assert 0 < result["read_pause_seconds"] < 30, result
+        reads = [line.split() for line in sh(standby, "cat /tmp/reads").splitlines()]
+        values = [int(fields[1]) for fields in reads if len(fields) == 2]
+        assert values and values[0] <= cut_over < values[-1], (cut_over, values[:3], values[-3:])
+        backwards = [(a, b) for a, b in zip(values, values[1:]) if b < a]
+        assert not backwards, backwards[:5]
+        print("read pause reported %.3f s; %d reads" % (result["read_pause_seconds"], len(values)))
+        self.assert_switched(run_module, standby, new_primary)
+        again = self.switch(run_module, standby, new_primary)
+        assert not again.get("failed") and not again["changed"] and again["actions"] == [], again
+
+    def test_a_switch_killed_after_the_old_standby_stopped_is_finished_by_a_rerun(
+            self, cut_over, new_primary, standby, run_module):
+        for spec, port in ((NEW, 15432), (OLD, 5432)):   # back as before a switch, the old one configured for 5433
+            result = run_module(standby, "fleetdb.online_upgrade.server", dict(spec, state="started", port=port))
+            assert not result.get("failed"), result
+        background(standby, "killer", "while [ -e %s/postmaster.pid ]; do sleep 0.005; done\n"
+                   "for p in $(pgrep -f '%s'); do pkill -KILL -P $p; kill -KILL $p; done"
+                   % (OLD["data_dir"], MODULE_PROCESS), user="root")
+        killed = self.switch(run_module, standby, new_primary)
+        assert killed.get("failed"), killed
+        assert standby.run("pgrep -f '%s'" % MODULE_PROCESS).returncode != 0
+        assert run_module(standby, "fleetdb.online_upgrade.server", dict(OLD, state="status"))["running"] is False
+        rerun = self.switch(run_module, standby, new_primary)
+        assert not rerun.get("failed") and rerun["read_pause_seconds"] is None, rerun
+        self.assert_switched(run_module, standby, new_primary)
+
+    def test_a_reboot_of_the_standby_host_brings_the_18_standby_up_on_the_production_port(
+            self, cut_over, new_primary, standby, run_module):
+        subprocess.run(["docker", "restart", standby.name], capture_output=True, check=True, timeout=120)
+        rerun = self.switch(run_module, standby, new_primary)
+        assert not rerun.get("failed") and rerun["phase_order"] == ["start_new", "streaming"], rerun
+        self.assert_switched(run_module, standby, new_primary)

@@ -17,6 +17,7 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.phy
     PhysicalCopy, max_rate_problem)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.replication import PostgresReplication
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.standby import NewStandby
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.standby_switch import PostgresStandbySwitch
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import discover as pg_discover
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.preflight import PostgresPreflight
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.preflight_standbys import StandbyPreflight
@@ -55,6 +56,9 @@ class PostgresEngine(Engine):
 
     def standby(self, module, new, **options):
         return NewStandby(module, new, **options)
+
+    def standby_switch(self, module, old, new, **options):
+        return PostgresStandbySwitch(module, old, new, **options)
 
     def switchover(self, module, old, new, databases, **options):
         return PostgresSwitchover(module, old, new, databases, **options)
