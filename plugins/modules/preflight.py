@@ -235,6 +235,14 @@ old_settings:
       the SSL files' settings too, as the old server names them.
   returned: when the old server answered
   type: dict
+synchronous_standby_names:
+  description:
+    - The old server's C(synchronous_standby_names), which the new instance does not inherit (its commits would
+      wait for standbys still switching); give it back to the new primary once every standby it names has switched
+      (M(fleetdb.online_upgrade.settings)).
+  returned: when the old server's configuration sets it
+  type: str
+  sample: "FIRST 1 (db2, db3)"
 old_locale:
   description:
     - The old cluster's locale as C(initdb) gave it to C(template0) - C(encoding), C(locale), C(lc_collate),

@@ -256,8 +256,8 @@ WRITER = ("while true; do %s/psql -h %s -p 5432 -d postgres -XAtqc 'UPDATE count
           "sleep 0.01; done" % (NEW["bin_dir"], SOCK))
 READER = ("while true; do echo \"$(date +%%s.%%N) $(%s/psql -h %s -p 5432 -d postgres -XAtqc 'SELECT n FROM counter' "
           "2>/dev/null)\" >> /tmp/reads; sleep 0.005; done" % (NEW["bin_dir"], SOCK))
-# The module's Python on the host: its own file, or with pipelining the Python under "sh -c 'python3 && sleep 0'".
-MODULE_PROCESS = "[A]nsiballZ_standby_switchover|python3[.0-9]* && sleep 0"
+# The module's Python on the host (pipelined, under "sh -c 'python3 && sleep 0'"): the only Python there.
+MODULE_PROCESS = "python3[.0-9]*"
 
 
 def background(host, name, loop, user="postgres"):
@@ -269,37 +269,53 @@ def stop_background(host, name):
     sh(host, "kill -- -$(cat /tmp/%s.pid) 2>/dev/null; true" % name, user="postgres")
 
 
+@pytest.fixture(scope="class")
+def cut_over(new_primary, standby, run_module, pg_dists):
+    """The new standby made, then the primary's cutover; the counter's value at the cutover."""
+    install(standby, run_module, pg_dists, "18")
+    made = make_standby(run_module, standby, new_primary)
+    assert not made.get("failed"), made
+    sql(new_primary, "CREATE TABLE counter AS SELECT 0::bigint AS n")
+    sql(new_primary, "CREATE TABLE counter AS SELECT 0::bigint AS n", port=15432, bin_dir=NEW["bin_dir"])
+    background(new_primary, "writer", WRITER)
+    sql(standby, "SELECT coalesce(to_regclass('counter')::text, '')", expect="counter")
+    sql(standby, "SELECT (n > 20)::text FROM counter", expect="true")
+    stop_background(new_primary, "writer")
+    last = sql(new_primary, "SELECT n FROM counter")
+    for spec, state in ((OLD, "stopped"), (NEW, "started")):
+        result = run_module(new_primary, "fleetdb.online_upgrade.server", dict(spec, state=state))
+        assert not result.get("failed"), result
+    sql(new_primary, "UPDATE counter SET n = %s" % last, bin_dir=NEW["bin_dir"])
+    background(new_primary, "writer", WRITER)
+    yield int(last)
+    stop_background(new_primary, "writer")
+
+
 class TestStandbySwitchover:
     """The primary's cutover, as the test does it: the 16 primary stops, the 18 instance restarts on the production
     port, and only then does it take the counter's last value (so a new standby opening before it replayed the
     new primary's position would show a value older than the old standby showed); a writer raises the counter
     on whatever serves port 5432 of the primary, a reader on the standby host records every value port 5432 shows
-    there.  Then the switch, a kill in the middle of a second one, and a reboot."""
+    there.  Then a switch refused while the new standby lags, the switch, a kill in the middle of a second one, and
+    a reboot."""
 
-    @pytest.fixture(scope="class")
-    def cut_over(self, new_primary, standby, run_module, pg_dists):
-        install(standby, run_module, pg_dists, "18")
-        made = make_standby(run_module, standby, new_primary)
-        assert not made.get("failed"), made
-        sql(new_primary, "CREATE TABLE counter AS SELECT 0::bigint AS n")
-        sql(new_primary, "CREATE TABLE counter AS SELECT 0::bigint AS n", port=15432, bin_dir=NEW["bin_dir"])
-        background(new_primary, "writer", WRITER)
-        sql(standby, "SELECT coalesce(to_regclass('counter')::text, '')", expect="counter")
-        sql(standby, "SELECT (n > 20)::text FROM counter", expect="true")
-        stop_background(new_primary, "writer")
-        last = sql(new_primary, "SELECT n FROM counter")
-        for spec, state in ((OLD, "stopped"), (NEW, "started")):
-            result = run_module(new_primary, "fleetdb.online_upgrade.server", dict(spec, state=state))
-            assert not result.get("failed"), result
-        sql(new_primary, "UPDATE counter SET n = %s" % last, bin_dir=NEW["bin_dir"])
-        background(new_primary, "writer", WRITER)
-        yield int(last)
-        stop_background(new_primary, "writer")
-
-    def switch(self, run_module, standby, primary, check=False):
+    def switch(self, run_module, standby, primary, check=False, timeout=60):
         return run_module(standby, "fleetdb.online_upgrade.standby_switchover", dict(
             old=dict(OLD), new=dict(NEW), primary_host=address(primary), replication_password="repl-pw-1",
-            application_name="db2", temporary_port=15432, old_port_after=5433, timeout=60), check=check)
+            application_name="db2", temporary_port=15432, old_port_after=5433, timeout=timeout), check=check)
+
+    def test_a_new_standby_behind_the_new_primary_is_not_opened(self, cut_over, new_primary, standby, run_module):
+        """Its replay paused: the switch waits for it to replay the primary's position, then gives up, the old
+        standby still serving."""
+        sql(standby, "SELECT pg_wal_replay_pause()", port=15432, bin_dir=NEW["bin_dir"])
+        try:
+            result = self.switch(run_module, standby, new_primary, timeout=3)
+        finally:
+            sql(standby, "SELECT pg_wal_replay_resume()", port=15432, bin_dir=NEW["bin_dir"])
+        assert result.get("failed") and "has not replayed the new primary's position" in result["msg"], result
+        assert "the old standby still serves" in result["msg"]
+        assert sql(standby, "SELECT current_setting('server_version_num')::int / 10000, n FROM counter") == "16|%d" % (
+            cut_over)
 
     def assert_switched(self, run_module, standby, primary):
         new = run_module(standby, "fleetdb.online_upgrade.server", dict(NEW, state="status"))
@@ -343,11 +359,11 @@ class TestStandbySwitchover:
             result = run_module(standby, "fleetdb.online_upgrade.server", dict(spec, state="started", port=port))
             assert not result.get("failed"), result
         background(standby, "killer", "while [ -e %s/postmaster.pid ]; do sleep 0.005; done\n"
-                   "for p in $(pgrep -f '%s'); do pkill -KILL -P $p; kill -KILL $p; done"
+                   "pkill -KILL -x '%s'"
                    % (OLD["data_dir"], MODULE_PROCESS), user="root")
         killed = self.switch(run_module, standby, new_primary)
         assert killed.get("failed"), killed
-        assert standby.run("pgrep -f '%s'" % MODULE_PROCESS).returncode != 0
+        assert standby.run("pgrep -x '%s'" % MODULE_PROCESS).returncode != 0
         assert run_module(standby, "fleetdb.online_upgrade.server", dict(OLD, state="status"))["running"] is False
         rerun = self.switch(run_module, standby, new_primary)
         assert not rerun.get("failed") and rerun["read_pause_seconds"] is None, rerun

@@ -1,12 +1,14 @@
 """A standby host's own switch (postgres/standby_switch.py): the steps left follow from what the host shows, so a
 run killed anywhere is finished by the next; a check run lists them and changes nothing; a primary whose production
-port serves another cluster (its cutover not done) is refused."""
+port serves another cluster (its cutover not done) is refused; the new instance inherits no
+synchronous_standby_names."""
 import pytest
 
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import OperationError
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.engine import InstanceSpec
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import standby_switch
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.standby_switch import switch_steps
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.preflight_server import ServerChecks
 
 BEFORE = ["follow", "catch_up", "stop_old", "start_new", "retire_old"]
 
@@ -109,3 +111,21 @@ def test_a_primary_port_still_serving_the_old_cluster_is_refused(tmp_path, monke
         standby._primary_position()
     assert "the primary's cutover is not done; nothing was changed here" in refused.value.msg
     assert "run the primary's cutover first" in refused.value.fix
+
+
+class OldServer:
+    def query(self, sql, params=()):
+        return type("Result", (), dict(rows=[("synchronous_standby_names", "FIRST 1 (db2, db3)", None),
+                                             ("work_mem", "8192", "kB")]))()
+
+    def scalar(self, sql):
+        assert sql == "SHOW ssl"
+        return "off"
+
+
+def test_the_new_instance_does_not_inherit_synchronous_standby_names_and_preflight_returns_it():
+    """Its commits must not wait for standbys still switching: the value is given back once they have switched."""
+    checks = ServerChecks()
+    checks.facts = {}
+    assert checks._inheritable_settings(OldServer()) == {"work_mem": "8192kB"}
+    assert checks.facts == {"synchronous_standby_names": "FIRST 1 (db2, db3)"}
