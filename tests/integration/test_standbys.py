@@ -296,36 +296,13 @@ class TestStandbySwitchover:
     port, and only then does it take the counter's last value (so a new standby opening before it replayed the
     new primary's position would show a value older than the old standby showed); a writer raises the counter
     on whatever serves port 5432 of the primary, a reader on the standby host records every value port 5432 shows
-    there.  Then a switch refused while the new standby lags, the switch, a kill in the middle of a second one, and
-    a reboot."""
+    there.  Then the switch; back as before it, a switch refused while the new standby lags, a kill in the middle
+    of another, and a reboot."""
 
     def switch(self, run_module, standby, primary, check=False, timeout=60):
         return run_module(standby, "fleetdb.online_upgrade.standby_switchover", dict(
             old=dict(OLD), new=dict(NEW), primary_host=address(primary), replication_password="repl-pw-1",
             application_name="db2", temporary_port=15432, old_port_after=5433, timeout=timeout), check=check)
-
-    def test_a_new_standby_behind_the_new_primary_is_not_opened(self, cut_over, new_primary, standby, run_module):
-        """Its replay paused: the switch waits for it to replay the primary's position, then gives up, the old
-        standby still serving."""
-        sql(standby, "SELECT pg_wal_replay_pause()", port=15432, bin_dir=NEW["bin_dir"])
-        try:
-            result = self.switch(run_module, standby, new_primary, timeout=3)
-        finally:
-            sql(standby, "SELECT pg_wal_replay_resume()", port=15432, bin_dir=NEW["bin_dir"])
-        assert result.get("failed") and "has not replayed the new primary's position" in result["msg"], result
-        assert "the old standby still serves" in result["msg"]
-        assert sql(standby, "SELECT current_setting('server_version_num')::int / 10000, n FROM counter") == "16|%d" % (
-            cut_over)
-
-    def assert_switched(self, run_module, standby, primary):
-        new = run_module(standby, "fleetdb.online_upgrade.server", dict(NEW, state="status"))
-        old = run_module(standby, "fleetdb.online_upgrade.server", dict(OLD, state="status"))
-        assert new["running"] and new["port"] == 5432 and new["version"].startswith("18."), new
-        assert not old["running"] and old["configured_port"] == 5433, old
-        sql(standby, "SELECT pg_is_in_recovery(), status, sender_host, sender_port FROM pg_stat_wal_receiver",
-            bin_dir=NEW["bin_dir"], expect="t|streaming|%s|5432" % address(primary))
-        sql(primary, "SELECT application_name, state FROM pg_stat_replication", bin_dir=NEW["bin_dir"],
-            expect="db2|streaming")
 
     def test_the_switch_pauses_reads_once_and_no_value_goes_backwards(self, cut_over, new_primary, standby, run_module):
         check = self.switch(run_module, standby, new_primary, check=True)
@@ -353,11 +330,41 @@ class TestStandbySwitchover:
         again = self.switch(run_module, standby, new_primary)
         assert not again.get("failed") and not again["changed"] and again["actions"] == [], again
 
-    def test_a_switch_killed_after_the_old_standby_stopped_is_finished_by_a_rerun(
-            self, cut_over, new_primary, standby, run_module):
-        for spec, port in ((NEW, 15432), (OLD, 5432)):   # back as before a switch, the old one configured for 5433
+    def back_before_the_switch(self, run_module, standby):
+        """The new standby on its temporary port (streaming from the production port), the old one serving there."""
+        for spec, port in ((NEW, 15432), (OLD, 5432)):
             result = run_module(standby, "fleetdb.online_upgrade.server", dict(spec, state="started", port=port))
             assert not result.get("failed"), result
+        sql(standby, "SELECT status, sender_port FROM pg_stat_wal_receiver", port=15432, bin_dir=NEW["bin_dir"],
+            expect="streaming|5432")
+
+    def test_a_new_standby_behind_the_new_primary_is_not_opened(self, cut_over, new_primary, standby, run_module):
+        """Back as before a switch, its replay paused: the switch waits for it to replay the primary's position,
+        then gives up, the old standby still serving."""
+        self.back_before_the_switch(run_module, standby)
+        sql(standby, "SELECT pg_wal_replay_pause()", port=15432, bin_dir=NEW["bin_dir"])
+        try:
+            result = self.switch(run_module, standby, new_primary, timeout=3)
+        finally:
+            sql(standby, "SELECT pg_wal_replay_resume()", port=15432, bin_dir=NEW["bin_dir"])
+        assert result.get("failed") and "has not replayed the new primary's position" in result["msg"], result
+        assert "the old standby still serves" in result["msg"]
+        assert sql(standby, "SELECT current_setting('server_version_num')::int / 10000, n FROM counter") == "16|%d" % (
+            cut_over)
+
+    def assert_switched(self, run_module, standby, primary):
+        new = run_module(standby, "fleetdb.online_upgrade.server", dict(NEW, state="status"))
+        old = run_module(standby, "fleetdb.online_upgrade.server", dict(OLD, state="status"))
+        assert new["running"] and new["port"] == 5432 and new["version"].startswith("18."), new
+        assert not old["running"] and old["configured_port"] == 5433, old
+        sql(standby, "SELECT pg_is_in_recovery(), status, sender_host, sender_port FROM pg_stat_wal_receiver",
+            bin_dir=NEW["bin_dir"], expect="t|streaming|%s|5432" % address(primary))
+        sql(primary, "SELECT application_name, state FROM pg_stat_replication", bin_dir=NEW["bin_dir"],
+            expect="db2|streaming")
+
+    def test_a_switch_killed_after_the_old_standby_stopped_is_finished_by_a_rerun(
+            self, cut_over, new_primary, standby, run_module):
+        self.back_before_the_switch(run_module, standby)
         background(standby, "killer", "while [ -e %s/postmaster.pid ]; do sleep 0.005; done\n"
                    "pkill -KILL -x '%s'"
                    % (OLD["data_dir"], MODULE_PROCESS), user="root")
