@@ -1,5 +1,6 @@
 """A primary's streaming standbys matched to the inventory hosts that name them (online_upgrade_primary), and what
 preflight says of each: a named one, an unnamed one, a host named that streams not."""
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.sizing import copy_parallelism
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.preflight import PostgresPreflight
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.preflight_standbys import match_standbys
 
@@ -77,3 +78,36 @@ def test_a_primary_without_standbys_has_no_standby_finding():
     check = preflight([])
     assert check._standbys([]) == set()
     assert check.findings.problems == [] and check.facts["standbys"] == []
+
+
+class Rows:
+    def __init__(self, rows):
+        self.rows = rows
+
+
+class Session:
+    def __init__(self, rows):
+        self._rows = rows
+
+    def query(self, _sql, _params=None):
+        return Rows(self._rows)
+
+
+def test_a_logical_replica_of_the_old_server_is_refused_by_name_and_the_upgrades_own_subscription_is_not():
+    check = preflight([])
+    slots = check._logical_replicas(Session([("reporting_sub", "10.0.0.60", "shop", "reporting_sub"),
+                                             ("fleetdb_upgrade", "local", "shop", "fleetdb_upgrade_shop")]))
+    assert slots == {"reporting_sub"}
+    [problem] = check.findings.problems
+    assert problem["msg"].startswith("a logical replica streams from the old server: application_name reporting_sub "
+                                     "from 10.0.0.60, database shop, slot reporting_sub")
+    assert "pg_drop_replication_slot('reporting_sub')" in problem["fix"]
+
+
+def test_the_new_instance_holds_a_wal_sender_and_a_slot_more_per_standby():
+    without = copy_parallelism(2, 4 * 2 ** 30, 12, 40, 40)["settings"]
+    two = copy_parallelism(2, 4 * 2 ** 30, 12, 40, 40, standbys=2)["settings"]
+    assert two["max_wal_senders"] == without["max_wal_senders"] + 2 == 16
+    assert two["max_replication_slots"] == without["max_replication_slots"] + 2
+    # PostgreSQL's default 10 already holds the rollback's senders and a standby of a one-database server
+    assert copy_parallelism(2, 4 * 2 ** 30, 1, 10, 10, standbys=1)["settings"]["max_wal_senders"] == 10

@@ -76,7 +76,7 @@ class ReplicationChecks:
         senders = [dict(zip(("application_name", "client_addr", "sync_state", "slot"), row))
                    for row in session.query(STANDBYS_SQL).rows]
         leftover_copy = [s for s in senders if s["application_name"] == COPY_APPLICATION_NAME and s["client_addr"] == "local"]
-        standby_slots = self._standbys([s for s in senders if s not in leftover_copy])
+        standby_slots = self._standbys([s for s in senders if s not in leftover_copy]) | self._logical_replicas(session)
         if leftover_copy:
             self.findings.warning("standbys", "the physical copy of an interrupted run still streams from the old "
                                   "server: the copy step stops it and starts over")
@@ -177,6 +177,7 @@ class ReplicationChecks:
         self.facts["copy_parallelism"] = copy_parallelism(
             cores, memory, len(self.databases), int(settings.get("max_replication_slots", 0)) - used_slots,
             int(settings.get("max_wal_senders", 0)) - senders, new_major=(self.new_major or (18,))[0],
+            standbys=len(self.standbys),
             old_settings=dict(session.query("SELECT name, setting FROM pg_settings WHERE name IN "
                                             "('max_logical_replication_workers', 'max_worker_processes', "
                                             "'max_replication_slots', 'max_wal_senders')").rows))

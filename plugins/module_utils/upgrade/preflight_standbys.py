@@ -26,6 +26,14 @@ SELECT coalesce(r.application_name, ''), coalesce(host(r.client_addr), 'local'),
  WHERE a.datname IS NULL ORDER BY 1, 2
 """
 
+# Logical walsenders (a database) of another consumer: a subscriber elsewhere, with the slot it streams from.
+LOGICAL_REPLICAS_SQL = """
+SELECT coalesce(r.application_name, ''), coalesce(host(r.client_addr), 'local'), a.datname, coalesce(s.slot_name, '')
+  FROM pg_stat_replication r JOIN pg_stat_activity a ON a.pid = r.pid
+  LEFT JOIN pg_replication_slots s ON s.active_pid = r.pid
+ WHERE a.datname IS NOT NULL ORDER BY 1, 2
+"""
+
 NOT_YET = ("the upgrade does not bring standbys across yet (their new instances and their switch are still to be "
            "built)")
 DETACH_FIX = ("detach it before the upgrade and rebuild it from the new server afterwards (pg_basebackup -R from the "
@@ -91,6 +99,23 @@ class StandbyChecks:
                 "start that standby streaming from this server, or set online_upgrade_standby_application_name on "
                 "its host to the application_name of its primary_conninfo, or remove online_upgrade_primary from it")
         return set(s["slot"] for s in matched if s["slot"])
+
+    def _logical_replicas(self, session):
+        """A logical replica of the old server (a subscriber elsewhere) does not follow it to the new server: refused
+        by name.  Returns the slots they stream from (named here, not again as another consumer's)."""
+        replicas = [dict(zip(("application_name", "client_addr", "database", "slot"), row))
+                    for row in session.query(LOGICAL_REPLICAS_SQL).rows]
+        replicas = [r for r in replicas if not (r["slot"] and self._ours(r["slot"]))]
+        for replica in replicas:
+            self.findings.problem(
+                "standbys", "a logical replica streams from the old server: application_name %s from %s, database "
+                "%s%s; it would miss every change after the cutover"
+                % (replica["application_name"] or "(none)", replica["client_addr"], replica["database"],
+                   ", slot " + replica["slot"] if replica["slot"] else ""),
+                "stop that subscriber (ALTER SUBSCRIPTION ... DISABLE on its server) and drop its slot here once it "
+                "can start again from the new server (SELECT pg_drop_replication_slot('%s')), or upgrade it with its "
+                "own procedure" % (replica["slot"] or "<its slot>"))
+        return set(r["slot"] for r in replicas if r["slot"])
 
 
 class StandbyPreflight(HostChecks, ServerChecks, Preflight):
