@@ -16,7 +16,7 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade imp
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.physical_copy import (
     PhysicalCopy, max_rate_problem)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.replication import PostgresReplication
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.standby import NewStandby
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.standby import NewStandby, StandbyAccess
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import discover as pg_discover
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.preflight import PostgresPreflight
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.preflight_standbys import StandbyPreflight
@@ -53,7 +53,9 @@ class PostgresEngine(Engine):
             return StandbyPreflight(module, old, primary=standby_of, **options)
         return PostgresPreflight(module, old, **options)
 
-    def standby(self, module, new, **options):
+    def standby(self, module, new, state="streaming", **options):
+        if state == "allowed":
+            return StandbyAccess(module, new, **options)
         return NewStandby(module, new, **options)
 
     def switchover(self, module, old, new, databases, **options):

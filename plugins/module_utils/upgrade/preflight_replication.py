@@ -18,7 +18,7 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.pr
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.sizing import copy_parallelism, host_resources
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.physical_copy import COPY_APPLICATION_NAME, max_rate_problem
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.preflight_server import PREPARE_FIX
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.preflight_standbys import STANDBYS_SQL
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.preflight_standbys import senders as standby_senders
 
 
 UNLOGGED_TABLES_SQL = """
@@ -73,8 +73,7 @@ class ReplicationChecks:
 
     def _other_replication(self, session):
         """Standbys and other consumers of the old server's WAL do not follow it to the new server."""
-        senders = [dict(zip(("application_name", "client_addr", "sync_state", "slot"), row))
-                   for row in session.query(STANDBYS_SQL).rows]
+        senders = standby_senders(session)
         leftover_copy = [s for s in senders if s["application_name"] == COPY_APPLICATION_NAME and s["client_addr"] == "local"]
         standby_slots = self._standbys([s for s in senders if s not in leftover_copy]) | self._logical_replicas(session)
         if leftover_copy:
