@@ -19,6 +19,7 @@ OLD = dict(data_dir="/var/lib/fleetdb/postgresql/16/main", bin_dir=PREFIX + "/16
 NEW = dict(data_dir="/var/lib/fleetdb/postgresql/18/main", bin_dir=PREFIX + "/18/bin", port=5432)
 REPLICATOR = "fleetdb_replicator"
 CASCADE_DIR = "/var/lib/fleetdb/postgresql/16/cascade"
+E2E = dict(data_dir="/var/lib/fleetdb/postgresql/18/standbys", port=15440)   # the role's; NEW the module tests'
 WATCHED = "/opt/fleetdb /var/lib/fleetdb/postgresql/18 /var/lib/fleetdb/online_upgrade"
 
 
@@ -127,9 +128,7 @@ def test_the_standby_named_by_the_inventory_is_matched_by_address_and_listed(pri
         sql(primary, "SELECT pg_reload_conf()")
     assert result["standbys"] == [dict(host="db2", application_name="replica1", client_addr=address(standby),
                                        sync_state="sync", slot="")]
-    [problem] = standby_problems(result)   # matched, and still refused: the standbys' own upgrade is to come
-    assert problem["msg"].startswith("standby db2 streams from the old server (application_name replica1")
-    assert "does not bring standbys across yet" in problem["msg"]
+    assert standby_problems(result) == []   # matched: its new instance is made before the cutover
 
 
 def test_an_inventory_host_that_streams_not_is_named(primary, standby, run_module):
@@ -138,33 +137,6 @@ def test_an_inventory_host_that_streams_not_is_named(primary, standby, run_modul
     assert [s["host"] for s in result["standbys"]] == ["replica1"]
     missing = [p for p in standby_problems(result) if "names db3" in p["msg"]]
     assert missing and "192.0.2.7" in missing[0]["msg"], result["problems"]
-
-
-def test_the_role_checks_the_standby_host_and_refuses_the_primary_naming_its_standby(primary, standby, tmp_path):
-    """playbooks/upgrade.yml on both hosts: the inventory names the standby by its application_name (its address,
-    the container's name, means nothing to the primary); the standby host passes its checks and is left alone, the
-    primary is refused naming it.  Neither host changes."""
-    before = snapshot(primary), snapshot(standby)
-    inventory = tmp_path / "inventory.ini"
-    inventory.write_text("%s\n%s online_upgrade_primary=%s online_upgrade_standby_application_name=replica1\n"
-                         "[all:vars]\nansible_connection=community.docker.docker\n"
-                         "ansible_python_interpreter=/usr/bin/python3\n" % (primary.name, standby.name, primary.name))
-    env = ansible_env()
-    env.update(ANSIBLE_STDOUT_CALLBACK="default")
-    proc = subprocess.run([os.path.join(ROOT, ".venv", "bin", "ansible-playbook"), "-i", str(inventory),
-                           os.path.join(ROOT, "playbooks", "upgrade.yml"), "-e", "online_upgrade_old_version=16",
-                           "-e", "online_upgrade_new_version=18", "-e", "online_upgrade_serial=2",
-                           "-e", "online_upgrade_replication_password=pw-not-used"],
-                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=600, check=False)
-    output = proc.stdout + proc.stderr
-    said = " ".join(output.split())   # the callback wraps long messages
-    assert proc.returncode != 0, output
-    assert "standby %s streams from the old server (application_name replica1" % standby.name in said, output
-    assert "%s is a standby of %s: its own checks passed" % (standby.name, primary.name) in said, output
-    recap = output.rsplit("PLAY RECAP", 1)[1]
-    assert re.search(r"%s\s*: ok=\d+ +changed=0 .*failed=0 " % re.escape(standby.name), recap), recap
-    assert re.search(r"%s\s*: ok=\d+ +changed=0 .*failed=1 " % re.escape(primary.name), recap), recap
-    assert (snapshot(primary), snapshot(standby)) == before
 
 
 def test_the_standby_hosts_own_preflight_passes(standby, run_module):
@@ -194,6 +166,81 @@ def test_a_cascading_standby_is_refused_on_the_standby_host(standby, run_module)
     [problem] = standby_problems(result)
     assert "cascading standby streams from this standby (application_name cascade1 from local" in problem["msg"]
     assert "point it at db1" in problem["fix"]
+
+
+def playbook(inventory, *extra):
+    env = ansible_env()
+    env.update(ANSIBLE_STDOUT_CALLBACK="default")
+    proc = subprocess.run([os.path.join(ROOT, ".venv", "bin", "ansible-playbook"), "-i", str(inventory),
+                           os.path.join(ROOT, "playbooks", "upgrade.yml")] + list(extra),
+                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=600, check=False)
+    output = proc.stdout + proc.stderr
+    return proc.returncode, output, " ".join(output.split())   # the callback wraps long messages
+
+
+def recap(output, host):
+    return re.search(r"%s\s*: ok=\d+ +changed=(\d+) .*failed=(\d+) " % re.escape(host.name),
+                     output.rsplit("PLAY RECAP", 1)[1]).groups()
+
+
+def test_the_role_makes_the_new_standby_before_the_primarys_cutover_and_a_killed_copy_is_made_again(
+        primary, standby, tmp_path, pg_dists):
+    """playbooks/upgrade.yml on both hosts, one host a wave: the inventory names the standby by its application_name
+    (its address, the container's name, means nothing to the primary).  The primary's new instance gets the data,
+    the standby host its new standby from it, and the primary's cutover refuses while standbys have no switch yet,
+    the old server serving.  The first run's copy is killed (its pg_basebackup): the standby host fails, its primary
+    stops before its cutover, and the re-run clears the copy's leftover and makes the standby."""
+    sql(primary, "CREATE TABLE standby_e2e (id int PRIMARY KEY, note text)")
+    sql(primary, "INSERT INTO standby_e2e VALUES (1, 'before the upgrade')")
+    inventory = tmp_path / "inventory.ini"
+    inventory.write_text(
+        "%s ansible_host=%s ansible_docker_host=%s\n"
+        "%s online_upgrade_primary=%s online_upgrade_standby_application_name=replica1\n"
+        "[all:vars]\nansible_connection=community.docker.docker\nansible_python_interpreter=/usr/bin/python3\n"
+        "online_upgrade_new_data_dir=%s\nonline_upgrade_temporary_port=%d\n"
+        % (primary.name, address(primary), primary.name, standby.name, primary.name, E2E["data_dir"], E2E["port"]))
+    with open(pg_dists["18"], "rb") as handle:
+        checksum = hashlib.sha256(handle.read()).hexdigest()
+    extra = ["-e", "online_upgrade_old_version=16", "-e", "online_upgrade_new_version=18", "-e", "online_upgrade_serial=1",
+             "-e", "online_upgrade_archive_src=%s" % pg_dists["18"], "-e", "online_upgrade_archive_checksum=sha256:" + checksum,
+             "-e", "online_upgrade_replication_password=repl-pw-e2e"]
+    killer = subprocess.run(["docker", "exec", "-d", standby.name, "sh", "-c",
+                             "until [ -n \"$(ls -A %s 2>/dev/null)\" ]; do sleep 0.02; done; pkill -KILL -x pg_basebackup"
+                             % E2E["data_dir"]], check=False)
+    assert killer.returncode == 0
+    rc, output, said = playbook(inventory, *extra)
+    assert rc != 0, output
+    assert "pg_basebackup of the primary's new instance (%s port %d) failed" % (address(primary), E2E["port"]) in said, output
+    assert "The inventory names %s as standby host(s) of %s" % (standby.name, primary.name) in said, output
+    assert recap(output, primary)[1] == "1" and recap(output, standby)[1] == "1", output
+    assert not sh(standby, "ls %s/standby.signal 2>/dev/null; true" % E2E["data_dir"]).strip()   # a killed copy
+    assert '"copy": "copying"' in sh(standby, "cat /var/lib/fleetdb/online_upgrade/standby.json")
+    sql(primary, "SELECT count(*) FROM standby_e2e", expect="1")   # the old server serves
+
+    rc, output, said = playbook(inventory, *extra)
+    assert rc != 0, output
+    assert "%s is a standby of %s: its own checks passed" % (standby.name, primary.name) in said, output
+    assert "held the copy an interrupted run left: it was removed and copied again" in said, output
+    assert "standbys stream from this primary (application_name replica1 from %s" % address(standby) in said, output
+    assert "does not switch standbys to the new server yet" in said, output
+    assert recap(output, standby)[1] == "0" and recap(output, primary)[1] == "1", output
+    try:
+        new = dict(port=E2E["port"], bin_dir=NEW["bin_dir"])
+        assert sql(primary, "SELECT application_name, state FROM pg_stat_replication WHERE application_name = 'replica1'",
+                   **new) == "replica1|streaming"
+        assert ('host    replication   "fleetdb_replicator"   %s/32   scram-sha-256' % address(standby)
+                in sh(primary, "cat %s/pg_hba.conf" % E2E["data_dir"]))
+        # a write on the old server, which still serves, reaches the new standby: replication, then streaming
+        sql(primary, "INSERT INTO standby_e2e VALUES (2, 'during the upgrade')")
+        sql(standby, "SELECT count(*) FROM standby_e2e", expect="2", **new)
+        assert sql(standby, "SELECT pg_is_in_recovery()", **new) == "t"
+        # the old standby still serves reads on the production port, streaming from the old primary
+        sql(standby, "SELECT count(*) FROM standby_e2e", expect="2")
+        assert sql(standby, "SELECT pg_is_in_recovery(), status FROM pg_stat_wal_receiver") == "t|streaming"
+        assert sql(primary, "SELECT pg_is_in_recovery()") == "f"
+    finally:   # the module tests below make their own new instances
+        for host in (standby, primary):
+            sh(host, "%s/pg_ctl -D %s -m fast stop" % (NEW["bin_dir"], E2E["data_dir"]), user="postgres")
 
 
 # -- the new standby, made from the primary's new instance before the cutover ------------------------------------------

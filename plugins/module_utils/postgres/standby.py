@@ -4,22 +4,30 @@
 """The new standby of a standby host, made before the primary's cutover: ``pg_basebackup -R`` from the primary host's
 new instance on its temporary port, as the replication role, into the new data directory.  It is configured as that
 instance is (for the production port: the copy carries its configuration) and started on a temporary port,
-streaming from it, while the old standby keeps serving reads on the production port."""
+streaming from it, while the old standby keeps serving reads on the production port.  On the primary host,
+StandbyAccess lets the standbys in: the replication role with REPLICATION on the new instance, and a line per standby
+host in the replication block of its pg_hba.conf."""
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import json
 import os
+import shutil
+import signal
 import time
 
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import (
-    OperationError, ensure_directory, read_text, run_as, write_file)
+    OperationError, ensure_directory, process_argvs, read_text, run_as, write_file)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.engine import Standby
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import pgwire
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import process as pg_process
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.hba import HbaFile, hba_path
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.instance import PostgresInstance
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.replication_access import (
-    default_passfile, with_passfile_line)
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.session import connect
+    default_passfile, scram_verifier, verifier_matches, with_passfile_line, with_standby_lines)
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.session import connect, execute_unlogged
 
 
 def conninfo_value(value):
@@ -28,7 +36,7 @@ def conninfo_value(value):
 
 class NewStandby(Standby):
     def __init__(self, module, new, primary_host, primary_port, user, password, application_name, temporary_port,
-                 timeout=60):
+                 timeout=60, state_file=None):
         self.module = module
         self.new = new                      # its port: the production port it is configured for
         self.primary_host = primary_host
@@ -39,6 +47,7 @@ class NewStandby(Standby):
         self.temporary_port = temporary_port
         self.timeout = timeout
         self.passfile = default_passfile(new)
+        self.state_file = state_file        # the copy this host's runs began: a leftover of it is theirs to clear
 
     def run(self):
         if self.new.config_file and os.path.dirname(os.path.abspath(self.new.config_file)) != os.path.abspath(self.new.data_dir):
@@ -53,7 +62,9 @@ class NewStandby(Standby):
             result["changed"] = not made or instance.postmaster() is None
             return result
         if not made:
+            self._record("copying")
             self._base_backup()
+            self._record("made")
             result.update(changed=True, made=True)
         if instance.postmaster() is None:
             instance.start(port=self.temporary_port, timeout=self.timeout)
@@ -62,20 +73,51 @@ class NewStandby(Standby):
         return result
 
     def _made(self):
-        """A standby made by an earlier run; a data directory that is anything else is not ours to touch."""
-        if not os.path.exists(os.path.join(self.new.data_dir, "PG_VERSION")):
-            if os.path.isdir(self.new.data_dir) and os.listdir(self.new.data_dir):
-                raise OperationError(
-                    "%s is not empty and holds no PostgreSQL data directory: the new standby cannot be copied there"
-                    % self.new.data_dir, "empty it (an interrupted copy leaves such a directory), or set "
-                    "online_upgrade_new_data_dir to another directory")
+        """A standby made by an earlier run.  What a killed copy of this host's runs left (recorded before it began)
+        is cleared; a data directory that is anything else is not ours to touch."""
+        has_version = os.path.exists(os.path.join(self.new.data_dir, "PG_VERSION"))
+        if has_version and os.path.exists(os.path.join(self.new.data_dir, "standby.signal")) and \
+                self._recorded() != "copying":
+            return True
+        if not (os.path.isdir(self.new.data_dir) and os.listdir(self.new.data_dir)):
             return False
-        if not os.path.exists(os.path.join(self.new.data_dir, "standby.signal")):
+        if self._recorded() == "copying":
+            if not self.module.check_mode:
+                self._clear_leftover()
+            return False
+        if not has_version:
             raise OperationError(
-                "%s holds a data directory that is not a standby (no standby.signal)" % self.new.data_dir,
-                "if it is a copy an interrupted run left, remove it (rm -rf %s) and run again; otherwise set "
-                "online_upgrade_new_data_dir to another directory" % self.new.data_dir)
-        return True
+                "%s is not empty and holds no PostgreSQL data directory: the new standby cannot be copied there"
+                % self.new.data_dir, "empty it (an interrupted copy leaves such a directory), or set "
+                "online_upgrade_new_data_dir to another directory")
+        raise OperationError(
+            "%s holds a data directory that is not a standby (no standby.signal)" % self.new.data_dir,
+            "if it is a copy an interrupted run left, remove it (rm -rf %s) and run again; otherwise set "
+            "online_upgrade_new_data_dir to another directory" % self.new.data_dir)
+
+    def _recorded(self):
+        """What this host's runs recorded of a copy into this data directory: copying, made, or None."""
+        record = json.loads(read_text(self.state_file) or "{}") if self.state_file else {}
+        return record.get("copy") if record.get("data_dir") == self.new.data_dir else None
+
+    def _record(self, copy):
+        if self.state_file:
+            ensure_directory(self.module, os.path.dirname(self.state_file), mode=0o755)
+            write_file(self.module, self.state_file, json.dumps(dict(data_dir=self.new.data_dir, copy=copy,
+                                                                     primary=self.primary_host)) + "\n")
+
+    def _clear_leftover(self):
+        """A killed run's copy: its pg_basebackup (if the kill left it running) stopped, its directory emptied."""
+        pids = [pid for pid, argv in process_argvs()
+                if os.path.basename(argv[0]) == "pg_basebackup" and self.new.data_dir in [a.rstrip("/") for a in argv]]
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        pg_process.wait_exit(pids, 30)
+        shutil.rmtree(self.new.data_dir)
+        self.module.warn("%s held the copy an interrupted run left: it was removed and copied again" % self.new.data_dir)
 
     def _base_backup(self):
         # The walreceiver reads the same passfile: a line for the primary's temporary port, one for the production
@@ -110,3 +152,50 @@ class NewStandby(Standby):
             if status["status"] == "streaming" or time.monotonic() > deadline:
                 return status
             time.sleep(0.2)
+
+
+class StandbyAccess(Standby):
+    """On the primary host: the new instance (running on ``temporary_port``) lets the standbys at ``addresses``
+    stream as ``user``: the role with LOGIN REPLICATION and its password, a line per standby in pg_hba.conf."""
+
+    def __init__(self, module, new, temporary_port, user, password, addresses):
+        self.module = module
+        self.new = new
+        self.temporary_port = temporary_port
+        self.user = user
+        self.password = password
+        self.addresses = addresses
+
+    def run(self):
+        result = dict(changed=False, actions=[])
+        session = connect(self.new, port=self.temporary_port, timeout=10)
+        try:
+            self._role(session, result["actions"])
+            hba = HbaFile(self.module, hba_path(self.module, self.new, session), self.new.owner, self.new.data_dir)
+            before = hba.read() or ""
+            after = with_standby_lines(before, self.user, self.addresses)
+            if after != before:
+                _changed, diff = hba.write_checked(after, session, "fix the file by hand, then run again")
+                result["diff"] = diff
+                result["actions"].append("add the standbys' lines to %s and reload" % hba.path)
+                if not self.module.check_mode:
+                    hba.reload()
+                    time.sleep(0.2)  # the postmaster reloads asynchronously
+        finally:
+            session.close()
+        result["changed"] = bool(result["actions"])
+        return result
+
+    def _role(self, session, actions):
+        rows = session.query("SELECT rolpassword, rolreplication::text, rolcanlogin::text FROM pg_authid "
+                             "WHERE rolname = $1", [self.user]).rows
+        role = pgwire.quote_ident(self.user)
+        if not rows:
+            statement = "CREATE ROLE %s LOGIN REPLICATION PASSWORD %%s" % role
+        elif "false" in rows[0][1:] or not verifier_matches(rows[0][0], self.password):
+            statement = "ALTER ROLE %s LOGIN REPLICATION PASSWORD %%s" % role
+        else:
+            return
+        actions.append(statement % "<scram verifier>")
+        if not self.module.check_mode:
+            execute_unlogged(session, statement % pgwire.quote_literal(scram_verifier(self.password)))

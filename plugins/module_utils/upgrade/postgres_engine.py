@@ -16,7 +16,7 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade imp
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.physical_copy import (
     PhysicalCopy, max_rate_problem)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.replication import PostgresReplication
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.standby import NewStandby
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.standby import NewStandby, StandbyAccess
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.standby_switch import PostgresStandbySwitch
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import discover as pg_discover
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.preflight import PostgresPreflight
@@ -54,7 +54,9 @@ class PostgresEngine(Engine):
             return StandbyPreflight(module, old, primary=standby_of, **options)
         return PostgresPreflight(module, old, **options)
 
-    def standby(self, module, new, **options):
+    def standby(self, module, new, state="streaming", **options):
+        if state == "allowed":
+            return StandbyAccess(module, new, **options)
         return NewStandby(module, new, **options)
 
     def standby_switch(self, module, old, new, **options):

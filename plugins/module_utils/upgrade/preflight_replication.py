@@ -18,7 +18,7 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.pr
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.sizing import copy_parallelism, host_resources
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.physical_copy import COPY_APPLICATION_NAME, max_rate_problem
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.preflight_server import PREPARE_FIX
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.preflight_standbys import STANDBYS_SQL
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.preflight_standbys import senders as standby_senders
 
 
 UNLOGGED_TABLES_SQL = """
@@ -73,10 +73,9 @@ class ReplicationChecks:
 
     def _other_replication(self, session):
         """Standbys and other consumers of the old server's WAL do not follow it to the new server."""
-        senders = [dict(zip(("application_name", "client_addr", "sync_state", "slot"), row))
-                   for row in session.query(STANDBYS_SQL).rows]
+        senders = standby_senders(session)
         leftover_copy = [s for s in senders if s["application_name"] == COPY_APPLICATION_NAME and s["client_addr"] == "local"]
-        standby_slots = self._standbys([s for s in senders if s not in leftover_copy])
+        standby_slots = self._standbys([s for s in senders if s not in leftover_copy]) | self._logical_replicas(session)
         if leftover_copy:
             self.findings.warning("standbys", "the physical copy of an interrupted run still streams from the old "
                                   "server: the copy step stops it and starts over")
@@ -177,6 +176,7 @@ class ReplicationChecks:
         self.facts["copy_parallelism"] = copy_parallelism(
             cores, memory, len(self.databases), int(settings.get("max_replication_slots", 0)) - used_slots,
             int(settings.get("max_wal_senders", 0)) - senders, new_major=(self.new_major or (18,))[0],
+            standbys=len(self.standbys),
             old_settings=dict(session.query("SELECT name, setting FROM pg_settings WHERE name IN "
                                             "('max_logical_replication_workers', 'max_worker_processes', "
                                             "'max_replication_slots', 'max_wal_senders')").rows))

@@ -11,7 +11,7 @@ __metaclass__ = type
 
 import socket
 
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import parse_version
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import OperationError, parse_version
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.engine import Preflight
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.session import connect
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.preflight_host import Findings, HostChecks
@@ -26,8 +26,16 @@ SELECT coalesce(r.application_name, ''), coalesce(host(r.client_addr), 'local'),
  WHERE a.datname IS NULL ORDER BY 1, 2
 """
 
-NOT_YET = ("the upgrade does not bring standbys across yet (their new instances and their switch are still to be "
-           "built)")
+# Logical walsenders (a database) of another consumer: a subscriber elsewhere, with the slot it streams from.
+LOGICAL_REPLICAS_SQL = """
+SELECT coalesce(r.application_name, ''), coalesce(host(r.client_addr), 'local'), a.datname, coalesce(s.slot_name, '')
+  FROM pg_stat_replication r JOIN pg_stat_activity a ON a.pid = r.pid
+  LEFT JOIN pg_replication_slots s ON s.active_pid = r.pid
+ WHERE a.datname IS NOT NULL ORDER BY 1, 2
+"""
+
+NOT_YET = ("the upgrade does not switch standbys to the new server yet (their new instances are made before the "
+           "cutover; their own switch is still to be built)")
 DETACH_FIX = ("detach it before the upgrade and rebuild it from the new server afterwards (pg_basebackup -R from the "
               "new server on the production port)")
 
@@ -57,6 +65,25 @@ def match_standbys(senders, standbys, resolve=addresses_of):
     return matched, unnamed, [s for s in standbys if s["host"] not in seen]
 
 
+def senders(session):
+    """The physical standbys streaming from the server of ``session`` (dicts as ``match_standbys`` takes them)."""
+    return [dict(zip(("application_name", "client_addr", "sync_state", "slot"), row))
+            for row in session.query(STANDBYS_SQL).rows]
+
+
+def refuse_while_standbys(old_session, new_session):
+    """The cutover's refusal, before its fence (the old server serving), while standbys stream from the old server or
+    the new one: their own switch is not built yet, and the cutover would leave them behind."""
+    streaming = ["%s from the %s server" % (describe(s), server)
+                 for server, session in (("old", old_session), ("new", new_session))
+                 for s in senders(session) if not s["application_name"].startswith("fleetdb")]
+    if streaming:
+        raise OperationError(
+            "standbys stream from this primary (%s): %s. Nothing was changed: the old server serves, the new standbys "
+            "stream from the new server" % ("; ".join(streaming), NOT_YET),
+            "leave it so until the standbys' switch is there, or %s" % DETACH_FIX)
+
+
 def describe(sender):
     return "application_name %s from %s, %s%s" % (
         sender["application_name"] or "(none)", sender["client_addr"], sender["sync_state"] or "async",
@@ -67,8 +94,9 @@ class StandbyChecks:
     """The primary's part of PostgresPreflight: who streams from the old server, and which inventory host each is."""
 
     def _standbys(self, senders):
-        """Refuses every standby (by name, with what the inventory needs) until the standbys' own upgrade is there;
-        the slots of named standbys are theirs, not another consumer's.  Returns those slots."""
+        """Lists the standbys the inventory names (their new instances are made before the cutover); refuses, by name
+        and with what the inventory needs, the others.  The slots of named standbys are theirs, not another
+        consumer's.  Returns those slots."""
         matched, unnamed, missing = match_standbys(senders, self.standbys)
         primary = self.inventory_host or "<this primary's inventory name>"
         self.facts["standbys"] = matched
@@ -79,9 +107,6 @@ class StandbyChecks:
                 "name its host in the inventory: online_upgrade_primary: %s in its host vars (it is matched by its "
                 "application_name, else by its address: online_upgrade_standby_application_name, "
                 "online_upgrade_standby_address), or %s" % (primary, DETACH_FIX))
-        for standby in matched:
-            self.findings.problem("standbys", "standby %s streams from the old server (%s): %s"
-                                  % (standby["host"], describe(standby), NOT_YET), DETACH_FIX)
         for standby in missing:
             self.findings.problem(
                 "standbys", "the inventory names %s as a standby of this server (online_upgrade_primary: %s), but no "
@@ -91,6 +116,23 @@ class StandbyChecks:
                 "start that standby streaming from this server, or set online_upgrade_standby_application_name on "
                 "its host to the application_name of its primary_conninfo, or remove online_upgrade_primary from it")
         return set(s["slot"] for s in matched if s["slot"])
+
+    def _logical_replicas(self, session):
+        """A logical replica of the old server (a subscriber elsewhere) does not follow it to the new server: refused
+        by name.  Returns the slots they stream from (named here, not again as another consumer's)."""
+        replicas = [dict(zip(("application_name", "client_addr", "database", "slot"), row))
+                    for row in session.query(LOGICAL_REPLICAS_SQL).rows]
+        replicas = [r for r in replicas if not (r["slot"] and self._ours(r["slot"]))]
+        for replica in replicas:
+            self.findings.problem(
+                "standbys", "a logical replica streams from the old server: application_name %s from %s, database "
+                "%s%s; it would miss every change after the cutover"
+                % (replica["application_name"] or "(none)", replica["client_addr"], replica["database"],
+                   ", slot " + replica["slot"] if replica["slot"] else ""),
+                "stop that subscriber (ALTER SUBSCRIPTION ... DISABLE on its server) and drop its slot here once it "
+                "can start again from the new server (SELECT pg_drop_replication_slot('%s')), or upgrade it with its "
+                "own procedure" % (replica["slot"] or "<its slot>"))
+        return set(r["slot"] for r in replicas if r["slot"])
 
 
 class StandbyPreflight(HostChecks, ServerChecks, Preflight):
