@@ -104,6 +104,10 @@ ModuleDocFragment.NEW = nested("new", [
     "The new instance, running on its temporary port for a cutover and configured for the production port.",
     "Required unless the module is told only to lift a fence (O(state=unfenced)).",
 ], kind="type: dict")
+# A standby host's new instance as the module standby makes it.
+ModuleDocFragment.NEW_STANDBY = nested("new", [
+    "The standby's new instance - its release installed, its data directory absent or empty until the copy; its port",
+    "is the production port it is configured for."])
 # The new instance as the physical copy takes it: created, stopped, its port the temporary one.
 ModuleDocFragment.NEW_STOPPED = nested("new", [
     "The new instance, created and stopped; its port is the temporary one it is started on afterwards.",
@@ -115,3 +119,8 @@ ModuleDocFragment.TARGET = nested("target", [
 ModuleDocFragment.INSTANCE_LIST = nested("instances", [
     "Instances to report on, each located by the instance options below.",
 ], kind="type: list\n    elements: dict\n    default: []", at="instances[].")
+# A standby host's two instances at its own switch (the module standby_switchover).
+ModuleDocFragment.OLD_STANDBY = nested("old", ["The old standby, serving reads on the production port until the switch."])
+ModuleDocFragment.MADE_STANDBY = nested("new", [
+    "The new standby as the module M(fleetdb.online_upgrade.standby) made it (running on its temporary port); its",
+    "port is the production port it takes."])

@@ -117,6 +117,38 @@ options:
       - Transactions open longer than this many seconds are reported.
     type: int
     default: 300
+  standbys:
+    description:
+      - The hosts the inventory names as this primary's physical standbys (those with C(online_upgrade_primary) set
+        to it). Each standby streaming from the old server is matched to one by its C(application_name), else by its
+        address; one the inventory does not name is refused by name, and so is a host named here that streams not.
+      - Every standby is refused for now (their own upgrade is still to be built); RV(standbys) says which host each
+        one is.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      host:
+        description: The standby's inventory name.
+        type: str
+        required: true
+      application_name:
+        description: The C(application_name) of its C(primary_conninfo). Default O(standbys[].host).
+        type: str
+      address:
+        description: Its address as the primary sees it (C(client_addr)), or a name that resolves to it. Default O(standbys[].host).
+        type: str
+  inventory_host:
+    description:
+      - This host's inventory name, for the fix texts about standbys.
+    type: str
+  standby_of:
+    description:
+      - This host is a standby of that primary (its inventory name); its own checks are run instead of a primary's -
+        the server on O(old.port) is a hot standby (C(hot_standby = on))
+        of an older major than O(new_version), nothing streams from it (a cascading standby is refused), the disk
+        holds a second copy, the temporary and old-after ports are free, no cluster manager runs.
+    type: str
   fail_on_problems:
     description:
       - Fail when a problem is found. With C(false) the findings are only returned.
@@ -172,6 +204,18 @@ free_bytes:
   description: Free space on the file system of the new data directory.
   returned: when the old server answered
   type: int
+standbys:
+  description:
+    - The physical standbys streaming from the old server that the inventory names, each with C(host),
+      C(application_name), C(client_addr), C(sync_state) (C(async), C(sync), C(potential), C(quorum)) and C(slot).
+  returned: with O(method=replication), when the old server answered
+  type: list
+  elements: dict
+  sample: [{"host": "db2", "application_name": "db2", "client_addr": "10.0.0.12", "sync_state": "async", "slot": ""}]
+primary:
+  description: With O(standby_of), the primary this standby host follows.
+  returned: with O(standby_of)
+  type: str
 pooler:
   description: With O(pooler), PgBouncer's version and the databases the cutover would pause.
   returned: when a pooler was given and its checks passed
@@ -191,6 +235,14 @@ old_settings:
       the SSL files' settings too, as the old server names them.
   returned: when the old server answered
   type: dict
+synchronous_standby_names:
+  description:
+    - The old server's C(synchronous_standby_names), which the new instance does not inherit (its commits would
+      wait for standbys still switching); give it back to the new primary once every standby it names has switched
+      (M(fleetdb.online_upgrade.settings)).
+  returned: when the old server's configuration sets it
+  type: str
+  sample: "FIRST 1 (db2, db3)"
 old_locale:
   description:
     - The old cluster's locale as C(initdb) gave it to C(template0) - C(encoding), C(locale), C(lc_collate),
@@ -263,6 +315,10 @@ def main():
             max_transaction_age=dict(type="int", default=300),
             fail_on_problems=dict(type="bool", default=True),
             pooler=dict(type="dict", options=pooler_options()),
+            standbys=dict(type="list", elements="dict", default=[], options=dict(
+                host=dict(type="str", required=True), application_name=dict(type="str"), address=dict(type="str"))),
+            inventory_host=dict(type="str"),
+            standby_of=dict(type="str"),
         ),
         supports_check_mode=True,
     )
@@ -276,7 +332,8 @@ def main():
         max_transaction_age=p["max_transaction_age"], unlogged_tables=p["unlogged_tables"],
         pooler=engine.pooler(p["pooler"]), copy_method=p["copy_method"],
         physical_copy_max_rate=p["physical_copy_max_rate"], new_install_method=p["new_install_method"],
-        new_prefix=p["new_prefix"])
+        new_prefix=p["new_prefix"], standbys=p["standbys"], inventory_host=p["inventory_host"],
+        standby_of=p["standby_of"])
     try:
         result = preflight.run()
     except OperationError as exc:

@@ -154,6 +154,12 @@ class MemoryEngine(interface.Engine):
     def preflight(self, module, old, **options):
         raise NotImplementedError("the memory engine has nothing to check")
 
+    def standby(self, module, new, **options):
+        raise NotImplementedError("the memory engine has no standbys")
+
+    def standby_switch(self, module, old, new, **options):
+        raise NotImplementedError("the memory engine has no standbys")
+
     def switchover(self, module, old, new, databases, **options):
         raise NotImplementedError("the memory engine has one server only")
 

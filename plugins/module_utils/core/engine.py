@@ -218,6 +218,22 @@ class Preflight(ABC):
         """dict(problems, warnings, facts, ...); changes nothing."""
 
 
+class Standby(ABC):
+    """A standby host's new standby, made from its primary's new instance before the cutover."""
+
+    @abstractmethod
+    def run(self):
+        """Make it and start it on its temporary port; dict(changed, made, started, receiver, ...)."""
+
+
+class StandbySwitch(ABC):
+    """A standby host's switch to its new standby, after the primary's cutover."""
+
+    @abstractmethod
+    def run(self):
+        """Old standby stopped, new one on the production port; dict(changed, actions, read_pause_seconds, ...)."""
+
+
 class Switchover(ABC):
     """Fence, final position, drain, sequences, stop old, start new; ``report`` holds what was reached."""
 
@@ -272,6 +288,14 @@ class Engine(ABC):
     @abstractmethod
     def preflight(self, module, old, **options):
         """A ``Preflight`` of an upgrade of ``old``."""
+
+    @abstractmethod
+    def standby(self, module, new, **options):
+        """A ``Standby``."""
+
+    @abstractmethod
+    def standby_switch(self, module, old, new, **options):
+        """A ``StandbySwitch`` from the old standby ``old`` to the new one ``new``."""
 
     @abstractmethod
     def switchover(self, module, old, new, databases, **options):

@@ -108,7 +108,7 @@ class Connection:
 
     def __init__(self, host="/var/run/postgresql", port=5432, user="postgres", dbname="postgres",
                  password=None, connect_timeout=10, application_name="fleetdb.online_upgrade",
-                 options=None, io_timeout=None, sslmode="prefer", sslrootcert=None):
+                 options=None, io_timeout=None, sslmode="prefer", sslrootcert=None, replication=None):
         self.host = host
         self.port = int(port)
         self.user = user
@@ -123,11 +123,11 @@ class Connection:
         self._io_timeout = None
         self._sock = None
         self._buf = b""
-        self._connect(password, connect_timeout, application_name, options)
+        self._connect(password, connect_timeout, application_name, options, replication)
         self.set_io_timeout(io_timeout)
 
     # -- connection ---------------------------------------------------------
-    def _connect(self, password, timeout, application_name, options):
+    def _connect(self, password, timeout, application_name, options, replication=None):
         try:
             sock = wire_tls.open_socket(self.host, self.port, timeout, self.sslmode, self.sslrootcert)
         except (OSError, socket.error) as exc:
@@ -136,8 +136,9 @@ class Connection:
         self._sock = sock
         params = {"user": self.user, "database": self.dbname,
                   "application_name": application_name, "client_encoding": "UTF8"}
-        if options:
-            params["options"] = options
+        for name, value in (("options", options), ("replication", replication)):   # replication "true": a walsender
+            if value:
+                params[name] = value
         body = wire_messages.startup(params)
         try:
             self._sock.sendall(struct.pack("!i", len(body) + 4) + body)

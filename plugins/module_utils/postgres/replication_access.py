@@ -69,6 +69,18 @@ def physical_hba_line(user):
     return "local   replication   %s   scram-sha-256" % hba_quote(user)
 
 
+def standby_hba_line(user, address):
+    """The line a standby of the new server streams through: ``user`` from the standby host's ``address``."""
+    return "host    replication   %s   %s/%d   scram-sha-256" % (hba_quote(user), address, 128 if ":" in address else 32)
+
+
+def with_standby_lines(text, user, addresses):
+    """pg_hba.conf with our block holding a standby's line for each of ``addresses`` (the other lines kept)."""
+    existing = HBA_BLOCK.lines(text)
+    wanted = [standby_hba_line(user, address) for address in addresses]
+    return HBA_BLOCK.put(text, existing + [line for line in wanted if line not in existing])
+
+
 def with_hba_lines(text, user, dbname, physical=False):
     """pg_hba.conf with our block (in front of every other rule) holding the lines for ``user`` and ``dbname``
     (and, for a physical copy, the physical replication line)."""

@@ -46,12 +46,13 @@ def connect(spec, dbname=None, port=None, timeout=10, application_name="fleetdb.
 
 
 def login(host, port, user, dbname, password=None, connect_timeout=10, io_timeout=None,
-          application_name="fleetdb.online_upgrade"):
+          application_name="fleetdb.online_upgrade", replication=None):
     """A session as ``user``, tried once, on ``host`` (a socket directory or an address): pgwire.PgError when it
-    is refused, for the callers that test the login itself or word the refusal their own way."""
+    is refused, for the callers that test the login itself or word the refusal their own way.  ``replication``
+    "true": a physical replication session, which takes replication commands (IDENTIFY_SYSTEM)."""
     return pgwire.Connection(host=host, port=port, user=user, dbname=dbname, password=password,
                              connect_timeout=connect_timeout, io_timeout=io_timeout,
-                             application_name=application_name)
+                             application_name=application_name, replication=replication)
 
 
 def execute_unlogged(session, sql):

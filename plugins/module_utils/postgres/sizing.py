@@ -41,10 +41,11 @@ def host_resources():
     return cores, memory
 
 
-def copy_parallelism(cores, memory, databases, free_slots, free_senders, new_major=18, old_settings=None):
+def copy_parallelism(cores, memory, databases, free_slots, free_senders, new_major=18, old_settings=None, standbys=0):
     """The copy's workers for a host of ``cores`` and ``memory`` bytes, upgrading ``databases`` databases from an
     old server with ``free_slots`` replication slots and ``free_senders`` WAL senders unused (and its
-    ``old_settings``, name -> value: the new server never gets fewer workers than the old one had)."""
+    ``old_settings``, name -> value: the new server never gets fewer workers than the old one had), and ``standbys``
+    new standbys streaming from the new server."""
     databases = max(1, databases)
     wanted = max(DEFAULT_SYNC_WORKERS, min(MAX_SYNC_WORKERS, cores // 2))
     # Each database keeps one slot and one sender for its subscription; its table syncs share the rest.
@@ -61,7 +62,7 @@ def copy_parallelism(cores, memory, databases, free_slots, free_senders, new_maj
                     max_worker_processes=logical_workers + 1 + 8)
     if new_major >= 16:
         settings["max_parallel_apply_workers_per_subscription"] = apply_workers
-    settings.update(replication_capacity(databases, sync, new_major))
+    settings.update(replication_capacity(databases, sync, new_major, standbys))
     for name, value in (old_settings or {}).items():
         if name in settings and name != "max_sync_workers_per_subscription" and str(value).isdigit():
             settings[name] = max(settings[name], int(value))
@@ -71,18 +72,19 @@ def copy_parallelism(cores, memory, databases, free_slots, free_senders, new_maj
         restore_jobs=restore_jobs, maintenance_work_mem_mb=maintenance_mb, settings=settings)
 
 
-def replication_capacity(databases, sync_workers, new_major):
+def replication_capacity(databases, sync_workers, new_major, standbys=0):
     """What the new server needs for the upgrade's replication, beyond PostgreSQL's defaults (10 each).
 
     During the copy it subscribes once per database; the databases are copied one after another, so the table
     syncs of one of them hold a replication origin at a time.  Origins count against max_replication_slots
     before PostgreSQL 18 and against max_active_replication_origins from 18 on.  After the cutover it keeps a
     rollback slot per database, which a rollback streams from through a WAL sender each.  Two to spare: a
-    session's own slot (pg_basebackup, a check) must not be refused."""
+    session's own slot (pg_basebackup, a check) must not be refused.  Each standby of the new server streams through
+    a WAL sender of its own, and may keep a slot there: one more of each per standby."""
     origins = databases + sync_workers + 2
     rollback = databases + 2
-    settings = dict(max_replication_slots=max(10, rollback if new_major >= 18 else rollback + origins),
-                    max_wal_senders=max(10, rollback))
+    settings = dict(max_replication_slots=max(10, standbys + (rollback if new_major >= 18 else rollback + origins)),
+                    max_wal_senders=max(10, rollback + standbys))
     if new_major >= 18:
         settings["max_active_replication_origins"] = max(10, origins)
     return settings

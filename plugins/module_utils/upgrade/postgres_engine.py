@@ -16,8 +16,11 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade imp
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.physical_copy import (
     PhysicalCopy, max_rate_problem)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.replication import PostgresReplication
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.standby import NewStandby, StandbyAccess
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.standby_switch import PostgresStandbySwitch
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import discover as pg_discover
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.preflight import PostgresPreflight
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.preflight_standbys import StandbyPreflight
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.switchover import PostgresSwitchover
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.progress import UpgradeProgress
 
@@ -46,8 +49,18 @@ class PostgresEngine(Engine):
     def physical_copy(self, module, old, new, databases, **options):
         return PhysicalCopy(module, old, new, databases, **options)
 
-    def preflight(self, module, old, **options):
+    def preflight(self, module, old, standby_of=None, **options):
+        if standby_of:
+            return StandbyPreflight(module, old, primary=standby_of, **options)
         return PostgresPreflight(module, old, **options)
+
+    def standby(self, module, new, state="streaming", **options):
+        if state == "allowed":
+            return StandbyAccess(module, new, **options)
+        return NewStandby(module, new, **options)
+
+    def standby_switch(self, module, old, new, **options):
+        return PostgresStandbySwitch(module, old, new, **options)
 
     def switchover(self, module, old, new, databases, **options):
         return PostgresSwitchover(module, old, new, databases, **options)

@@ -19,29 +19,19 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.cl
     cluster_locale, icu_databases)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.conf import split_directories
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.session import connect
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.preflight_host import HostChecks
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.preflight_host import Findings, HostChecks
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.preflight_replication import ReplicationChecks
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.preflight_standbys import StandbyChecks
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.preflight_server import ServerChecks
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.preflight_archiving import ArchivingChecks
 
 
-class Findings:
-    def __init__(self):
-        self.problems = []
-        self.warnings = []
-
-    def problem(self, check, msg, fix):
-        self.problems.append(dict(check=check, msg=msg, fix=fix))
-
-    def warning(self, check, msg):
-        self.warnings.append(dict(check=check, msg=msg))
-
-
-class PostgresPreflight(HostChecks, ServerChecks, ReplicationChecks, ArchivingChecks, Preflight):
+class PostgresPreflight(HostChecks, ServerChecks, ReplicationChecks, StandbyChecks, ArchivingChecks, Preflight):
     def __init__(self, module, old, new_version, new_data_dir, databases, method, temporary_port,
                  old_port_after, tables_without_key="fail", replication_password_set=True,
                  min_free_disk_ratio=1.2, max_transaction_age=300, unlogged_tables="fail", pooler=None,
-                 copy_method="logical", physical_copy_max_rate=None, new_install_method="archive", new_prefix=None):
+                 copy_method="logical", physical_copy_max_rate=None, new_install_method="archive", new_prefix=None,
+                 standbys=(), inventory_host=None):
         self.module = module
         self.old = old
         self.new_version_text = "" if new_version is None else str(new_version)
@@ -61,6 +51,8 @@ class PostgresPreflight(HostChecks, ServerChecks, ReplicationChecks, ArchivingCh
         self.physical_copy_max_rate = physical_copy_max_rate
         self.new_install_method = new_install_method
         self.new_prefix = new_prefix
+        self.standbys = list(standbys or [])  # the inventory's hosts for this primary's standbys
+        self.inventory_host = inventory_host
         self.findings = Findings()
         self.facts = {}
 

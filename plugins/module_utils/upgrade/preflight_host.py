@@ -25,6 +25,20 @@ HA_MANAGERS = (
 )
 
 
+class Findings:
+    """What a preflight found: problems (each with its fix), and warnings."""
+
+    def __init__(self):
+        self.problems = []
+        self.warnings = []
+
+    def problem(self, check, msg, fix):
+        self.problems.append(dict(check=check, msg=msg, fix=fix))
+
+    def warning(self, check, msg):
+        self.warnings.append(dict(check=check, msg=msg))
+
+
 class HostChecks:
     """The host's part of PostgresPreflight."""
 

@@ -18,6 +18,7 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.pr
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.sizing import copy_parallelism, host_resources
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.physical_copy import COPY_APPLICATION_NAME, max_rate_problem
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.preflight_server import PREPARE_FIX
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.preflight_standbys import senders as standby_senders
 
 
 UNLOGGED_TABLES_SQL = """
@@ -72,21 +73,15 @@ class ReplicationChecks:
 
     def _other_replication(self, session):
         """Standbys and other consumers of the old server's WAL do not follow it to the new server."""
-        leftover_copy = False
-        for name, addr in session.query(
-                "SELECT coalesce(r.application_name, ''), coalesce(host(r.client_addr), 'local') "
-                "  FROM pg_stat_replication r JOIN pg_stat_activity a ON a.pid = r.pid WHERE a.datname IS NULL").rows:
-            if name == COPY_APPLICATION_NAME and addr == "local":
-                leftover_copy = True
-                continue
-            self.findings.problem(
-                "standbys", "a physical standby streams from the old server (%s from %s): it cannot follow the "
-                "upgrade (the new server is another system)" % (name or "unnamed", addr),
-                "detach it before the upgrade and rebuild it from the new server afterwards (pg_basebackup)")
+        senders = standby_senders(session)
+        leftover_copy = [s for s in senders if s["application_name"] == COPY_APPLICATION_NAME and s["client_addr"] == "local"]
+        standby_slots = self._standbys([s for s in senders if s not in leftover_copy]) | self._logical_replicas(session)
         if leftover_copy:
             self.findings.warning("standbys", "the physical copy of an interrupted run still streams from the old "
                                   "server: the copy step stops it and starts over")
         for slot, plugin, database in self._foreign_slots(session):
+            if slot in standby_slots:
+                continue
             self.findings.problem(
                 "replication_slots", "the replication slot %s (%s%s) belongs to another consumer: it does not move "
                 "to the new server, and its consumer would miss every change after the cutover"
@@ -181,6 +176,7 @@ class ReplicationChecks:
         self.facts["copy_parallelism"] = copy_parallelism(
             cores, memory, len(self.databases), int(settings.get("max_replication_slots", 0)) - used_slots,
             int(settings.get("max_wal_senders", 0)) - senders, new_major=(self.new_major or (18,))[0],
+            standbys=len(self.standbys),
             old_settings=dict(session.query("SELECT name, setting FROM pg_settings WHERE name IN "
                                             "('max_logical_replication_workers', 'max_worker_processes', "
                                             "'max_replication_slots', 'max_wal_senders')").rows))

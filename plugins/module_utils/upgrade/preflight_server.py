@@ -29,7 +29,7 @@ PREPARE_FIX = ("run ansible-playbook fleetdb.online_upgrade.prepare (playbooks/p
 NOT_INHERITED = frozenset([
     "port", "data_directory", "config_file", "hba_file", "ident_file", "external_pid_file", "cluster_name",
     "include", "include_dir", "include_if_exists", "wal_level", "max_replication_slots", "max_wal_senders",
-    "dynamic_shared_memory_type", "data_sync_retry",
+    "dynamic_shared_memory_type", "data_sync_retry", "synchronous_standby_names",
 ])
 
 # What pg_dump locks (ACCESS SHARE, all in its one transaction): every table and sequence it reads, counted
@@ -141,6 +141,10 @@ class ServerChecks:
         rows = session.query("SELECT name, setting, unit FROM pg_settings WHERE source = 'configuration file'").rows
         settings = {}
         for name, setting, unit in rows:
+            if name == "synchronous_standby_names":
+                # Not inherited: the new primary's commits would wait for standbys still switching, or for none at
+                # all; it is given back once they have switched (docs/layouts.md).
+                self.facts["synchronous_standby_names"] = setting
             if name in NOT_INHERITED:
                 continue
             settings[name] = _with_unit(setting, unit)

@@ -1,0 +1,431 @@
+"""A primary and its physical standby, PostgreSQL 16 in two test hosts: preflight names the standbys it sees and
+matches them to the inventory hosts that name them (``online_upgrade_primary``), refuses the ones the inventory
+does not name, and the standby host's own preflight refuses a cascading standby.  Nothing changes on either host.
+
+The hosts: ``pghost`` (conftest) the primary, ``standby`` a second container streaming from it over the Docker
+network (``pg_basebackup -R``, ``application_name=replica1``)."""
+import hashlib
+import os
+import re
+import subprocess
+
+import pytest
+
+from conftest import ROOT, ansible_env, remove_host, start_host
+
+PREFIX = "/opt/fleetdb/postgresql"
+SOCK = "/var/run/postgresql"
+OLD = dict(data_dir="/var/lib/fleetdb/postgresql/16/main", bin_dir=PREFIX + "/16/bin", port=5432)
+NEW = dict(data_dir="/var/lib/fleetdb/postgresql/18/main", bin_dir=PREFIX + "/18/bin", port=5432)
+REPLICATOR = "fleetdb_replicator"
+CASCADE_DIR = "/var/lib/fleetdb/postgresql/16/cascade"
+E2E = dict(data_dir="/var/lib/fleetdb/postgresql/18/standbys", port=15440)   # the role's; NEW the module tests'
+WATCHED = "/opt/fleetdb /var/lib/fleetdb/postgresql/18 /var/lib/fleetdb/online_upgrade"
+
+
+def sh(host, cmd, user="root"):
+    proc = host.run(cmd, user=user)
+    assert proc.returncode == 0, "%s: %s" % (cmd, proc.stderr)
+    return proc.stdout
+
+
+def address(host):
+    return subprocess.run(["docker", "inspect", "-f", "{{.NetworkSettings.IPAddress}}", host.name],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+def install(host, run_module, pg_dists, major="16"):
+    archive = "/var/cache/fleetdb/postgresql-%s.tar.gz" % major
+    sh(host, "mkdir -p /var/cache/fleetdb")
+    host.copy_in(pg_dists[major], archive)
+    with open(pg_dists[major], "rb") as handle:
+        checksum = "sha256:" + hashlib.sha256(handle.read()).hexdigest()
+    result = run_module(host, "fleetdb.online_upgrade.install", dict(version=major, archive=archive, checksum=checksum))
+    assert not result.get("failed"), result
+
+
+def base_backup(host, source, data_dir, port, application_name):
+    """A hot standby of ``source`` (host or socket) in ``data_dir``, started on ``port``."""
+    sh(host, "%s/pg_basebackup -h %s -p 5432 -U postgres -D %s -R -X stream -c fast -d 'application_name=%s'"
+       % (OLD["bin_dir"], source, data_dir, application_name), user="postgres")
+    started = host.run("LD_LIBRARY_PATH=%s/16/lib %s/pg_ctl -D %s -l %s/standby.log -w -o '-p %d' start"
+                       % (PREFIX, OLD["bin_dir"], data_dir, data_dir, port), user="postgres")
+    assert started.returncode == 0, host.run("cat %s/standby.log" % data_dir).stdout
+
+
+@pytest.fixture(scope="module")
+def primary(pghost, run_module, pg_dists):
+    install(pghost, run_module, pg_dists)
+    for name, args in (("instance", dict(settings=dict(wal_level="logical", listen_addresses="*"))),
+                       ("server", dict(state="started"))):
+        result = run_module(pghost, "fleetdb.online_upgrade." + name, dict(OLD, **args))
+        assert not result.get("failed"), result
+    sh(pghost, "echo 'host replication postgres samenet trust' >> %s/pg_hba.conf" % OLD["data_dir"])
+    sql(pghost, "SELECT pg_reload_conf()")
+    return pghost
+
+
+@pytest.fixture(scope="module")
+def standby(primary, run_module, pg_dists):
+    host = start_host("standbys-replica")
+    try:
+        install(host, run_module, pg_dists)
+        sh(host, "mkdir -p %s && chown postgres %s" % (SOCK, SOCK))
+        sh(host, "mkdir -p -m 700 %s && chown postgres %s" % (OLD["data_dir"], OLD["data_dir"]))
+        base_backup(host, address(primary), OLD["data_dir"], 5432, "replica1")
+        sql(primary, "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'", expect="1")
+        yield host
+    finally:
+        remove_host(host)
+
+
+def sql(host, statement, port=5432, expect=None, bin_dir=OLD["bin_dir"]):
+    for _attempt in range(100):
+        out = sh(host, "%s/psql -h %s -p %d -d postgres -XAtq -c \"%s\"" % (bin_dir, SOCK, port, statement),
+                 user="postgres").strip()
+        if expect is None or out == expect:
+            return out
+        subprocess.run(["sleep", "0.1"], check=True)
+    raise AssertionError("%s gave %r, not %r" % (statement, out, expect))
+
+
+def preflight(run_module, host, **args):
+    options = dict(old=dict(OLD), new_version="18", new_data_dir="/var/lib/fleetdb/postgresql/18/main",
+                   temporary_port=15432, old_port_after=5433, inventory_host="db1")
+    options.update(args)
+    return run_module(host, "fleetdb.online_upgrade.preflight", options)
+
+
+def standby_problems(result):
+    return [p for p in result.get("problems", []) if p["check"] in ("standbys", "standby")]
+
+
+def snapshot(host):
+    return sh(host, "find %s -printf '%%p %%s %%T@\\n' 2>/dev/null | sort; true" % WATCHED)
+
+
+def test_an_unnamed_standby_is_refused_by_name_with_the_inventory_line_it_needs(primary, standby, run_module):
+    before = snapshot(primary)
+    result = preflight(run_module, primary)
+    assert result.get("failed"), result
+    [problem] = standby_problems(result)
+    assert "the inventory does not name" in problem["msg"]
+    assert "application_name replica1 from %s, async" % address(standby) in problem["msg"]
+    assert "online_upgrade_primary: db1" in problem["fix"]
+    assert result["standbys"] == []
+    assert snapshot(primary) == before
+
+
+def test_the_standby_named_by_the_inventory_is_matched_by_address_and_listed(primary, standby, run_module):
+    """The inventory host db2 has no application_name of its own (the inventory name differs): its address matches."""
+    sql(primary, "ALTER SYSTEM SET synchronous_standby_names = 'replica1'")
+    sql(primary, "SELECT pg_reload_conf()")
+    try:
+        sql(primary, "SELECT sync_state FROM pg_stat_replication", expect="sync")
+        result = preflight(run_module, primary, standbys=[dict(host="db2", address=address(standby))])
+    finally:
+        sql(primary, "ALTER SYSTEM RESET synchronous_standby_names")
+        sql(primary, "SELECT pg_reload_conf()")
+    assert result["standbys"] == [dict(host="db2", application_name="replica1", client_addr=address(standby),
+                                       sync_state="sync", slot="")]
+    assert standby_problems(result) == []   # matched: its new instance is made before the cutover
+
+
+def test_an_inventory_host_that_streams_not_is_named(primary, standby, run_module):
+    result = preflight(run_module, primary,
+                       standbys=[dict(host="replica1"), dict(host="db3", address="192.0.2.7")])
+    assert [s["host"] for s in result["standbys"]] == ["replica1"]
+    missing = [p for p in standby_problems(result) if "names db3" in p["msg"]]
+    assert missing and "192.0.2.7" in missing[0]["msg"], result["problems"]
+
+
+def test_the_standby_hosts_own_preflight_passes(standby, run_module):
+    before = snapshot(standby)
+    result = preflight(run_module, standby, standby_of="db1")
+    assert not result.get("failed") and result["ok"], result
+    assert result["primary"] == "db1" and result["old_version"].startswith("16.") and result["free_bytes"] > 0
+    assert snapshot(standby) == before
+
+
+def test_a_primary_named_a_standby_is_refused(primary, standby, run_module):
+    result = preflight(run_module, primary, standby_of="db1")
+    [problem] = standby_problems(result)
+    assert "is not a standby" in problem["msg"] and "online_upgrade_primary" in problem["fix"]
+
+
+def test_a_cascading_standby_is_refused_on_the_standby_host(standby, run_module):
+    sh(standby, "mkdir -p -m 700 %s && chown postgres %s" % (CASCADE_DIR, CASCADE_DIR))
+    base_backup(standby, SOCK, CASCADE_DIR, 5434, "cascade1")
+    try:
+        sql(standby, "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'", expect="1")
+        result = preflight(run_module, standby, standby_of="db1")
+    finally:
+        sh(standby, "%s/pg_ctl -D %s -m immediate stop" % (OLD["bin_dir"], CASCADE_DIR), user="postgres")
+        sh(standby, "rm -rf %s" % CASCADE_DIR)
+    assert result.get("failed"), result
+    [problem] = standby_problems(result)
+    assert "cascading standby streams from this standby (application_name cascade1 from local" in problem["msg"]
+    assert "point it at db1" in problem["fix"]
+
+
+def playbook(inventory, *extra):
+    env = ansible_env()
+    env.update(ANSIBLE_STDOUT_CALLBACK="default")
+    proc = subprocess.run([os.path.join(ROOT, ".venv", "bin", "ansible-playbook"), "-i", str(inventory),
+                           os.path.join(ROOT, "playbooks", "upgrade.yml")] + list(extra),
+                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=600, check=False)
+    output = proc.stdout + proc.stderr
+    return proc.returncode, output, " ".join(output.split())   # the callback wraps long messages
+
+
+def recap(output, host):
+    return re.search(r"%s\s*: ok=\d+ +changed=(\d+) .*failed=(\d+) " % re.escape(host.name),
+                     output.rsplit("PLAY RECAP", 1)[1]).groups()
+
+
+def test_the_role_makes_the_new_standby_before_the_primarys_cutover_and_a_killed_copy_is_made_again(
+        primary, standby, tmp_path, pg_dists):
+    """playbooks/upgrade.yml on both hosts, one host a wave: the inventory names the standby by its application_name
+    (its address, the container's name, means nothing to the primary).  The primary's new instance gets the data,
+    the standby host its new standby from it, and the primary's cutover refuses while standbys have no switch yet,
+    the old server serving.  The first run's copy is killed (its pg_basebackup): the standby host fails, its primary
+    stops before its cutover, and the re-run clears the copy's leftover and makes the standby."""
+    sql(primary, "CREATE TABLE standby_e2e (id int PRIMARY KEY, note text)")
+    sql(primary, "INSERT INTO standby_e2e VALUES (1, 'before the upgrade')")
+    inventory = tmp_path / "inventory.ini"
+    inventory.write_text(
+        "%s ansible_host=%s ansible_docker_host=%s\n"
+        "%s online_upgrade_primary=%s online_upgrade_standby_application_name=replica1\n"
+        "[all:vars]\nansible_connection=community.docker.docker\nansible_python_interpreter=/usr/bin/python3\n"
+        "online_upgrade_new_data_dir=%s\nonline_upgrade_temporary_port=%d\n"
+        % (primary.name, address(primary), primary.name, standby.name, primary.name, E2E["data_dir"], E2E["port"]))
+    with open(pg_dists["18"], "rb") as handle:
+        checksum = hashlib.sha256(handle.read()).hexdigest()
+    extra = ["-e", "online_upgrade_old_version=16", "-e", "online_upgrade_new_version=18", "-e", "online_upgrade_serial=1",
+             "-e", "online_upgrade_archive_src=%s" % pg_dists["18"], "-e", "online_upgrade_archive_checksum=sha256:" + checksum,
+             "-e", "online_upgrade_replication_password=repl-pw-e2e"]
+    killer = subprocess.run(["docker", "exec", "-d", standby.name, "sh", "-c",
+                             "until [ -n \"$(ls -A %s 2>/dev/null)\" ]; do sleep 0.02; done; pkill -KILL -x pg_basebackup"
+                             % E2E["data_dir"]], check=False)
+    assert killer.returncode == 0
+    rc, output, said = playbook(inventory, *extra)
+    assert rc != 0, output
+    assert "pg_basebackup of the primary's new instance (%s port %d) failed" % (address(primary), E2E["port"]) in said, output
+    assert "The inventory names %s as standby host(s) of %s" % (standby.name, primary.name) in said, output
+    assert recap(output, primary)[1] == "1" and recap(output, standby)[1] == "1", output
+    assert not sh(standby, "ls %s/standby.signal 2>/dev/null; true" % E2E["data_dir"]).strip()   # a killed copy
+    assert '"copy": "copying"' in sh(standby, "cat /var/lib/fleetdb/online_upgrade/standby.json")
+    sql(primary, "SELECT count(*) FROM standby_e2e", expect="1")   # the old server serves
+
+    rc, output, said = playbook(inventory, *extra)
+    assert rc != 0, output
+    assert "%s is a standby of %s: its own checks passed" % (standby.name, primary.name) in said, output
+    assert "held the copy an interrupted run left: it was removed and copied again" in said, output
+    assert "standbys stream from this primary (application_name replica1 from %s" % address(standby) in said, output
+    assert "does not switch standbys to the new server yet" in said, output
+    assert recap(output, standby)[1] == "0" and recap(output, primary)[1] == "1", output
+    try:
+        new = dict(port=E2E["port"], bin_dir=NEW["bin_dir"])
+        assert sql(primary, "SELECT application_name, state FROM pg_stat_replication WHERE application_name = 'replica1'",
+                   **new) == "replica1|streaming"
+        assert ('host    replication   "fleetdb_replicator"   %s/32   scram-sha-256' % address(standby)
+                in sh(primary, "cat %s/pg_hba.conf" % E2E["data_dir"]))
+        # a write on the old server, which still serves, reaches the new standby: replication, then streaming
+        sql(primary, "INSERT INTO standby_e2e VALUES (2, 'during the upgrade')")
+        sql(standby, "SELECT count(*) FROM standby_e2e", expect="2", **new)
+        assert sql(standby, "SELECT pg_is_in_recovery()", **new) == "t"
+        # the old standby still serves reads on the production port, streaming from the old primary
+        sql(standby, "SELECT count(*) FROM standby_e2e", expect="2")
+        assert sql(standby, "SELECT pg_is_in_recovery(), status FROM pg_stat_wal_receiver") == "t|streaming"
+        assert sql(primary, "SELECT pg_is_in_recovery()") == "f"
+    finally:   # the module tests below make their own new instances
+        for host in (standby, primary):
+            sh(host, "%s/pg_ctl -D %s -m fast stop" % (NEW["bin_dir"], E2E["data_dir"]), user="postgres")
+
+
+# -- the new standby, made from the primary's new instance before the cutover ------------------------------------------
+
+@pytest.fixture(scope="module")
+def new_primary(primary, run_module, pg_dists):
+    """The primary host's new instance (18) as the upgrade leaves it before the cutover: configured for the
+    production port, running on its temporary port, the replication role allowed to stream from the other hosts."""
+    install(primary, run_module, pg_dists, "18")
+    for name, args in (("instance", dict(settings=dict(wal_level="logical", listen_addresses="*"))),
+                       ("server", dict(state="started", port=15432))):
+        result = run_module(primary, "fleetdb.online_upgrade." + name, dict(NEW, **args))
+        assert not result.get("failed"), result
+    sql(primary, "CREATE ROLE %s LOGIN REPLICATION PASSWORD 'repl-pw-1'" % REPLICATOR, port=15432, bin_dir=NEW["bin_dir"])
+    sh(primary, "echo 'host replication %s samenet scram-sha-256' >> %s/pg_hba.conf" % (REPLICATOR, NEW["data_dir"]))
+    sql(primary, "SELECT pg_reload_conf()", port=15432, bin_dir=NEW["bin_dir"])
+    return primary
+
+
+def make_standby(run_module, standby, primary):
+    return run_module(standby, "fleetdb.online_upgrade.standby", dict(
+        new=dict(NEW), primary_host=address(primary), primary_port=15432, replication_password="repl-pw-1",
+        application_name="db2", temporary_port=15432))
+
+
+def test_the_new_standby_streams_from_the_primarys_new_instance_while_the_old_one_serves(
+        new_primary, standby, run_module, pg_dists):
+    install(standby, run_module, pg_dists, "18")
+    made = make_standby(run_module, standby, new_primary)
+    assert not made.get("failed"), made
+    assert made["changed"] and made["made"] and made["started"], made
+    assert made["receiver"]["status"] == "streaming" and made["receiver"]["sender_port"] == 15432, made
+    assert "repl-pw-1" not in str(made)
+    assert sql(new_primary, "SELECT application_name, state FROM pg_stat_replication", port=15432,
+               bin_dir=NEW["bin_dir"]) == "db2|streaming"
+    sql(new_primary, "CREATE TABLE written_after AS SELECT 42 AS answer", port=15432, bin_dir=NEW["bin_dir"])
+    sql(standby, "SELECT coalesce(to_regclass('written_after')::text, '')", port=15432, bin_dir=NEW["bin_dir"],
+        expect="written_after")
+    assert sql(standby, "SELECT answer FROM written_after", port=15432, bin_dir=NEW["bin_dir"]) == "42"
+    status = run_module(standby, "fleetdb.online_upgrade.server", dict(NEW, state="status"))
+    assert status["configured_port"] == 5432 and status["port"] == 15432, status
+    # the old standby still serves reads on the production port, streaming from the old primary
+    assert sql(standby, "SELECT pg_is_in_recovery(), status FROM pg_stat_wal_receiver") == "t|streaming"
+    again = make_standby(run_module, standby, new_primary)
+    assert not again.get("failed") and not again["changed"], again
+
+
+def test_a_new_data_directory_that_is_no_standby_is_refused(new_primary, standby, run_module):
+    sh(standby, "mkdir -p -m 700 /var/lib/fleetdb/postgresql/18/other && touch /var/lib/fleetdb/postgresql/18/other/x")
+    result = run_module(standby, "fleetdb.online_upgrade.standby", dict(
+        new=dict(NEW, data_dir="/var/lib/fleetdb/postgresql/18/other"), primary_host=address(new_primary),
+        primary_port=15432, replication_password="repl-pw-1", application_name="db2", temporary_port=15433))
+    assert result.get("failed") and "is not empty and holds no PostgreSQL data directory" in result["msg"], result
+    assert sh(standby, "ls /var/lib/fleetdb/postgresql/18/other").split() == ["x"]
+
+
+# -- each standby's own switch, after the primary's cutover (module standby_switchover) --------------------------------
+
+WRITER = ("while true; do %s/psql -h %s -p 5432 -d postgres -XAtqc 'UPDATE counter SET n = n + 1' >/dev/null 2>&1; "
+          "sleep 0.01; done" % (NEW["bin_dir"], SOCK))
+READER = ("while true; do echo \"$(date +%%s.%%N) $(%s/psql -h %s -p 5432 -d postgres -XAtqc 'SELECT n FROM counter' "
+          "2>/dev/null)\" >> /tmp/reads; sleep 0.005; done" % (NEW["bin_dir"], SOCK))
+# The module's Python on the host (pipelined, under "sh -c 'python3 && sleep 0'"): the only Python there.
+MODULE_PROCESS = "python3[.0-9]*"
+
+
+def background(host, name, loop, user="postgres"):
+    host.write_file("/tmp/%s.sh" % name, loop + "\n")
+    sh(host, "nohup setsid bash /tmp/%s.sh >/dev/null 2>&1 & echo $! > /tmp/%s.pid" % (name, name), user=user)
+
+
+def stop_background(host, name):
+    sh(host, "kill -- -$(cat /tmp/%s.pid) 2>/dev/null; true" % name, user="postgres")
+
+
+@pytest.fixture(scope="class")
+def cut_over(new_primary, standby, run_module, pg_dists):
+    """The new standby made, then the primary's cutover; the counter's value at the cutover."""
+    install(standby, run_module, pg_dists, "18")
+    made = make_standby(run_module, standby, new_primary)
+    assert not made.get("failed"), made
+    sql(new_primary, "CREATE TABLE counter AS SELECT 0::bigint AS n")
+    sql(new_primary, "CREATE TABLE counter AS SELECT 0::bigint AS n", port=15432, bin_dir=NEW["bin_dir"])
+    background(new_primary, "writer", WRITER)
+    sql(standby, "SELECT coalesce(to_regclass('counter')::text, '')", expect="counter")
+    sql(standby, "SELECT (n > 20)::text FROM counter", expect="true")
+    stop_background(new_primary, "writer")
+    last = sql(new_primary, "SELECT n FROM counter")
+    for spec, state in ((OLD, "stopped"), (NEW, "started")):
+        result = run_module(new_primary, "fleetdb.online_upgrade.server", dict(spec, state=state))
+        assert not result.get("failed"), result
+    sql(new_primary, "UPDATE counter SET n = %s" % last, bin_dir=NEW["bin_dir"])
+    background(new_primary, "writer", WRITER)
+    yield int(last)
+    stop_background(new_primary, "writer")
+
+
+class TestStandbySwitchover:
+    """The primary's cutover, as the test does it: the 16 primary stops, the 18 instance restarts on the production
+    port, and only then does it take the counter's last value (so a new standby opening before it replayed the
+    new primary's position would show a value older than the old standby showed); a writer raises the counter
+    on whatever serves port 5432 of the primary, a reader on the standby host records every value port 5432 shows
+    there.  Then the switch; back as before it, a switch refused while the new standby lags, a kill in the middle
+    of another, and a reboot."""
+
+    def switch(self, run_module, standby, primary, check=False, timeout=60):
+        return run_module(standby, "fleetdb.online_upgrade.standby_switchover", dict(
+            old=dict(OLD), new=dict(NEW), primary_host=address(primary), replication_password="repl-pw-1",
+            application_name="db2", temporary_port=15432, old_port_after=5433, timeout=timeout), check=check)
+
+    def test_the_switch_pauses_reads_once_and_no_value_goes_backwards(self, cut_over, new_primary, standby, run_module):
+        check = self.switch(run_module, standby, new_primary, check=True)
+        assert check["changed"] and len(check["actions"]) == 5 and check["read_pause_seconds"] is None, check
+        assert "stop the old standby" in check["actions"][2], check
+        assert sql(standby, "SELECT pg_is_in_recovery(), current_setting('server_version_num')::int / 10000") == "t|16"
+        sh(standby, "rm -f /tmp/reads")
+        background(standby, "reader", READER)
+        try:
+            result = self.switch(run_module, standby, new_primary)
+            sql(standby, "SELECT (n > %d)::text FROM counter" % (cut_over + 20), bin_dir=NEW["bin_dir"], expect="true")
+        finally:
+            stop_background(standby, "reader")
+        assert not result.get("failed"), result
+        assert result["changed"] and result["phase_order"] == [
+            "follow", "catch_up", "stop_old", "start_new", "retire_old", "streaming"], result
+        assert 0 < result["read_pause_seconds"] < 30, result
+        reads = [line.split() for line in sh(standby, "cat /tmp/reads").splitlines()]
+        values = [int(fields[1]) for fields in reads if len(fields) == 2]
+        assert values and values[0] <= cut_over < values[-1], (cut_over, values[:3], values[-3:])
+        backwards = [(a, b) for a, b in zip(values, values[1:]) if b < a]
+        assert not backwards, backwards[:5]
+        print("read pause reported %.3f s; %d reads" % (result["read_pause_seconds"], len(values)))
+        self.assert_switched(run_module, standby, new_primary)
+        again = self.switch(run_module, standby, new_primary)
+        assert not again.get("failed") and not again["changed"] and again["actions"] == [], again
+
+    def back_before_the_switch(self, run_module, standby):
+        """The new standby on its temporary port (streaming from the production port), the old one serving there."""
+        for spec, port in ((NEW, 15432), (OLD, 5432)):
+            result = run_module(standby, "fleetdb.online_upgrade.server", dict(spec, state="started", port=port))
+            assert not result.get("failed"), result
+        sql(standby, "SELECT status, sender_port FROM pg_stat_wal_receiver", port=15432, bin_dir=NEW["bin_dir"],
+            expect="streaming|5432")
+
+    def test_a_new_standby_behind_the_new_primary_is_not_opened(self, cut_over, new_primary, standby, run_module):
+        """Back as before a switch, its replay paused: the switch waits for it to replay the primary's position,
+        then gives up, the old standby still serving."""
+        self.back_before_the_switch(run_module, standby)
+        sql(standby, "SELECT pg_wal_replay_pause()", port=15432, bin_dir=NEW["bin_dir"])
+        try:
+            result = self.switch(run_module, standby, new_primary, timeout=3)
+        finally:
+            sql(standby, "SELECT pg_wal_replay_resume()", port=15432, bin_dir=NEW["bin_dir"])
+        assert result.get("failed") and "has not replayed the new primary's position" in result["msg"], result
+        assert "the old standby still serves" in result["msg"]
+        assert sql(standby, "SELECT current_setting('server_version_num')::int / 10000, n FROM counter") == "16|%d" % (
+            cut_over)
+
+    def assert_switched(self, run_module, standby, primary):
+        new = run_module(standby, "fleetdb.online_upgrade.server", dict(NEW, state="status"))
+        old = run_module(standby, "fleetdb.online_upgrade.server", dict(OLD, state="status"))
+        assert new["running"] and new["port"] == 5432 and new["version"].startswith("18."), new
+        assert not old["running"] and old["configured_port"] == 5433, old
+        sql(standby, "SELECT pg_is_in_recovery(), status, sender_host, sender_port FROM pg_stat_wal_receiver",
+            bin_dir=NEW["bin_dir"], expect="t|streaming|%s|5432" % address(primary))
+        sql(primary, "SELECT application_name, state FROM pg_stat_replication", bin_dir=NEW["bin_dir"],
+            expect="db2|streaming")
+
+    def test_a_switch_killed_after_the_old_standby_stopped_is_finished_by_a_rerun(
+            self, cut_over, new_primary, standby, run_module):
+        self.back_before_the_switch(run_module, standby)
+        background(standby, "killer", "while [ -e %s/postmaster.pid ]; do sleep 0.005; done\n"
+                   "pkill -KILL -x '%s'"
+                   % (OLD["data_dir"], MODULE_PROCESS), user="root")
+        killed = self.switch(run_module, standby, new_primary)
+        assert killed.get("failed"), killed
+        assert standby.run("pgrep -x '%s'" % MODULE_PROCESS).returncode != 0
+        assert run_module(standby, "fleetdb.online_upgrade.server", dict(OLD, state="status"))["running"] is False
+        rerun = self.switch(run_module, standby, new_primary)
+        assert not rerun.get("failed") and rerun["read_pause_seconds"] is None, rerun
+        self.assert_switched(run_module, standby, new_primary)
+
+    def test_a_reboot_of_the_standby_host_brings_the_18_standby_up_on_the_production_port(
+            self, cut_over, new_primary, standby, run_module):
+        subprocess.run(["docker", "restart", standby.name], capture_output=True, check=True, timeout=120)
+        rerun = self.switch(run_module, standby, new_primary)
+        assert not rerun.get("failed") and rerun["phase_order"] == ["start_new", "streaming"], rerun
+        self.assert_switched(run_module, standby, new_primary)
