@@ -42,9 +42,19 @@ class ManyDbFlow(Flow):
         self.restart16("SET wal_level = replica")
         sql = "".join("CREATE DATABASE %s OWNER app;\n" % db for db in EXTRA)
         self.psql(sql, bin_dir=PG16, dbname="postgres")
-        for db in EXTRA:
-            self.psql("CREATE TABLE t (id int PRIMARY KEY, v text); "
-                      "INSERT INTO t SELECT g, '%s ' || g FROM generate_series(1, 100) g" % db, bin_dir=PG16, dbname=db)
+        self.in_each(EXTRA, "CREATE TABLE t (id int PRIMARY KEY, v text); "
+                            "INSERT INTO t SELECT g, '%(db)s ' || g FROM generate_series(1, 100) g", bin_dir=PG16)
+
+    def in_each(self, databases, sql, bin_dir=PG18):
+        """``sql`` (``%(db)s`` the database's name) in each of ``databases``, one psql session for them all."""
+        self.psql("".join("\\connect %s\n%s;\n" % (db, sql % dict(db=db)) for db in databases),
+                  bin_dir=bin_dir, dbname="postgres")
+
+    def value_in_each(self, databases, sql, bin_dir=PG18):
+        """{database: the one value ``sql`` returns in it}, one psql session for them all."""
+        out = self.psql("".join("\\connect %s\nSELECT '%s', (%s);\n" % (db, db, sql) for db in databases),
+                        bin_dir=bin_dir, dbname="postgres")
+        return dict(line.split("\t", 1) for line in out.splitlines())
 
 
 @pytest.fixture(scope="module")
@@ -101,8 +111,9 @@ def test_a_copy_that_keeps_failing_is_abandoned_and_nothing_of_the_upgrade_is_le
     assert "The upgrade to 18 was abandoned" in out, out[-3000:]
     assert many.psql("SELECT count(*) FROM pg_replication_slots", bin_dir=PG16, dbname="postgres") == "0"
     assert many.sh("ls -A %s/pg_replslot" % OLD_DATA).strip() == "", "a slot keeps WAL on 16"
+    publications = many.value_in_each(DATABASES, "SELECT count(*) FROM pg_publication", bin_dir=PG16)
     for db in DATABASES:
-        assert many.psql("SELECT count(*) FROM pg_publication", bin_dir=PG16, dbname=db) == "0", db
+        assert publications.get(db) == "0", db
     assert many.psql("SELECT count(*) FROM pg_roles WHERE rolname = 'fleetdb_replicator'", bin_dir=PG16,
                      dbname="postgres") == "0"
     assert "fleetdb_replicator" not in many.sh("cat %s/pg_hba.conf" % OLD_DATA)
@@ -122,18 +133,19 @@ def test_with_the_values_preflight_named_thirty_databases_come_across(many):
                       dbname="postgres")
     assert slots == ",".join("fleetdb_rollback_" + db for db in DATABASES), slots
     assert many.sh("ls -A %s/pg_replslot" % OLD_DATA).strip() == "", "a slot keeps WAL on 16"
+    rows = many.value_in_each(EXTRA, "SELECT count(*) || ' ' || sum(id) FROM t")
     for db in EXTRA:
-        assert many.psql("SELECT count(*) || ' ' || sum(id) FROM t", dbname=db) == "100 5050", db
+        assert rows.get(db) == "100 5050", db
     many.stop_and_verify()
 
 
 def test_a_rollback_brings_the_thirty_databases_back_to_16(many):
-    for db in EXTRA:
-        many.psql("INSERT INTO t VALUES (1000, 'on 18')", bin_dir=PG18, dbname=db)
+    many.in_each(EXTRA, "INSERT INTO t VALUES (1000, 'on 18')")
     many.ok("rollback.yml")
     assert many.psql("SHOW server_version", bin_dir=PG16, dbname="postgres").startswith("16")
     assert int(many.psql("SHOW max_logical_replication_workers", bin_dir=PG16, dbname="postgres")) >= 32
+    rows = many.value_in_each(EXTRA, "SELECT count(*) || ' ' || sum(id) FROM t", bin_dir=PG16)
     for db in EXTRA:
-        assert many.psql("SELECT count(*) || ' ' || sum(id) FROM t", bin_dir=PG16, dbname=db) == "101 6050", db
+        assert rows.get(db) == "101 6050", db
     assert many.psql("SELECT count(*) FROM pg_replication_slots", bin_dir=PG16, dbname="postgres") == "0"
     assert many.sh("ls -A %s/pg_replslot" % NEW_DATA).strip() == ""
