@@ -10,12 +10,16 @@ through both upgrades, each upgrade with nothing but its two versions, archive a
 Either way every acknowledged write is on the last server, and the Record of Upgrades in the database holds
 sets 001 (16 -> 17) and 002 (17 -> 18). A run with the first upgrade's versions while the second is unfinished
 is refused before anything changes.
+
+The second flow also has a pg_receivewal streaming from 16 on a physical slot: preflight names it (a warning, not a
+refusal), the cutover makes its slot on 17, where pg_receivewal started again into a new directory receives a
+segment; and again from 17 to 18.
 """
 import os
 
 import pytest
 
-from test_upgrade_flows import Flow, dist, sha256
+from test_upgrade_flows import Flow, dist, sha256, wait_for
 
 PORTS = list(range(int(os.environ.get("SECOND_PORT_BASE", "25091")), 25095))
 BIN = "/opt/fleetdb/postgresql/%s/bin"
@@ -75,10 +79,44 @@ def test_a_second_upgrade_after_finalize_then_a_rollback_goes_back_one_step(chai
     chain.stop_and_verify("17")
 
 
+def start_receivewal(chain, major):
+    """pg_receivewal of ``major`` streaming from the server on 5432 on slot wal_archive into a new directory, until
+    that server goes away (-n)."""
+    directory = "/var/lib/fleetdb/receivewal-%s" % major
+    chain.sh("install -d -o postgres -m 700 %s && (setsid runuser -u postgres -- %s/pg_receivewal -h "
+             "/var/run/postgresql -p 5432 -S wal_archive -D %s -n > /tmp/receivewal-%s.log 2>&1 &)"
+             % (directory, BIN % major, directory, major))
+    wait_for("pg_receivewal %s streaming" % major, lambda: chain.psql(
+        "SELECT count(*) FROM pg_stat_replication WHERE application_name = 'pg_receivewal'", bin_dir=BIN % major) == "1",
+        timeout=30)
+    return directory
+
+
+def receiver_slot(chain, major):
+    return chain.psql("SELECT slot_type || ' ' || (restart_lsn IS NOT NULL) FROM pg_replication_slots "
+                      "WHERE slot_name = 'wal_archive'", bin_dir=BIN % major)
+
+
 def test_a_second_upgrade_without_finalize_between(chain):
-    chain.upgrade_to(16, 17)
+    chain.sh("echo 'local replication postgres peer' >> %s/pg_hba.conf" % (DATA % "16"))
+    chain.psql("SELECT pg_reload_conf(); SELECT pg_create_physical_replication_slot('wal_archive', true)",
+               bin_dir=BIN % "16", dbname="postgres")
+    start_receivewal(chain, "16")
+    out = " ".join(chain.upgrade_to(16, 17).split())
+    assert "[WARNING]: wal_receivers: a WAL receiver streams from the old server, pg_receivewal (from local, slot " \
+        "wal_archive)" in out, out[-6000:]
+    assert "pg_receivewal -h <this server> -p 5432 -S wal_archive -D <a new directory>" in out, out[-6000:]
+    # preflight's warning, then the cutover's report
+    assert out.count("pg_receivewal (from local, slot wal_archive): pg_receivewal loses the old server") == 2, out[-6000:]
+    assert receiver_slot(chain, "17") == "physical true"
+    # the fix as the report gives it: pg_receivewal started again against the new server into a new directory
+    directory = start_receivewal(chain, "17")
+    chain.psql("SELECT pg_switch_wal()", bin_dir=BIN % "17")
+    wait_for("a segment of 17 received", lambda: chain.host.run(
+        "ls %s | grep -E '^00000001[0-9A-F]{16}$'" % directory).returncode == 0, timeout=60)
     chain.upgrade_to(17, 18)
     assert chain.serving() == "18"
+    assert receiver_slot(chain, "18") == "physical true"
     assert chain.record("18") == "1 16 17, 2 17 18"
     # 17 is stopped and configured for another port; 16 stays as the first upgrade left it
     for major in ("16", "17"):

@@ -76,7 +76,9 @@ class ReplicationChecks:
         senders = [dict(zip(("application_name", "client_addr", "sync_state", "slot"), row))
                    for row in session.query(STANDBYS_SQL).rows]
         leftover_copy = [s for s in senders if s["application_name"] == COPY_APPLICATION_NAME and s["client_addr"] == "local"]
-        standby_slots = self._standbys([s for s in senders if s not in leftover_copy])
+        receivers = self._wal_receivers(senders)
+        standby_slots = self._standbys([s for s in senders if s not in leftover_copy and s not in receivers])
+        standby_slots |= set(r["slot"] for r in receivers)
         if leftover_copy:
             self.findings.warning("standbys", "the physical copy of an interrupted run still streams from the old "
                                   "server: the copy step stops it and starts over")
