@@ -73,10 +73,11 @@ class Archiving:
                                         pg1_path_changed=backrest.set_pg_path(self.new.data_dir))
             backrest.stanza_upgrade()
         fix = ("the new server serves port %d and keeps its WAL until it is archived: correct archive_command (or "
-               "the archive), then check with SELECT pg_switch_wal(); and SELECT * FROM pg_stat_archiver"
-               % self.production_port)
+               "the archive it writes to), then check with SELECT pg_walfile_name(pg_switch_wal()); until SELECT "
+               "last_archived_wal FROM pg_stat_archiver names that segment (or a later one)" % self.production_port)
         if backrest:
             fix += "; for pgBackRest: %s" % backrest.command_line("check")
+        fix += "; then run the play again: it finishes the upgrade (the old instance kept for rollback, the report)"
         report["new"] = archiving.switch_and_wait(session, "the new server", log_file(self.new), fix)
         if backrest:
             report["pgbackrest"]["backup_due"] = True  # stanza-upgrade just added a database that has no backup yet
