@@ -104,7 +104,7 @@ phase:
   type: str
   sample: done
 rollback_phase:
-  description: The phase the cutover back of a rollback reached, V(none) before any; V(done) with O(phase) still
+  description: The phase the cutover back of a rollback reached, V(none) before any; V(done) with RV(phase) still
     V(done) is a rollback whose cutover back finished and whose end (the backup after it) a re-run completes.
   returned: with O(state=query)
   type: str
