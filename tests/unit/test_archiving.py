@@ -92,6 +92,16 @@ def test_switch_and_wait_names_the_archivers_last_failure(tmp_path):
     assert "checkpoint complete" not in msg and msg.endswith("Fix: fix it")
 
 
+def test_switch_and_wait_ends_when_the_archiver_gives_up_a_round_of_tries():
+    """Three failures during the wait: the archiver waits a minute before trying again; the wait does not."""
+    archiver = _Archiver(None)
+    with pytest.raises(OperationError) as failure:
+        archiving.switch_and_wait(archiver, "the new server", None, "fix it", timeout=3600)
+    assert "did not archive WAL segment 000000010000000000000005 (its archiver gave up a round of tries)" in \
+        failure.value.as_result()["msg"]
+    assert archiver.reads == 1 + archiving.GIVEN_UP_AFTER_FAILURES
+
+
 class _Preflight(preflight_archiving.ArchivingChecks):
     def __init__(self, new_major):
         self.module = None
