@@ -46,6 +46,8 @@ bench: setup
 	@echo "make bench: 1 and 5 GB, 1,000 and 10,000 tables: expect about 50 minutes on 2 cores (docs/bench.md)"
 	$(VENV)/python bench/initial_copy.py --sizes 1000,5000
 	$(VENV)/python bench/gap.py --sizes 100,1000,5000 --tables 1000,10000
+	$(VENV)/python bench/gap.py --archive --sizes 1000 --tables-size 0 --methods online,pgbouncer,pg_upgrade \
+	    --out .cache/bench/gap-archive.json --chart ''
 	@if [ -f .cache/fleet/summary.json ]; then \
 	  echo "wave plan for 500 hosts from the ten-host run (tests/integration/test_fleet_runner.py):"; \
 	  $(VENV)/python tools/fleetdb_waves.py plan --summary .cache/fleet/summary.json --fleet 400x20GB,90x200GB,10x1TB \

@@ -112,10 +112,11 @@ class Cluster:
         subprocess.run(["cp", "-a", self.data, other.data], check=True)
         return other
 
-    def start(self, port=None):
+    def start(self, port=None, options=()):
+        """``options``: more server options (-c name=value), for this start only."""
         argv = [self.tool("pg_ctl"), "-D", self.data, "-l", self.log, "-w", "-t", "300", "start"]
-        if port:
-            argv += ["-o", "-p %d" % port]
+        if port or options:
+            argv += ["-o", " ".join((["-p %d" % port] if port else []) + list(options))]
         run(argv)
 
     def stop(self, mode="fast", check=True):

@@ -9,12 +9,16 @@ For each scenario (data size, number of tables) a 16 cluster is seeded once with
 copied for each method.  The online methods make their initial copy logically (the default of the role), except
 with --copy-method physical, or auto (the default) in scenarios of 5,000 tables or more: a logical table copy
 synchronizes about 5 tables a second here, 35 minutes per run for 10,000 tables, and the window that follows
-is the same cutover whichever way the copy was made.  4 writers run at full speed against 127.0.0.1:PORT from before the upgrade until
+is the same cutover whichever way the copy was made.  With --archive every cluster of a run archives its WAL
+(archive_mode = on, a cp into a directory of its own beside its data directory), the online methods' new one only
+from its start on the production port (on its temporary port archive_mode is off, as the role does it): the
+cutover then pushes the old server's backlog before the fence (archive_drain) and checks the new server's
+archiving after the window (archive_check), both among its phases.  4 writers run at full speed against 127.0.0.1:PORT from before the upgrade until
 after it; `fleetdb_proof.py verify` gives the longest gap between two acknowledged writes and proves that no
 acknowledged write was lost.  Prints a table, writes docs/bench-gap.png and .cache/bench/gap.json.
 
   .venv/bin/python bench/gap.py [--quick] [--sizes 100,1000,5000] [--tables 1000,10000] [--tables-size 100]
-                                [--methods ...] [--copy-method auto|logical|physical] [--port 7170]
+                                [--methods ...] [--copy-method auto|logical|physical] [--archive] [--port 7170]
 """
 import argparse
 import json
@@ -30,6 +34,19 @@ from gap_report import METHODS, chart, format_table, markdown_table, ratios  # n
 
 PHYSICAL_FROM_TABLES = 5000  # --copy-method auto: the scenarios whose online methods copy physically
 BYTES_PER_ROW = 230  # app.events row + its share of orders/order_lines, with indexes (measured on 16)
+# --archive: each cluster into archive-<its directory name> beside its data directory (the archiver's working
+# directory is the data directory); old and new apart, since the new cluster's segment names start again.
+ARCHIVE_SETTINGS = ("archive_mode = on\n"
+                    "archive_command = 'mkdir -p ../archive-$(basename \"$PWD\") && cp %p ../archive-$(basename \"$PWD\")/%f'\n")
+TEMPORARY_PORT_OPTIONS = ("-c archive_mode=off",)   # as archiving.TEMPORARY_PORT_OPTIONS, on the command line
+
+
+def archiving(cluster, ports):
+    """With --archive, ``cluster`` archives its WAL from its next start on."""
+    if ports.get("archive"):
+        with open(os.path.join(cluster.data, "postgresql.conf"), "a") as conf:
+            conf.write(ARCHIVE_SETTINGS)
+    return cluster
 
 
 def scenarios(args):
@@ -64,7 +81,7 @@ def seed_template(L, work, bin16, scenario, port):
 def upgrade_online(L, work, old, bin18, ports, copy_method="logical"):
     from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.switchover import PostgresSwitchover
     prod, temp = ports["prod"], ports["temp"]
-    new = L.Cluster(work, bin18, "new", prod).initdb()  # configured for the production port
+    new = archiving(L.Cluster(work, bin18, "new", prod).initdb(), ports)  # configured for the production port
     began = time.monotonic()
     copy = dict(logical=copy_logically, physical=copy_physically)[copy_method]
     steps = copy(L, work, old, new, ports)  # wall-clock starts, to name the step a client's longest stall fell in
@@ -72,7 +89,7 @@ def upgrade_online(L, work, old, bin18, ports, copy_method="logical"):
     report = PostgresSwitchover(L.Module(), old.spec(), new.spec(temp), ["app"], "fleetdb_upgrade",
                                 "fleetdb_replicator", production_port=prod, temporary_port=temp,
                                 old_port_after=ports["old_after"], drain_timeout=30,
-                                verify_row_counts=ports["verify_row_counts"],
+                                verify_row_counts=ports["verify_row_counts"], archiving=ports["archive"],
                                 state_file=os.path.join(work, "switchover.json"),
                                 pooler=ports.get("pgbouncer") and ports["pgbouncer"].pooler()).run()
     return new, dict(copy_s=round(copy_s, 1), copy_method=copy_method, window_s=report.get("window_seconds"),
@@ -90,7 +107,7 @@ def copy_logically(L, work, old, new, ports):
     """The role's default: schema by pg_dump/pg_restore, tables by the subscription, indexes, catch-up."""
     from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.migrate import PostgresMigrator
     temp = ports["temp"]
-    new.start(port=temp)
+    new.start(port=temp, options=TEMPORARY_PORT_OPTIONS)
     steps = dict(schema=time.time())
     dump = os.path.join(work, "migrate", "app.schema.dump")
     os.makedirs(os.path.dirname(dump))
@@ -123,7 +140,7 @@ def copy_physically(L, work, old, new, ports):
 
 def upgrade_pg_upgrade(L, work, old, bin18, ports):
     # 16's initdb default is no checksums; 18's is checksums on.  pg_upgrade needs both alike.
-    new = L.Cluster(work, bin18, "new", ports["prod"]).initdb(checksums=False)
+    new = archiving(L.Cluster(work, bin18, "new", ports["prod"]).initdb(checksums=False), ports)
     argv = [new.tool("pg_upgrade"), "-b", old.bin_dir, "-B", bin18, "-d", old.data, "-D", new.data,
             "-s", old.sock, "-U", "postgres", "--link", "-j", "2"]
     began = time.monotonic()
@@ -144,8 +161,8 @@ def upgrade_pg_upgrade(L, work, old, bin18, ports):
 
 def upgrade_dump_restore(L, work, old, bin18, ports):
     prod, temp = ports["prod"], ports["temp"]
-    new = L.Cluster(work, bin18, "new", prod).initdb()
-    new.start(port=temp)
+    new = archiving(L.Cluster(work, bin18, "new", prod).initdb(), ports)
+    new.start(port=temp, options=TEMPORARY_PORT_OPTIONS)
     # Roles are global objects, restored before the window (pg_dumpall --globals-only in real life).
     new.execute("CREATE ROLE app LOGIN PASSWORD '%s'" % L.APP_PASSWORD, port=temp)
     dump = os.path.join(work, "app.dir")
@@ -191,14 +208,15 @@ def run_one(L, work, tmpl, bin18, scenario, method, ports, warmup):
     run_dir = os.path.join(work, method)
     os.makedirs(run_dir)
     L.chown(run_dir)
-    old = tmpl.clone(os.path.join(method, "old"))
+    old = archiving(tmpl.clone(os.path.join(method, "old")), ports)
     old.log = os.path.join(run_dir, "old.log")
     old.start()
     log_dir = os.path.join(run_dir, "load")
     pgbouncer = L.PgBouncer(run_dir, ports["pooler"], ports["prod"]) if method == "pgbouncer" else None
     load = L.start_load(ports["pooler"] if pgbouncer else ports["prod"], log_dir)
     new = None
-    result = dict(scenario=scenario["name"], method=method, size_mb=scenario["size_mb"], tables=scenario["tables"])
+    result = dict(scenario=scenario["name"], method=method, size_mb=scenario["size_mb"], tables=scenario["tables"],
+                  archiving=bool(ports.get("archive")))
     try:
         time.sleep(warmup)
         began = time.monotonic()
@@ -269,6 +287,9 @@ def main(argv=None):
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds of load before and after the upgrade")
     parser.add_argument("--copy-method", choices=("auto", "logical", "physical"), default="auto",
                         help="initial copy of the online methods; auto: physical from %d tables" % PHYSICAL_FROM_TABLES)
+    parser.add_argument("--archive", action="store_true",
+                        help="every cluster archives its WAL (archive_mode = on, a cp): the window and the longest "
+                        "client gap with archiving on")
     parser.add_argument("--port", type=int, default=7170,
                         help="production port; the next five are used too (temporary, old after, PgBouncer, "
                         "the physical copy's recovery and its pg_upgrade)")
@@ -282,7 +303,8 @@ def main(argv=None):
     import _local as L  # pylint: disable=import-outside-toplevel
 
     ports = dict(prod=args.port, temp=args.port + 1, old_after=args.port + 2, pooler=args.port + 3,
-                 copy=args.port + 4, copy_method=args.copy_method, verify_row_counts=not args.no_verify_row_counts)
+                 copy=args.port + 4, copy_method=args.copy_method, verify_row_counts=not args.no_verify_row_counts,
+                 archive=args.archive)
     methods = [m for m in args.methods.split(",") if m]
     work = L.make_work()
     results, started, plan = [], time.monotonic(), scenarios(args)
@@ -322,7 +344,7 @@ def main(argv=None):
 def save(args, info, plan, results, ports, started):
     """The figures so far into args.out and the chart; returns the document."""
     document = dict(machine=info, scenarios=plan, results=results, ratios=ratios(results),
-                    verify_row_counts=ports["verify_row_counts"],
+                    verify_row_counts=ports["verify_row_counts"], archiving=ports["archive"],
                     seconds=round(time.monotonic() - started))
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as handle:

@@ -103,6 +103,12 @@ phase:
   returned: with O(state=query)
   type: str
   sample: done
+rollback_phase:
+  description: The phase the cutover back of a rollback reached, V(none) before any; V(done) with RV(phase) still
+    V(done) is a rollback whose cutover back finished and whose end (the backup after it) a re-run completes.
+  returned: with O(state=query)
+  type: str
+  sample: none
 recorded:
   description: The versions of the upgrade the host is in (C(old_version), C(new_version)), those known.
   returned: with O(state=query)

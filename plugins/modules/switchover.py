@@ -241,6 +241,16 @@ archiving:
   type: dict
   sample: {"new": {"segment": "000000010000000000000007", "seconds": 0.41}, "pgbackrest": {"stanza": "main",
            "backup_due": true}}
+wal_receivers:
+  description:
+    - The WAL receivers (pg_receivewal, barman's streaming archiver) that streamed from the old server, each with
+      its C(application_name), C(client_addr), C(slot) (made on the new server before it took clients), C(tool)
+      and C(next), what to do with it now that the new server serves.
+  returned: when a WAL receiver streamed from the old server
+  type: list
+  elements: dict
+  sample: [{"application_name": "pg_receivewal", "client_addr": "local", "slot": "wal_archive", "tool": "pg_receivewal",
+            "next": "pg_receivewal (from local, slot wal_archive): ..."}]
 stanza:
   description: With O(state=backed_up), the pgBackRest stanza the serving server archives into.
   returned: when it archives through pgBackRest

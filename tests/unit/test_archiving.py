@@ -6,7 +6,8 @@ import pytest
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import OperationError
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import archiving, pgbackrest
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade import preflight_archiving
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.preflight import Findings
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.preflight import Findings, PostgresPreflight
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.preflight_standbys import STANDBYS_SQL
 
 
 def test_pgbackrest_is_recognised_in_archive_command():
@@ -91,6 +92,16 @@ def test_switch_and_wait_names_the_archivers_last_failure(tmp_path):
     assert "checkpoint complete" not in msg and msg.endswith("Fix: fix it")
 
 
+def test_switch_and_wait_ends_when_the_archiver_gives_up_a_round_of_tries():
+    """Three failures during the wait: the archiver waits a minute before trying again; the wait does not."""
+    archiver = _Archiver(None)
+    with pytest.raises(OperationError) as failure:
+        archiving.switch_and_wait(archiver, "the new server", None, "fix it", timeout=3600)
+    assert "did not archive WAL segment 000000010000000000000005 (its archiver gave up a round of tries)" in \
+        failure.value.as_result()["msg"]
+    assert archiver.reads == 1 + archiving.GIVEN_UP_AFTER_FAILURES
+
+
 class _Preflight(preflight_archiving.ArchivingChecks):
     def __init__(self, new_major):
         self.module = None
@@ -145,3 +156,35 @@ def test_the_backup_of_the_stanzas_current_database_counts_as_taken(monkeypatch)
     assert backrest.current_backup() is None
     monkeypatch.setattr(pgbackrest.PgBackRest, "info", lambda self: None)
     assert backrest.current_backup() is None
+
+
+class _Senders:
+    """The old server's physical senders and replication slots."""
+
+    def __init__(self, senders, slots):
+        self.senders = senders
+        self.slots = slots
+
+    def query(self, sql, params=()):
+        return _Rows(self.senders if sql is STANDBYS_SQL else self.slots)
+
+
+def test_wal_receivers_are_named_with_what_to_do_not_refused_as_standbys():
+    old = type("Spec", (), dict(owner="postgres", data_dir="/var/lib/postgresql/16/main", port=5432))()
+    check = PostgresPreflight(None, old, "18", "/nonexistent", [], "replication", 15432, 5433, inventory_host="db1")
+    check._other_replication(_Senders(
+        [("barman_receive_wal", "10.0.0.9", "async", "barman"), ("pg_receivewal", "local", "async", "wal_archive"),
+         ("walreceiver", "10.0.0.50", "async", "")],
+        [("barman", "", ""), ("debezium", "pgoutput", "app"), ("wal_archive", "", "")]))
+    problems = [p["msg"] for p in check.findings.problems]
+    assert len(problems) == 2, problems
+    assert "a physical standby the inventory does not name streams from the old server (application_name " \
+        "walreceiver from 10.0.0.50" in problems[0]
+    assert "the replication slot debezium (pgoutput, database app) belongs to another consumer" in problems[1]
+    warnings = [w["msg"] for w in check.findings.warnings]
+    assert len(warnings) == 2
+    assert "barman_receive_wal (from 10.0.0.9, slot barman)" in warnings[0]
+    assert "barman receive-wal --reset <server>" in warnings[0] and "barman backup <server>" in warnings[0]
+    assert warnings[1].endswith("pg_receivewal -h <this server> -p 5432 -S wal_archive -D <a new directory>; the "
+                                "cutover creates its slot wal_archive on the new server")
+    assert [r["tool"] for r in check.facts["wal_receivers"]] == ["barman", "pg_receivewal"]

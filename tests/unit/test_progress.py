@@ -166,3 +166,13 @@ def test_the_module_reports_and_records_with_check_mode(tmp_path):
         "done", {"databases": ["app"], "method": "dump_restore"}, True)
     refused = run_module(dict(state_dir=str(state_dir)))
     assert refused["failed"] and "old_version" in refused["msg"]
+
+
+def test_a_rollback_whose_cutover_back_finished_is_told_apart(tmp_path):
+    """A rollback that failed after its cutover back (its backup): the upgrade is still done, the cutover back is,
+    and the re-run only ends the rollback."""
+    cutover_reached(tmp_path, "done")
+    assert read(tmp_path)["rollback_phase"] == phases.NONE
+    (tmp_path / "rollback.json").write_text('{"phase": "done"}\n')
+    found = read(tmp_path)
+    assert found["phase"] == phases.DONE and found["rollback_phase"] == phases.DONE

@@ -211,8 +211,33 @@ def test_pgbackrest_stanza_upgraded_with_a_full_backup_of_18_and_its_wal(host):
     assert archived(host, switched), switched
 
 
+def test_a_rollback_whose_backup_fails_serves_15_and_says_run_again(host):
+    """The cutover back, then a backup that fails (a repository only the backup command is given, through
+    pgBackRest's [global:backup] section, and cannot use): the play fails with pgBackRest's error and says to run
+    it again, 15 serving. The next test is that re-run, once the repository is corrected: it takes the backup and
+    records the rollback, without a second cutover back."""
+    host.run("install -d -o root -m 755 /var/lib/pgbackrest-elsewhere && printf '\\n[global:backup]\\n"
+             "repo1-path=/var/lib/pgbackrest-elsewhere\\n' >> /etc/pgbackrest/pgbackrest.conf")
+    load_dir = ROLLBACK_LOAD_DIR + "-backup-failed"
+    sh.start_load(PORT, load_dir, first_writer=21)
+    rc, out, _recap = sh.playbook("rollback.yml")
+    host.run("sleep 2")   # the writers write to 15 for a while
+    report = sh.stop_and_verify(PORT, load_dir)[load_dir]
+    said = " ".join(out.split())
+    assert rc != 0 and "the full pgBackRest backup of stanza main failed" in said, out[-4000:]
+    assert "then run the play again, which takes the backup" in said, out[-4000:]
+    assert report["acknowledged"] > 100 and report["lost"] == 0 and report["duplicated"] == 0, report
+    assert report["ok"] and report["server_version"].startswith("15"), report
+    assert_serves(host, "15", "18")
+    host.run("sed -i '/^\\[global:backup\\]$/,/^repo1-path=/d' /etc/pgbackrest/pgbackrest.conf")
+    assert "global:backup" not in host.file("/etc/pgbackrest/pgbackrest.conf").content_string
+
+
 def test_rollback_brings_15_main_back_on_5432_with_every_write(host):
     out = sh.rollback_under_load(host, PORT, ROLLBACK_LOAD_DIR, LOAD_DIR, "15")
+    # a re-run after the cutover back (the test before): no second cutover back, the backup and the record only
+    assert re.search(r"Cut clients back over to the old release on the production port\] \**\s*skipping", out), \
+        out[-4000:]
     assert_serves(host, "15", "18")
     # the full backup of 15 after the cutover back, a task of its own: which stanza, then its label and duration
     label = backrest_info(host)["backup"][-1]["label"]

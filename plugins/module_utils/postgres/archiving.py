@@ -32,6 +32,9 @@ FROM pg_stat_archiver
 
 # How long a switched segment may take to reach the archive.
 WAIT_SECONDS = 60
+# The archiver tries a segment three times, then waits up to a minute before the next round: three failures
+# during the wait are a round given up, whose error is the one to report (not after the rest of the minute).
+GIVEN_UP_AFTER_FAILURES = 3
 
 
 def settings(session):
@@ -71,12 +74,14 @@ def switch_and_wait(session, what, log_path, fix, timeout=WAIT_SECONDS):
         now = status(session)
         if now["last_archived_wal"] >= segment:
             return dict(segment=segment, seconds=round(time.monotonic() - began, 3), **now)
-        if time.monotonic() - began > timeout:
+        given_up = now["failed_count"] - before["failed_count"] >= GIVEN_UP_AFTER_FAILURES
+        if given_up or time.monotonic() - began > timeout:
             errors = archiver_errors(log_path)
             raise OperationError(
-                "%s did not archive WAL segment %s within %d s: pg_stat_archiver says last archived %s, "
+                "%s did not archive WAL segment %s %s: pg_stat_archiver says last archived %s, "
                 "%d failures (%d during the wait), the last for %s at %s%s"
-                % (what, segment, timeout, now["last_archived_wal"] or "none", now["failed_count"],
+                % (what, segment, "(its archiver gave up a round of tries)" if given_up else "within %d s" % timeout,
+                   now["last_archived_wal"] or "none", now["failed_count"],
                    now["failed_count"] - before["failed_count"], now["last_failed_wal"] or "none",
                    now["last_failed_time"] or "-",
                    "\nthe archiver's errors in %s:\n%s" % (log_path, errors) if errors else ""),

@@ -115,7 +115,8 @@ class PgBackRest:
         rc, out, err = self._run("--type=full", "backup")
         if rc != 0:
             raise OperationError("the full pgBackRest backup of stanza %s failed: %s" % (self.stanza, err or out),
-                                 "correct the cause named, then run: %s" % self.command_line("--type=full", "backup"))
+                                 "correct the cause named, then run the play again, which takes the backup (or take it yourself: %s)"
+                                 % self.command_line("--type=full", "backup"))
         seconds = round(time.monotonic() - began, 1)
         backups = (self.info() or {}).get("backup") or [{}]
         return dict(label=backups[-1].get("label"), seconds=seconds)

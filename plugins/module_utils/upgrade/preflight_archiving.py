@@ -9,13 +9,24 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import archiving
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import archiving, wal_receivers
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.pgbackrest import (
     SUPPORTS_MAJOR, PgBackRest, from_archive_command, supports)
 
 
 class ArchivingChecks:
     """The archiving part of PostgresPreflight."""
+
+    def _wal_receivers(self, senders):
+        """pg_receivewal and barman's streaming archiver among the old server's ``senders``: not standbys, each
+        named with what to do after the cutover, which gives it its slot on the new server.  Returns them."""
+        found = wal_receivers.receivers(senders)
+        for receiver in found:
+            self.findings.warning("wal_receivers", "a WAL receiver streams from the old server, %s%s" % (
+                wal_receivers.what_next(receiver, self.old.port),
+                "; the cutover creates its slot %s on the new server" % receiver["slot"] if receiver["slot"] else ""))
+        self.facts["wal_receivers"] = [dict(r, tool=wal_receivers.TOOLS[r["application_name"]]) for r in found]
+        return found
 
     def _archiving(self, session):
         found = archiving.settings(session)

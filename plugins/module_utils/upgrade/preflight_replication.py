@@ -75,7 +75,9 @@ class ReplicationChecks:
         """Standbys and other consumers of the old server's WAL do not follow it to the new server."""
         senders = standby_senders(session)
         leftover_copy = [s for s in senders if s["application_name"] == COPY_APPLICATION_NAME and s["client_addr"] == "local"]
-        standby_slots = self._standbys([s for s in senders if s not in leftover_copy]) | self._logical_replicas(session)
+        receivers = self._wal_receivers(senders)
+        standby_slots = self._standbys([s for s in senders if s not in leftover_copy and s not in receivers])
+        standby_slots |= self._logical_replicas(session) | set(r["slot"] for r in receivers)
         if leftover_copy:
             self.findings.warning("standbys", "the physical copy of an interrupted run still streams from the old "
                                   "server: the copy step stops it and starts over")

@@ -72,6 +72,9 @@ class UpgradeProgress(Progress):
         stopped = not os.path.exists(os.path.join(old_data_dir, "postmaster.pid"))
         return dict(
             phase=phase,
+            # The cutover back's own phase: "done" while phase is still "done", a rollback whose cutover back
+            # finished and whose end (the backup after it, the record) a re-run completes.
+            rollback_phase=_load(self._path(ROLLBACK)).get("phase") or phases.NONE,
             recorded=recorded,
             another_upgrade=another,
             other_server=other_server,

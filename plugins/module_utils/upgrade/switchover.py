@@ -152,6 +152,7 @@ class PostgresSwitchover(BeforeWindow, Window, AfterStop, CronJobs, Archiving, S
     def _cutover(self):
         self.state.data.pop("error", None)
         self._drain_archive()   # clients still write: not in the window
+        self._give_receivers_slots()
         if self._cron_db:
             with self.timer.phase("pg_cron_pause"):   # clients still write: not in the window
                 self._pause_cron_jobs()

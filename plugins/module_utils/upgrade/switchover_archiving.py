@@ -5,6 +5,7 @@
 
   archive_drain   before the fence, clients still writing: the old server switches WAL segment and its
                   archiver pushes it, so that its shutdown in the window has (almost) nothing left to push;
+                  then each WAL receiver's physical slot is made on the new server (postgres/wal_receivers.py);
   archive_check   after the window, the new server serving: with pgBackRest, the stanza's pg1-path set to the
                   new data directory and ``stanza-upgrade``; then a segment switched and archived without
                   failure; with pgBackRest, the report says that a full backup is due.
@@ -18,7 +19,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import OperationError
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import archiving
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import archiving, wal_receivers
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.pgbackrest import (
     PgBackRest, from_archive_command)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.server_control import log_file
@@ -40,6 +41,15 @@ class Archiving:
                 "nothing was changed and the old server keeps serving: correct its archive_command (or the archive "
                 "it writes to) until SELECT * FROM pg_stat_archiver shows no new failure, then run again")
         self.report.setdefault("archiving", {})["old_drained"] = old
+
+    def _give_receivers_slots(self):
+        """Each WAL receiver streaming from the old server (pg_receivewal, barman) gets its physical slot on the new
+        server, before the new server takes clients; the report says what to do with the receiver."""
+        found = wal_receivers.streaming(self._old(self.databases[0]))
+        if found:
+            wal_receivers.give_slots(self._new(self.databases[0]), found)
+            self.report["wal_receivers"] = [dict(r, tool=wal_receivers.TOOLS[r["application_name"]],
+                                                 next=wal_receivers.what_next(r, self.production_port)) for r in found]
 
     def _archive_after(self):
         session = connect(self.new, dbname=self.databases[0], port=self.production_port)
@@ -63,10 +73,11 @@ class Archiving:
                                         pg1_path_changed=backrest.set_pg_path(self.new.data_dir))
             backrest.stanza_upgrade()
         fix = ("the new server serves port %d and keeps its WAL until it is archived: correct archive_command (or "
-               "the archive), then check with SELECT pg_switch_wal(); and SELECT * FROM pg_stat_archiver"
-               % self.production_port)
+               "the archive it writes to), then check with SELECT pg_walfile_name(pg_switch_wal()); until SELECT "
+               "last_archived_wal FROM pg_stat_archiver names that segment (or a later one)" % self.production_port)
         if backrest:
             fix += "; for pgBackRest: %s" % backrest.command_line("check")
+        fix += "; then run the play again: it finishes the upgrade (the old instance kept for rollback, the report)"
         report["new"] = archiving.switch_and_wait(session, "the new server", log_file(self.new), fix)
         if backrest:
             report["pgbackrest"]["backup_due"] = True  # stanza-upgrade just added a database that has no backup yet
