@@ -20,7 +20,7 @@ import subprocess
 import time
 
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import (
-    effective_user, read_text, release_environment)
+    effective_user, process_argvs, read_text, release_environment)
 
 # Line 8 of postmaster.pid (PostgreSQL 10 and later).
 STATUS_READY = "ready"
@@ -109,6 +109,20 @@ def wait_exit(pids, timeout):
             return False
         time.sleep(0.002)
     return True
+
+
+def kill_working_on(dirs, program=None, timeout=30):
+    """SIGKILL every process (only ``program``, if given) whose arguments name one of ``dirs``: what a killed run
+    left working on a copy, whose work is thrown away.  Waits until they are gone; returns how many there were."""
+    pids = [pid for pid, argv in process_argvs()
+            if (program is None or os.path.basename(argv[0]) == program) and any(a.rstrip("/") in dirs for a in argv)]
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    wait_exit(pids, timeout)
+    return len(pids)
 
 
 def parse_controldata(text):

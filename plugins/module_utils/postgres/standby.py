@@ -15,11 +15,10 @@ __metaclass__ = type
 import json
 import os
 import shutil
-import signal
 import time
 
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import (
-    OperationError, ensure_directory, process_argvs, read_text, run_as, write_file)
+    OperationError, ensure_directory, read_text, run_as, write_file)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.engine import Standby
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import pgwire
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import process as pg_process
@@ -108,14 +107,7 @@ class NewStandby(Standby):
 
     def _clear_leftover(self):
         """A killed run's copy: its pg_basebackup (if the kill left it running) stopped, its directory emptied."""
-        pids = [pid for pid, argv in process_argvs()
-                if os.path.basename(argv[0]) == "pg_basebackup" and self.new.data_dir in [a.rstrip("/") for a in argv]]
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        pg_process.wait_exit(pids, 30)
+        pg_process.kill_working_on((self.new.data_dir,), program="pg_basebackup")
         shutil.rmtree(self.new.data_dir)
         self.module.warn("%s held the copy an interrupted run left: it was removed and copied again" % self.new.data_dir)
 

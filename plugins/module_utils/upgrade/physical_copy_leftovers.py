@@ -9,10 +9,8 @@ __metaclass__ = type
 
 import os
 import shutil
-import signal
 
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import process as pg_process
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import process_argvs
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.session import connect
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.slots import drop_unused_slot
 
@@ -42,15 +40,7 @@ class CopyLeftovers:
     def _kill_leftovers(self):
         """What a killed run left running on the copy or the staged directory: pg_basebackup, pg_upgrade, the
         copy's postmaster and the servers pg_upgrade started (SIGKILL: their work is thrown away)."""
-        dirs = (self.copy_dir, self.staged_dir)
-        pids = [pid for pid, argv in process_argvs() if any(arg.rstrip("/") in dirs for arg in argv)]
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        pg_process.wait_exit(pids, 30)
-        self.result["leftovers_killed"] = len(pids)
+        self.result["leftovers_killed"] = pg_process.kill_working_on((self.copy_dir, self.staged_dir))
 
     def _drop_physical_slot(self):
         session = connect(self.old)
