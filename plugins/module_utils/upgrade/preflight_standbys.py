@@ -11,7 +11,7 @@ __metaclass__ = type
 
 import socket
 
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import OperationError, parse_version
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import parse_version
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.engine import Preflight
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.session import connect
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.preflight_host import Findings, HostChecks
