@@ -276,8 +276,8 @@ def test_the_role_upgrades_a_primary_and_its_standby_and_a_killed_copy_is_made_a
         assert switched["phase_order"][-3:] == ["start_new", "retire_old", "streaming"], switched
         with open(str(reports / "summary.json")) as handle:
             summary = json.load(handle)
-        assert [h["standbys"] for h in summary["hosts"] if h["host"] == primary.name] == [
-            [dict(host=standby.name, read_pause_s=float(switched["read_pause_s"]))]], summary
+        assert [(h["host"], h["ok"], h["standbys"]) for h in summary["hosts"]] == [
+            (primary.name, True, [dict(host=standby.name, read_pause_s=float(switched["read_pause_s"]))])], summary
         assert max(w["read_pause_s_max"] or 0 for w in summary["waves"]) == float(switched["read_pause_s"]), summary
     finally:   # the module tests below have servers of their own
         for host in (standby, primary):
