@@ -7,7 +7,7 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import archiving, pgbackrest
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade import preflight_archiving
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.preflight import Findings, PostgresPreflight
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.preflight_standbys import STANDBYS_SQL
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.preflight_standbys import LOGICAL_REPLICAS_SQL, STANDBYS_SQL
 
 
 def test_pgbackrest_is_recognised_in_archive_command():
@@ -159,13 +159,15 @@ def test_the_backup_of_the_stanzas_current_database_counts_as_taken(monkeypatch)
 
 
 class _Senders:
-    """The old server's physical senders and replication slots."""
+    """The old server's physical senders and replication slots (no logical replica streams from it)."""
 
     def __init__(self, senders, slots):
         self.senders = senders
         self.slots = slots
 
     def query(self, sql, params=()):
+        if sql is LOGICAL_REPLICAS_SQL:
+            return _Rows([])
         return _Rows(self.senders if sql is STANDBYS_SQL else self.slots)
 
 
