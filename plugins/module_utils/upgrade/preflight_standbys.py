@@ -13,6 +13,7 @@ import socket
 
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import OperationError, parse_version
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.engine import Preflight
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import wal_receivers
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.session import connect
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.preflight_host import Findings, HostChecks
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.preflight_server import ServerChecks
@@ -73,10 +74,12 @@ def senders(session):
 
 def refuse_while_standbys(old_session, new_session):
     """The cutover's refusal, before its fence (the old server serving), while standbys stream from the old server or
-    the new one: their own switch is not built yet, and the cutover would leave them behind."""
+    the new one: their own switch is not built yet, and the cutover would leave them behind.  WAL receivers
+    (pg_receivewal, barman) are no standbys: the cutover makes their slot on the new server."""
     streaming = ["%s from the %s server" % (describe(s), server)
                  for server, session in (("old", old_session), ("new", new_session))
-                 for s in senders(session) if not s["application_name"].startswith("fleetdb")]
+                 for s in senders(session) if not s["application_name"].startswith("fleetdb")
+                 and not wal_receivers.receivers([s])]
     if streaming:
         raise OperationError(
             "standbys stream from this primary (%s): %s. Nothing was changed: the old server serves, the new standbys "
