@@ -211,6 +211,39 @@ def test_pgbackrest_stanza_upgraded_with_a_full_backup_of_18_and_its_wal(host):
     assert archived(host, switched), switched
 
 
+WRITES_SQL = "SELECT count(*) || ' ' || md5(string_agg(w::text, ',' ORDER BY w::text)) FROM proof.writes w"
+RESTORE_DIR = "/var/lib/postgresql/restore-18"
+
+
+def test_a_restore_of_the_backup_of_18_holds_every_acknowledged_write(host):
+    """The full backup of 18 restored into a scratch directory (pgBackRest replays the WAL the repository holds, up
+    to a segment switched once the writers had stopped) starts and holds the writes 18 holds: every acknowledged
+    one (the first test). Debian keeps the configuration in /etc: the scratch server gets a minimal one of its own."""
+    live = psql(host, "18", WRITES_SQL, db="app")
+    switched = psql(host, "18", "SELECT pg_walfile_name(pg_switch_wal())")
+    assert host.run("for i in $(seq 120); do ls /var/lib/pgbackrest/archive/main/*/%s/%s-* >/dev/null 2>&1 && exit 0; "
+                    "sleep 0.5; done; exit 1" % (switched[:16], switched)).rc == 0, switched
+    pg = "runuser -u postgres -- /usr/lib/postgresql/18/bin/"
+    host.run("rm -rf %s" % RESTORE_DIR)
+    try:
+        restore = host.run("install -d -o postgres -m 700 {d} && runuser -u postgres -- pgbackrest --stanza=main "
+                           "--pg1-path={d} --archive-mode=off restore".format(d=RESTORE_DIR))
+        assert restore.rc == 0, restore.stdout + restore.stderr
+        host.run("printf \"port = 5499\\nunix_socket_directories = '/tmp'\\n\" > {d}/postgresql.conf && "
+                 "printf 'local all all peer\\n' > {d}/pg_hba.conf && chown postgres: {d}/postgresql.conf "
+                 "{d}/pg_hba.conf".format(d=RESTORE_DIR))
+        started = host.run("%spg_ctl -D %s -l %s/restore.log -w -t 120 start" % (pg, RESTORE_DIR, RESTORE_DIR))
+        assert started.rc == 0, started.stdout + host.run("cat %s/restore.log" % RESTORE_DIR).stdout
+        promoted = host.run("for i in $(seq 120); do [ \"$(%spsql -h /tmp -p 5499 -XAtq -d postgres -c 'SELECT "
+                            "pg_is_in_recovery()')\" = f ] && exit 0; sleep 0.5; done; exit 1" % pg)
+        assert promoted.rc == 0, host.run("cat %s/restore.log" % RESTORE_DIR).stdout
+        restored = host.run("%spsql -h /tmp -p 5499 -XAtq -d app -c %s" % (pg, shlex.quote(WRITES_SQL)))
+        assert restored.rc == 0, restored.stderr
+        assert restored.stdout.strip() == live and int(live.split()[0]) > 100, (restored.stdout, live)
+    finally:
+        host.run("%spg_ctl -D %s -m immediate stop; rm -rf %s" % (pg, RESTORE_DIR, RESTORE_DIR))
+
+
 def test_a_rollback_whose_backup_fails_serves_15_and_says_run_again(host):
     """The cutover back, then a backup that fails (a repository only the backup command is given, through
     pgBackRest's [global:backup] section, and cannot use): the play fails with pgBackRest's error and says to run
