@@ -213,6 +213,8 @@ def test_pgbackrest_stanza_upgraded_with_a_full_backup_of_18_and_its_wal(host):
 
 WRITES_SQL = "SELECT count(*) || ' ' || md5(string_agg(w::text, ',' ORDER BY w::text)) FROM proof.writes w"
 RESTORE_DIR = "/var/lib/postgresql/restore-18"
+RECOVERY_SETTINGS = ("max_connections", "max_worker_processes", "max_wal_senders", "max_prepared_transactions",
+                     "max_locks_per_transaction")
 
 
 def test_a_restore_of_the_backup_of_18_holds_every_acknowledged_write(host):
@@ -229,9 +231,12 @@ def test_a_restore_of_the_backup_of_18_holds_every_acknowledged_write(host):
         restore = host.run("install -d -o postgres -m 700 {d} && runuser -u postgres -- pgbackrest --stanza=main "
                            "--pg1-path={d} --archive-mode=off restore".format(d=RESTORE_DIR))
         assert restore.rc == 0, restore.stdout + restore.stderr
-        host.run("printf \"port = 5499\\nunix_socket_directories = '/tmp'\\n\" > {d}/postgresql.conf && "
-                 "printf 'local all all peer\\n' > {d}/pg_hba.conf && chown postgres: {d}/postgresql.conf "
-                 "{d}/pg_hba.conf".format(d=RESTORE_DIR))
+        # Recovery refuses to start below the primary's values of these (hot standby's own check).
+        settings = "".join("%s = %s\\n" % (name, psql(host, "18", "SHOW %s" % name)) for name in RECOVERY_SETTINGS)
+        host.run("printf \"port = 5499\\nunix_socket_directories = '/tmp'\\n{s}\" > {d}/postgresql.conf && "
+                 "printf 'local all all peer\\n' > {d}/pg_hba.conf && : > {d}/pg_ident.conf && "
+                 "chown postgres: {d}/postgresql.conf {d}/pg_hba.conf {d}/pg_ident.conf".format(
+                     d=RESTORE_DIR, s=settings))
         started = host.run("%spg_ctl -D %s -l %s/restore.log -w -t 120 start" % (pg, RESTORE_DIR, RESTORE_DIR))
         assert started.rc == 0, started.stdout + host.run("cat %s/restore.log" % RESTORE_DIR).stdout
         promoted = host.run("for i in $(seq 120); do [ \"$(%spsql -h /tmp -p 5499 -XAtq -d postgres -c 'SELECT "
