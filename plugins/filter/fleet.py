@@ -13,8 +13,9 @@ version_added: "1.1.0"
 description:
   - Takes the reports the role C(fleetdb.online_upgrade.online_upgrade) writes on the controller, one per host
     (C(<online_upgrade_report_dir>/hosts/<host>.json)), and returns the run's summary - each host's timings
-    (preflight, install, copy, indexes, catch_up, cutover, retire, total, the client window) and outcome, each
-    wave's hosts, start, end and duration, and the model a fleet plan is computed from (the fixed part of a host
+    (preflight, install, copy, indexes, catch_up, cutover, retire, total, the client window), outcome and, for a
+    primary, the read pause of each standby switched after its cutover (C(standbys)), each wave's hosts, start, end,
+    duration and longest read pause of its standbys (C(read_pause_s_max)), and the model a fleet plan is computed from (the fixed part of a host
     and the copy rate; see C(tools/fleetdb_waves.py)).
 positional: _input
 options:

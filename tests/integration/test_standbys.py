@@ -1,10 +1,13 @@
 """A primary and its physical standby, PostgreSQL 16 in two test hosts: preflight names the standbys it sees and
 matches them to the inventory hosts that name them (``online_upgrade_primary``), refuses the ones the inventory
-does not name, and the standby host's own preflight refuses a cascading standby.  Nothing changes on either host.
+does not name, and the standby host's own preflight refuses a cascading standby, nothing changing on either host;
+playbooks/upgrade.yml upgrades a primary and its standby to 18 (a pair of their own, on port 5442); then the
+modules ``standby`` and ``standby_switchover`` one by one, on the first pair.
 
 The hosts: ``pghost`` (conftest) the primary, ``standby`` a second container streaming from it over the Docker
 network (``pg_basebackup -R``, ``application_name=replica1``)."""
 import hashlib
+import json
 import os
 import re
 import subprocess
@@ -19,7 +22,11 @@ OLD = dict(data_dir="/var/lib/fleetdb/postgresql/16/main", bin_dir=PREFIX + "/16
 NEW = dict(data_dir="/var/lib/fleetdb/postgresql/18/main", bin_dir=PREFIX + "/18/bin", port=5432)
 REPLICATOR = "fleetdb_replicator"
 CASCADE_DIR = "/var/lib/fleetdb/postgresql/16/cascade"
-E2E = dict(data_dir="/var/lib/fleetdb/postgresql/18/standbys", port=15440)   # the role's; NEW the module tests'
+# The role's test has a 16 primary and standby of its own, on another port than the module tests' (which the
+# role leaves to them as they were): its new data directory, temporary port, and the old ones' port afterwards.
+E2E = dict(data_dir="/var/lib/fleetdb/postgresql/18/standbys", port=15440)
+E2E_OLD = dict(OLD, data_dir="/var/lib/fleetdb/postgresql/16/standbys", port=5442)
+E2E_OLD_PORT_AFTER = 5443
 WATCHED = "/opt/fleetdb /var/lib/fleetdb/postgresql/18 /var/lib/fleetdb/online_upgrade"
 
 
@@ -44,10 +51,10 @@ def install(host, run_module, pg_dists, major="16"):
     assert not result.get("failed"), result
 
 
-def base_backup(host, source, data_dir, port, application_name):
-    """A hot standby of ``source`` (host or socket) in ``data_dir``, started on ``port``."""
-    sh(host, "%s/pg_basebackup -h %s -p 5432 -U postgres -D %s -R -X stream -c fast -d 'application_name=%s'"
-       % (OLD["bin_dir"], source, data_dir, application_name), user="postgres")
+def base_backup(host, source, data_dir, port, application_name, source_port=5432):
+    """A hot standby of ``source`` (host or socket, on ``source_port``) in ``data_dir``, started on ``port``."""
+    sh(host, "%s/pg_basebackup -h %s -p %d -U postgres -D %s -R -X stream -c fast -d 'application_name=%s'"
+       % (OLD["bin_dir"], source, source_port, data_dir, application_name), user="postgres")
     started = host.run("LD_LIBRARY_PATH=%s/16/lib %s/pg_ctl -D %s -l %s/standby.log -w -o '-p %d' start"
                        % (PREFIX, OLD["bin_dir"], data_dir, data_dir, port), user="postgres")
     assert started.returncode == 0, host.run("cat %s/standby.log" % data_dir).stdout
@@ -183,64 +190,99 @@ def recap(output, host):
                      output.rsplit("PLAY RECAP", 1)[1]).groups()
 
 
-def test_the_role_makes_the_new_standby_before_the_primarys_cutover_and_a_killed_copy_is_made_again(
-        primary, standby, tmp_path, pg_dists):
+def e2e_pair(primary, standby, run_module):
+    """A 16 primary on port 5442 of the primary host, its synchronous standby (replica1) on the standby host."""
+    for name, args in (("instance", dict(settings=dict(wal_level="logical", listen_addresses="*"))),
+                       ("server", dict(state="started"))):
+        result = run_module(primary, "fleetdb.online_upgrade." + name, dict(E2E_OLD, **args))
+        assert not result.get("failed"), result
+    sh(primary, "echo 'host replication postgres samenet trust' >> %s/pg_hba.conf" % E2E_OLD["data_dir"])
+    sql(primary, "SELECT pg_reload_conf()", port=5442)
+    sh(standby, "mkdir -p -m 700 %s && chown postgres %s" % (E2E_OLD["data_dir"], E2E_OLD["data_dir"]))
+    base_backup(standby, address(primary), E2E_OLD["data_dir"], 5442, "replica1", source_port=5442)
+    sql(primary, "ALTER SYSTEM SET synchronous_standby_names = 'replica1'", port=5442)
+    sql(primary, "SELECT pg_reload_conf()", port=5442)
+    sql(primary, "SELECT application_name, sync_state FROM pg_stat_replication", port=5442, expect="replica1|sync")
+
+
+def test_the_role_upgrades_a_primary_and_its_standby_and_a_killed_copy_is_made_again(
+        primary, standby, run_module, tmp_path, pg_dists):
     """playbooks/upgrade.yml on both hosts, one host a wave: the inventory names the standby by its application_name
     (its address, the container's name, means nothing to the primary).  The primary's new instance gets the data,
-    the standby host its new standby from it, and the primary's cutover refuses while standbys have no switch yet,
-    the old server serving.  The first run's copy is killed (its pg_basebackup): the standby host fails, its primary
-    stops before its cutover, and the re-run clears the copy's leftover and makes the standby."""
-    sql(primary, "CREATE TABLE standby_e2e (id int PRIMARY KEY, note text)")
-    sql(primary, "INSERT INTO standby_e2e VALUES (1, 'before the upgrade')")
+    the standby host its new standby from it; then the primary's cutover, the standby's switch, and the primary's
+    synchronous_standby_names given back.  The first run's copy is killed (its pg_basebackup): the standby host
+    fails, its primary stops before its cutover, and the re-run clears the copy's leftover and goes on."""
+    e2e_pair(primary, standby, run_module)
+    sql(primary, "CREATE TABLE standby_e2e (id int PRIMARY KEY, note text)", port=5442)
+    sql(primary, "INSERT INTO standby_e2e VALUES (1, 'before the upgrade')", port=5442)
     inventory = tmp_path / "inventory.ini"
     inventory.write_text(
         "%s ansible_host=%s ansible_docker_host=%s\n"
         "%s online_upgrade_primary=%s online_upgrade_standby_application_name=replica1\n"
         "[all:vars]\nansible_connection=community.docker.docker\nansible_python_interpreter=/usr/bin/python3\n"
-        "online_upgrade_new_data_dir=%s\nonline_upgrade_temporary_port=%d\n"
-        % (primary.name, address(primary), primary.name, standby.name, primary.name, E2E["data_dir"], E2E["port"]))
+        "online_upgrade_port=%d\nonline_upgrade_new_data_dir=%s\nonline_upgrade_temporary_port=%d\n"
+        % (primary.name, address(primary), primary.name, standby.name, primary.name, E2E_OLD["port"], E2E["data_dir"],
+           E2E["port"]))
     with open(pg_dists["18"], "rb") as handle:
         checksum = hashlib.sha256(handle.read()).hexdigest()
+    reports = tmp_path / "reports"
     extra = ["-e", "online_upgrade_old_version=16", "-e", "online_upgrade_new_version=18", "-e", "online_upgrade_serial=1",
              "-e", "online_upgrade_archive_src=%s" % pg_dists["18"], "-e", "online_upgrade_archive_checksum=sha256:" + checksum,
-             "-e", "online_upgrade_replication_password=repl-pw-e2e"]
+             "-e", "online_upgrade_replication_password=repl-pw-e2e", "-e", "online_upgrade_report_dir=%s" % reports]
     killer = subprocess.run(["docker", "exec", "-d", standby.name, "sh", "-c",
                              "until [ -n \"$(ls -A %s 2>/dev/null)\" ]; do sleep 0.02; done; pkill -KILL -x pg_basebackup"
                              % E2E["data_dir"]], check=False)
     assert killer.returncode == 0
-    rc, output, said = playbook(inventory, *extra)
-    assert rc != 0, output
-    assert "pg_basebackup of the primary's new instance (%s port %d) failed" % (address(primary), E2E["port"]) in said, output
-    assert "The inventory names %s as standby host(s) of %s" % (standby.name, primary.name) in said, output
-    assert recap(output, primary)[1] == "1" and recap(output, standby)[1] == "1", output
-    assert not sh(standby, "ls %s/standby.signal 2>/dev/null; true" % E2E["data_dir"]).strip()   # a killed copy
-    assert '"copy": "copying"' in sh(standby, "cat /var/lib/fleetdb/online_upgrade/standby.json")
-    sql(primary, "SELECT count(*) FROM standby_e2e", expect="1")   # the old server serves
-
-    rc, output, said = playbook(inventory, *extra)
-    assert rc != 0, output
-    assert "%s is a standby of %s: its own checks passed" % (standby.name, primary.name) in said, output
-    assert "held the copy an interrupted run left: it was removed and copied again" in said, output
-    assert "standbys stream from this primary (application_name replica1 from %s" % address(standby) in said, output
-    assert "does not switch standbys to the new server yet" in said, output
-    assert recap(output, standby)[1] == "0" and recap(output, primary)[1] == "1", output
+    new = dict(port=E2E_OLD["port"], bin_dir=NEW["bin_dir"])
     try:
-        new = dict(port=E2E["port"], bin_dir=NEW["bin_dir"])
-        assert sql(primary, "SELECT application_name, state FROM pg_stat_replication WHERE application_name = 'replica1'",
-                   **new) == "replica1|streaming"
+        rc, output, said = playbook(inventory, *extra)
+        assert rc != 0, output
+        assert "pg_basebackup of the primary's new instance (%s port %d) failed" % (address(primary), E2E["port"]) in said, output
+        assert "The inventory names %s as standby host(s) of %s" % (standby.name, primary.name) in said, output
+        assert recap(output, primary)[1] == "1" and recap(output, standby)[1] == "1", output
+        assert not sh(standby, "ls %s/standby.signal 2>/dev/null; true" % E2E["data_dir"]).strip()   # a killed copy
+        assert '"copy": "copying"' in sh(standby, "cat /var/lib/fleetdb/online_upgrade/standby.json")
+        sql(primary, "SELECT count(*) FROM standby_e2e", port=5442, expect="1")   # the old server serves
+        # a write in the middle of the upgrade (the new instance replicates it), on the old server, which serves
+        sql(primary, "INSERT INTO standby_e2e VALUES (2, 'during the upgrade')", port=5442)
+
+        rc, output, said = playbook(inventory, *extra)
+        assert rc == 0, output
+        assert "%s is a standby of %s: its own checks passed" % (standby.name, primary.name) in said, output
+        assert "held the copy an interrupted run left: it was removed and copied again" in said, output
+        assert recap(output, standby)[1] == "0" and recap(output, primary)[1] == "0", output
         assert ('host    replication   "fleetdb_replicator"   %s/32   scram-sha-256' % address(standby)
                 in sh(primary, "cat %s/pg_hba.conf" % E2E["data_dir"]))
-        # a write on the old server, which still serves, reaches the new standby: replication, then streaming
-        sql(primary, "INSERT INTO standby_e2e VALUES (2, 'during the upgrade')")
-        sql(standby, "SELECT count(*) FROM standby_e2e", expect="2", **new)
-        assert sql(standby, "SELECT pg_is_in_recovery()", **new) == "t"
-        # the old standby still serves reads on the production port, streaming from the old primary
-        sql(standby, "SELECT count(*) FROM standby_e2e", expect="2")
-        assert sql(standby, "SELECT pg_is_in_recovery(), status FROM pg_stat_wal_receiver") == "t|streaming"
-        assert sql(primary, "SELECT pg_is_in_recovery()") == "f"
-    finally:   # the module tests below make their own new instances
+        # 18 serves the production port on the primary; the standby host's 18 streams from it there, synchronous
+        assert sql(primary, "SELECT current_setting('server_version_num')::int / 10000, pg_is_in_recovery()",
+                   **new) == "18|f"
+        sql(primary, "SELECT application_name, state, sync_state FROM pg_stat_replication", expect="replica1|streaming|sync",
+            **new)
+        assert sql(primary, "SHOW synchronous_standby_names", **new) == "replica1"
+        sql(standby, "SELECT current_setting('server_version_num')::int / 10000, pg_is_in_recovery(), status, sender_host, "
+            "sender_port FROM pg_stat_wal_receiver", expect="18|t|streaming|%s|5442" % address(primary), **new)
+        # the old primary and the old standby: stopped, configured for the other port
+        for host in (primary, standby):
+            old = run_module(host, "fleetdb.online_upgrade.server", dict(E2E_OLD, state="status"))
+            assert not old["running"] and old["configured_port"] == E2E_OLD_PORT_AFTER, (host.name, old)
+        # the write made during the upgrade is on both
+        for host in (primary, standby):
+            assert sql(host, "SELECT string_agg(note, ', ' ORDER BY id) FROM standby_e2e", **new) == (
+                "before the upgrade, during the upgrade"), host.name
+        # the primary's report lists its standby's switch and the read pause there; the summary, per wave
+        with open(str(reports / "hosts" / ("%s.json" % primary.name))) as handle:
+            [switched] = json.load(handle)["standbys"]
+        assert switched["host"] == standby.name and 0 < float(switched["read_pause_s"]) < 30, switched
+        assert switched["phase_order"][-3:] == ["start_new", "retire_old", "streaming"], switched
+        with open(str(reports / "summary.json")) as handle:
+            summary = json.load(handle)
+        assert [(h["host"], h["ok"], h["standbys"]) for h in summary["hosts"]] == [
+            (primary.name, True, [dict(host=standby.name, read_pause_s=float(switched["read_pause_s"]))])], summary
+        assert max(w["read_pause_s_max"] or 0 for w in summary["waves"]) == float(switched["read_pause_s"]), summary
+    finally:   # the module tests below have servers of their own
         for host in (standby, primary):
-            sh(host, "%s/pg_ctl -D %s -m fast stop" % (NEW["bin_dir"], E2E["data_dir"]), user="postgres")
+            for bin_dir, data_dir in ((NEW["bin_dir"], E2E["data_dir"]), (OLD["bin_dir"], E2E_OLD["data_dir"])):
+                host.run("%s/pg_ctl -D %s -m fast stop" % (bin_dir, data_dir), user="postgres")
 
 
 # -- the new standby, made from the primary's new instance before the cutover ------------------------------------------

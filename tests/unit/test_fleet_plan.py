@@ -29,6 +29,17 @@ def test_summary_times_each_part_and_groups_hosts_into_waves():
     assert summary["model"]["fixed_s"] == 16 and summary["model"]["copy_bytes_per_s"] == 100 * 1024 ** 2 // 13
 
 
+def test_the_summary_lists_each_primarys_standby_switches_and_each_waves_longest_read_pause():
+    primary = dict(report("db1", 100, ["db1", "db4"]), standbys=[
+        dict(host="db2", read_pause_s=0.41, phases={"stop_old": 0.1}, phase_order=["stop_old"]),
+        dict(host="db3", read_pause_s="1.2"), dict(host="db5", read_pause_s=None)])
+    summary = fleet_plan.summarize([primary, report("db4", 101, ["db1", "db4"]), report("db6", 200, ["db6"])])
+    assert summary["hosts"][0]["standbys"] == [dict(host="db2", read_pause_s=0.41), dict(host="db3", read_pause_s=1.2),
+                                               dict(host="db5", read_pause_s=None)]
+    assert summary["hosts"][1]["standbys"] == []
+    assert [w["read_pause_s_max"] for w in summary["waves"]] == [1.2, None]
+
+
 def test_a_plan_puts_small_hosts_first_and_no_wave_wider_than_the_forks():
     fitted = dict(fixed_s=16, fixed_s_max=20, copy_bytes_per_s=100 * 1024 ** 2)
     result = fleet_plan.plan(fitted, fleet_plan.parse_fleet("400x20GB,90x200GB,10x1TB"), forks=50)

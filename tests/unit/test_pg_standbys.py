@@ -8,7 +8,7 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.re
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.sizing import copy_parallelism
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.standby import NewStandby
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.preflight import PostgresPreflight
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.preflight_standbys import match_standbys, refuse_while_standbys
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.preflight_standbys import match_standbys
 
 DNS = {"db2.example": {"10.0.0.12"}, "db3.example": {"10.0.0.13"}}
 
@@ -116,18 +116,6 @@ def test_the_new_instance_holds_a_wal_sender_and_a_slot_more_per_standby():
     assert two["max_replication_slots"] == without["max_replication_slots"] + 2
     # PostgreSQL's default 10 already holds the rollback's senders and a standby of a one-database server
     assert copy_parallelism(2, 4 * 2 ** 30, 1, 10, 10, standbys=1)["settings"]["max_wal_senders"] == 10
-
-
-def test_the_cutover_refuses_while_standbys_stream_from_either_server_and_not_for_its_own_copy_or_wal_receivers():
-    with pytest.raises(OperationError) as refused:
-        refuse_while_standbys(Session([("replica1", "10.0.0.12", "async", "")]),
-                              Session([("db2", "10.0.0.12", "async", "")]))
-    assert "application_name replica1 from 10.0.0.12, async from the old server; application_name db2" in refused.value.msg
-    assert "does not switch standbys to the new server yet" in refused.value.msg and "pg_basebackup -R" in refused.value.fix
-    refuse_while_standbys(Session([("fleetdb_physical_copy", "local", "async", "")]), Session([]))
-    # WAL receivers are no standbys: the cutover makes their slot on the new server
-    refuse_while_standbys(Session([("pg_receivewal", "local", "async", "wal_archive"),
-                                   ("barman_receive_wal", "10.0.0.9", "async", "barman")]), Session([]))
 
 
 def test_the_new_instance_lets_each_standby_address_in_through_the_replication_block():

@@ -6,7 +6,8 @@ larger fleet (waves, forks, expected duration).  Pure functions: the filter ``fl
 tools/fleetdb_waves.py use them; tests/unit/test_fleet_plan.py checks them.
 
 A host report (roles/online_upgrade/tasks/report.yml) holds ``marks``: epoch seconds at started, preflight_done,
-install_done, copy_done, indexes_done, catch_up_done, cutover_done, ended (those the run reached).
+install_done, copy_done, indexes_done, catch_up_done, cutover_done, ended (those the run reached); a primary's
+also ``standbys``: each standby host switched after its cutover, with the pause its read clients saw.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -37,17 +38,27 @@ def host_timings(report):
     return out
 
 
+def standby_switches(report):
+    """[{host, read_pause_s}] of the standbys a primary's run switched (the pause is null for a switch a rerun
+    finished after the old standby had stopped)."""
+    return [dict(host=s["host"], read_pause_s=_float(s.get("read_pause_s"))) for s in report.get("standbys") or []]
+
+
 def summarize(reports):
-    """The summary.json of a run: each host (timings, outcome) and each wave (hosts, start, end, duration)."""
+    """The summary.json of a run: each host (timings, outcome, standbys switched) and each wave (hosts, start, end,
+    duration, the longest read pause of its primaries' standbys)."""
     hosts, waves = [], {}
     for report in sorted(reports, key=lambda r: (r.get("marks") or {}).get("started") or 0):
         marks = report.get("marks") or {}
         entry = dict(host=report["host"], ok=_bool(report.get("ok")), failed_task=report.get("failed_task"),
                      error=report.get("error"), size_bytes=_int(report.get("size_bytes")),
-                     run=report.get("run"), timings=host_timings(report))
+                     run=report.get("run"), timings=host_timings(report), standbys=standby_switches(report))
         hosts.append(entry)
         key = (report.get("run"), tuple(sorted(report.get("wave_hosts") or [report["host"]])))
-        wave = waves.setdefault(key, dict(run=key[0], hosts=list(key[1]), started=None, ended=None, ok=0, failed=0))
+        wave = waves.setdefault(key, dict(run=key[0], hosts=list(key[1]), started=None, ended=None, ok=0, failed=0,
+                                          read_pause_s_max=None))
+        for pause in (s["read_pause_s"] for s in entry["standbys"] if s["read_pause_s"] is not None):
+            wave["read_pause_s_max"] = max(pause, wave["read_pause_s_max"] or 0)
         for mark, earliest in (("started", min), ("ended", max)):
             if marks.get(mark) is not None:
                 value = float(marks[mark])
@@ -139,6 +150,13 @@ def _median(values):
 
 def _bool(value):
     return value if isinstance(value, bool) else str(value).lower() in ("true", "yes", "1")
+
+
+def _float(value):
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _int(value):

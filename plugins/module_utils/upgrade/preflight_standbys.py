@@ -11,9 +11,8 @@ __metaclass__ = type
 
 import socket
 
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import OperationError, parse_version
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import parse_version
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.engine import Preflight
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import wal_receivers
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.session import connect
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.preflight_host import Findings, HostChecks
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.preflight_server import ServerChecks
@@ -35,8 +34,6 @@ SELECT coalesce(r.application_name, ''), coalesce(host(r.client_addr), 'local'),
  WHERE a.datname IS NOT NULL ORDER BY 1, 2
 """
 
-NOT_YET = ("the upgrade does not switch standbys to the new server yet (their new instances are made before the "
-           "cutover; their own switch is still to be built)")
 DETACH_FIX = ("detach it before the upgrade and rebuild it from the new server afterwards (pg_basebackup -R from the "
               "new server on the production port)")
 
@@ -70,21 +67,6 @@ def senders(session):
     """The physical standbys streaming from the server of ``session`` (dicts as ``match_standbys`` takes them)."""
     return [dict(zip(("application_name", "client_addr", "sync_state", "slot"), row))
             for row in session.query(STANDBYS_SQL).rows]
-
-
-def refuse_while_standbys(old_session, new_session):
-    """The cutover's refusal, before its fence (the old server serving), while standbys stream from the old server or
-    the new one: their own switch is not built yet, and the cutover would leave them behind.  WAL receivers
-    (pg_receivewal, barman) are no standbys: the cutover makes their slot on the new server."""
-    streaming = ["%s from the %s server" % (describe(s), server)
-                 for server, session in (("old", old_session), ("new", new_session))
-                 for s in senders(session) if not s["application_name"].startswith("fleetdb")
-                 and not wal_receivers.receivers([s])]
-    if streaming:
-        raise OperationError(
-            "standbys stream from this primary (%s): %s. Nothing was changed: the old server serves, the new standbys "
-            "stream from the new server" % ("; ".join(streaming), NOT_YET),
-            "leave it so until the standbys' switch is there, or %s" % DETACH_FIX)
 
 
 def describe(sender):

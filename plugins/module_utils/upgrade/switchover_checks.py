@@ -26,7 +26,6 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.fe
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.hba import hba_path
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.instance import PostgresInstance
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.large_object_sync import LargeObjectSync
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.preflight_standbys import refuse_while_standbys
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.row_check import RowCountCheck
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.session import connect
 
@@ -56,7 +55,6 @@ class BeforeWindow:
         self.state.data.update(old_hba_file=self._hba.path, new_hba_file=self._new_hba.path, databases=self.databases,
                                production_port=self.production_port)
         self._lift_stale_fence()
-        refuse_while_standbys(self._old(first), self._new(first))
         self._resume_verified()
         self._check_pooler()
         new_psql = "runuser -u %s -- %s -h %s -p %d -d postgres" % (
