@@ -175,11 +175,11 @@ def test_a_cascading_standby_is_refused_on_the_standby_host(standby, run_module)
     assert "point it at db1" in problem["fix"]
 
 
-def playbook(inventory, *extra):
+def playbook(inventory, *extra, name="upgrade.yml"):
     env = ansible_env()
     env.update(ANSIBLE_STDOUT_CALLBACK="default")
     proc = subprocess.run([os.path.join(ROOT, ".venv", "bin", "ansible-playbook"), "-i", str(inventory),
-                           os.path.join(ROOT, "playbooks", "upgrade.yml")] + list(extra),
+                           os.path.join(ROOT, "playbooks", name)] + list(extra),
                           capture_output=True, text=True, env=env, cwd=ROOT, timeout=600, check=False)
     output = proc.stdout + proc.stderr
     return proc.returncode, output, " ".join(output.split())   # the callback wraps long messages
@@ -279,6 +279,19 @@ def test_the_role_upgrades_a_primary_and_its_standby_and_a_killed_copy_is_made_a
         assert [(h["host"], h["ok"], h["standbys"]) for h in summary["hosts"]] == [
             (primary.name, True, [dict(host=standby.name, read_pause_s=float(switched["read_pause_s"]))])], summary
         assert max(w["read_pause_s_max"] or 0 for w in summary["waves"]) == float(switched["read_pause_s"]), summary
+        # the new standby streams as the old one did (postgres, not the upgrade's role): the upgrade's password left
+        # the standby host, and finalize, which drops that role, leaves it streaming; the old standby's data goes too
+        sql(primary, "SELECT usename FROM pg_stat_replication", expect="postgres", **new)
+        assert not sh(standby, "ls %s/*.pgpass 2>/dev/null; true" % os.path.dirname(E2E["data_dir"])).strip()
+        rc, output, said = playbook(inventory, *extra, name="finalize.yml")
+        assert rc == 0, output
+        for host in (primary, standby):
+            assert not sh(host, "ls -d %s 2>/dev/null; true" % E2E_OLD["data_dir"]).strip(), host.name
+        assert sql(primary, "SELECT count(*) FROM pg_roles WHERE rolname = '%s'" % REPLICATOR, **new) == "0"
+        sql(primary, "INSERT INTO standby_e2e VALUES (3, 'after finalize')", **new)   # synchronous: the standby has it
+        sql(primary, "SELECT application_name, state, sync_state FROM pg_stat_replication", expect="replica1|streaming|sync",
+            **new)
+        assert sql(standby, "SELECT note FROM standby_e2e WHERE id = 3", **new) == "after finalize"
     finally:   # the module tests below have servers of their own
         for host in (standby, primary):
             for bin_dir, data_dir in ((NEW["bin_dir"], E2E["data_dir"]), (OLD["bin_dir"], E2E_OLD["data_dir"])):

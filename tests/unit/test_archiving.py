@@ -132,7 +132,8 @@ def test_preflight_names_a_failing_stanza_check_and_a_missing_pg1_path(monkeypat
     check._archiving(_Archiver(("on", "pgbackrest --stanza=main archive-push %p", "", "f")))
     messages = [p["msg"] for p in check.findings.problems]
     assert len(messages) == 2 and "has no pg1-path in its section [main]" in messages[0]
-    assert "pgbackrest --stanza=main check fails: ERROR: [055]: unable to load info file" in messages[1]
+    assert ("runuser -u postgres -- pgbackrest --config=/etc/pgbackrest/pgbackrest.conf --stanza=main check fails: "
+            "ERROR: [055]: unable to load info file") in messages[1]
 
 
 def test_preflight_leaves_other_archive_commands_to_the_check_after_the_cutover():

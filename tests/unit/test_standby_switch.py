@@ -35,8 +35,10 @@ class Module:
 
 
 class Server:
-    """What PostgresInstance says of the instance: its postmaster and configured port; nothing else may be called."""
+    """What PostgresInstance says of the instance: its postmaster, configured port and primary_conninfo (the old
+    standby's own, by default); nothing else may be called."""
     shows = {}
+    conninfo = "host=10.0.0.11 port=5432 user=replicator application_name=db2"
 
     def __init__(self, module, spec):
         self.running_port, self.configured = self.shows[spec.data_dir]
@@ -47,10 +49,14 @@ class Server:
     def configured_port(self):
         return self.configured
 
+    def show_configured(self, name):
+        assert name == "primary_conninfo"
+        return self.conninfo
+
 
 def switch(tmp_path, monkeypatch, old_shows, new_shows):
     new_dir = tmp_path / "18"
-    new_dir.mkdir()
+    new_dir.mkdir(exist_ok=True)
     (new_dir / "standby.signal").write_text("")
     Server.shows = {str(tmp_path / "16"): old_shows, str(new_dir): new_shows}
     monkeypatch.setattr(standby_switch, "PostgresInstance", Server)
@@ -64,8 +70,8 @@ def test_a_check_run_lists_the_steps_and_changes_nothing(tmp_path, monkeypatch):
     result = switch(tmp_path, monkeypatch, (5432, 5432), (15432, 5432)).run()
     assert result["changed"] and result["read_pause_seconds"] is None
     assert result["actions"] == [
-        "point the new standby's primary_conninfo at 10.0.0.11 port 5432 (the new primary) and wait until it "
-        "streams from there", "wait until the new standby has replayed the new primary's current position",
+        "give the new standby the old one's primary_conninfo (the new primary, 10.0.0.11 port 5432, is there now) "
+        "and wait until it streams from there", "wait until the new standby has replayed the new primary's current position",
         "stop the old standby (%s)" % (tmp_path / "16"), "restart the new standby on the production port 5432",
         "configure the old standby for port 5433"]
 
@@ -73,6 +79,20 @@ def test_a_check_run_lists_the_steps_and_changes_nothing(tmp_path, monkeypatch):
 def test_a_check_run_once_switched_has_nothing_to_do(tmp_path, monkeypatch):
     result = switch(tmp_path, monkeypatch, (None, 5433), (5432, 5432)).run()
     assert not result["changed"] and result["actions"] == []
+
+
+def test_the_upgrades_password_leaves_the_host_once_the_new_standby_streams_with_the_old_ones_conninfo(
+        tmp_path, monkeypatch):
+    passfile = tmp_path / "fleetdb_replication.pgpass"
+    passfile.write_text("*:15432:*:fleetdb_replicator:pw\n*:5432:*:fleetdb_replicator:pw\n")
+    result = switch(tmp_path, monkeypatch, (None, 5433), (5432, 5432)).run()
+    assert result["changed"] and result["actions"] == ["remove %s" % passfile]
+    passfile.write_text("*:5432:*:fleetdb_replicator:pw\n*:6432:*:someone:else\n")
+    result = switch(tmp_path, monkeypatch, (None, 5433), (5432, 5432)).run()
+    assert result["actions"] == ["remove the replication role's line from %s" % passfile]
+    # an old standby with no conninfo of its own: the new one streams as the upgrade's role, and keeps its password
+    monkeypatch.setattr(Server, "conninfo", "")
+    assert switch(tmp_path, monkeypatch, (None, 5433), (5432, 5432)).run()["actions"] == []
 
 
 def test_a_data_directory_without_a_standby_is_refused(tmp_path, monkeypatch):

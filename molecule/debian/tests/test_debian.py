@@ -305,3 +305,27 @@ def test_after_the_rollback_15_archives_into_the_stanza_again(host):
     check = host.run("runuser -u postgres -- pgbackrest --stanza=main check")
     assert check.rc == 0, check.stderr
     assert archived(host, switched), switched
+
+
+def test_preflight_names_a_stanza_whose_repository_is_out_of_reach_and_changes_nothing(host):
+    """A repository the instance owner cannot read (15 serving, archiving into it): the README's preflight
+    (--tags preflight) fails with pgBackRest's own error and the check command to run, changing nothing; that
+    command, run as printed once the repository is readable again, passes."""
+    mode = host.run("stat -c %a /var/lib/pgbackrest").stdout.strip()
+    host.run("chmod 000 /var/lib/pgbackrest")
+    try:
+        before = sh.snapshot(host, SNAPSHOT_ROOTS, UNITS)
+        rc, out, _recap = sh.playbook("upgrade.yml", "--tags", "preflight")
+        after = sh.snapshot(host, SNAPSHOT_ROOTS, UNITS)
+    finally:
+        host.run("chmod %s /var/lib/pgbackrest" % mode)
+    said = " ".join(out.split())
+    assert rc != 0, out[-4000:]
+    printed = re.search(r"(runuser -u postgres -- \S*pgbackrest --config=\S+ --stanza=main check) fails: (.{0,200})",
+                        said)
+    assert printed and "ERROR" in printed.group(2), out[-4000:]
+    assert "until that command passes, then run again" in said, out[-4000:]
+    assert sh.differences(before, after) == []
+    assert_serves(host, "15", "18")
+    check = host.run(printed.group(1))
+    assert check.rc == 0, check.stdout + check.stderr

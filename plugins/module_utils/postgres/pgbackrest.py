@@ -67,13 +67,16 @@ class PgBackRest:
         self.binary = binary
         self.config = config or next((path for path in DEFAULT_CONFIGS if os.path.exists(path)), DEFAULT_CONFIGS[0])
 
+    def _argv(self, *args):
+        return [self.binary, "--config=%s" % self.config, "--stanza=%s" % self.stanza] + list(args)
+
     def _run(self, *args):
-        argv = [self.binary, "--config=%s" % self.config, "--stanza=%s" % self.stanza] + list(args)
-        rc, out, err = run_as(self.module, self.owner, argv, cwd="/")
+        rc, out, err = run_as(self.module, self.owner, self._argv(*args), cwd="/")
         return rc, (out or "").strip(), (err or "").strip()
 
     def command_line(self, *args):
-        return "sudo -u %s %s --stanza=%s %s" % (self.owner, self.binary, self.stanza, " ".join(args))
+        """The command as this class runs it, for a fix text: runuser is on every Linux host, sudo is not."""
+        return "runuser -u %s -- %s" % (self.owner, " ".join(shlex.quote(word) for word in self._argv(*args)))
 
     def version(self):
         rc, out, err = run_as(self.module, self.owner, [self.binary, "version"], cwd="/")

@@ -43,6 +43,19 @@ def _revoke_all(session, oid, role):
     session.execute("COMMIT")
 
 
+def forget_password(module, passfile, user, owner):
+    """(what, do): taking ``user``'s lines out of ``passfile``, the file itself when no other is left; None when it
+    holds none of them."""
+    before = read_text(passfile)
+    after = without_passfile_lines(before, user)
+    if before is None or after == before:
+        return None
+    if after:
+        return ("remove the replication role's line from %s" % passfile,
+                lambda: write_file(module, passfile, after, owner=owner, mode=0o600))
+    return "remove %s" % passfile, lambda: os.unlink(passfile)
+
+
 class ReplicationRole:
     """The replication role's part of PostgresReplication."""
 
@@ -165,12 +178,6 @@ class ReplicationRole:
         self._act("remove the replication role's lines from %s and reload" % hba.path, hba.reload)
 
     def _remove_passfile(self):
-        before = read_text(self.passfile)
-        after = without_passfile_lines(before, self.user)
-        if before is None or after == before:
-            return
-        if after:
-            self._act("remove the replication role's line from %s" % self.passfile, lambda: write_file(
-                self.module, self.passfile, after, owner=self.target.owner, mode=0o600))
-        else:
-            self._act("remove %s" % self.passfile, lambda: os.unlink(self.passfile))
+        forget = forget_password(self.module, self.passfile, self.user, self.target.owner)
+        if forget:
+            self._act(*forget)

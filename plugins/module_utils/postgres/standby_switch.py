@@ -30,6 +30,7 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.in
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.process import system_identifier
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.replication_access import (
     conninfo, default_passfile, with_passfile_line)
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.replication_role import forget_password
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.session import connect, login
 
 RECEIVER_SQL = "SELECT status, sender_host, sender_port FROM pg_stat_wal_receiver"
@@ -79,8 +80,8 @@ class PostgresStandbySwitch(StandbySwitch):
     def describe(self, step):
         return {
             "start_temporary": "start the new standby on its temporary port %d" % self.temporary_port,
-            "follow": "point the new standby's primary_conninfo at %s port %d (the new primary) and wait until it "
-                      "streams from there" % (self.primary_host, self.primary_port),
+            "follow": "give the new standby the old one's primary_conninfo (the new primary, %s port %d, is there "
+                      "now) and wait until it streams from there" % (self.primary_host, self.primary_port),
             "catch_up": "wait until the new standby has replayed the new primary's current position",
             "stop_old": "stop the old standby (%s)" % self.old.data_dir,
             "retire_old": "configure the old standby for port %d" % self.old_port_after,
@@ -94,7 +95,11 @@ class PostgresStandbySwitch(StandbySwitch):
         new_info, old_info = self.new_server.postmaster(), self.old_server.postmaster()
         steps = switch_steps(self.new.port, new_info and new_info["port"], old_info is not None,
                              self.old_server.configured_port(), self.old_port_after)
-        result = dict(changed=bool(steps), actions=[self.describe(step) for step in steps], read_pause_seconds=None)
+        # Once the new standby streams with the old one's conninfo, the upgrade's password has no use on this host.
+        forget = self.old_server.show_configured("primary_conninfo") and forget_password(
+            self.module, default_passfile(self.new), self.user, self.new.owner)
+        result = dict(changed=bool(steps or forget), read_pause_seconds=None,
+                      actions=[self.describe(step) for step in steps] + ([forget[0]] if forget else []))
         if self.module.check_mode:
             return result
         for step in steps:
@@ -104,6 +109,8 @@ class PostgresStandbySwitch(StandbySwitch):
             result["read_pause_seconds"] = round(self._first_read - self._stop_began, 3)
         with self.timer.phase("streaming"):
             result["receiver"] = self._streaming(self.new.port)
+        if forget:
+            forget[1]()
         result["changed"] = self.new_server.service.set_enabled(True) or result["changed"]
         result["changed"] = self.old_server.service.set_enabled(False) or result["changed"]
         result.update(phases=self.timer.timings, phase_order=self.timer.order, primary_lsn=self._primary_lsn)
@@ -116,13 +123,22 @@ class PostgresStandbySwitch(StandbySwitch):
 
     def _follow(self):
         self._primary_lsn = self._primary_position()
+        self.new_server.alter_system(dict(primary_conninfo=self._conninfo()))
+        self._streaming(self.temporary_port)
+
+    def _conninfo(self):
+        """The old standby's own primary_conninfo, which reaches the primary's production port as its DBA set it up
+        (their replication role, TLS, application_name): the new primary has that role and those pg_hba.conf lines
+        (copied with the rest), and they outlive the upgrade's replication role, which finalize drops.  The
+        upgrade's role only for an old standby that names no primary of its own."""
+        own = self.old_server.show_configured("primary_conninfo")
+        if own:
+            return own
         text = read_text(default_passfile(self.new)) or ""
         write_file(self.module, default_passfile(self.new),
                    with_passfile_line(text, self.primary_port, self.user, self.password), owner=self.new.owner)
-        self.new_server.alter_system(dict(primary_conninfo=conninfo(
-            self.primary_host, self.primary_port, "postgres", self.user, default_passfile(self.new),
-            self.application_name)))
-        self._streaming(self.temporary_port)
+        return conninfo(self.primary_host, self.primary_port, "postgres", self.user, default_passfile(self.new),
+                        self.application_name)
 
     def _catch_up(self):
         """Replayed at least the new primary's position; then a restartpoint, so that the restart's own is short."""
