@@ -283,6 +283,14 @@ def test_the_role_upgrades_a_primary_and_its_standby_and_a_killed_copy_is_made_a
         # the standby host, and finalize, which drops that role, leaves it streaming; the old standby's data goes too
         sql(primary, "SELECT usename FROM pg_stat_replication", expect="postgres", **new)
         assert not sh(standby, "ls %s/*.pgpass 2>/dev/null; true" % os.path.dirname(E2E["data_dir"])).strip()
+        # a rollback of a primary with standbys is refused on both hosts, nothing changed (not built yet)
+        records = "find /var/lib/fleetdb/online_upgrade -printf '%p %s %T@\\n' | sort"
+        before = sh(primary, records), sh(standby, records)
+        rc, output, said = playbook(inventory, *extra, name="rollback.yml")
+        assert rc != 0 and "has standbys in the inventory (%s): the rollback of a primary with standbys is not built yet" % (
+            standby.name) in said and "is a standby of %s" % primary.name in said, output
+        assert (sh(primary, records), sh(standby, records)) == before
+        sql(primary, "SELECT application_name, state FROM pg_stat_replication", expect="replica1|streaming", **new)
         rc, output, said = playbook(inventory, *extra, name="finalize.yml")
         assert rc == 0, output
         for host in (primary, standby):
