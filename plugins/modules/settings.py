@@ -28,9 +28,23 @@ extends_documentation_fragment:
 options:
   settings:
     description:
-      - Name and value of each setting.
+      - Name and value of each setting. Required with O(state=present).
     type: dict
-    required: true
+  state:
+    description:
+      - V(present) sets O(settings); V(restored) gives back what O(record) recorded - C(ALTER SYSTEM SET) of the
+        value C(postgresql.auto.conf) had, or C(ALTER SYSTEM RESET) of a setting it did not have - reloads the
+        server and removes O(record) (nothing when it does not exist).
+    type: str
+    choices: [present, restored]
+    default: present
+  record:
+    description:
+      - A file (in the collection's state directory) where O(state=present) first records what
+        C(postgresql.auto.conf) gives each of O(settings), unless it exists (a re-run keeps what they were before
+        the first one), for O(state=restored). How a rollback holds C(synchronous_standby_names) empty on the old
+        primary until its standbys follow it again.
+    type: path
   at_least:
     description:
       - Treat each value as a minimum - a setting the server has at least that much of stays as it is (for
@@ -59,6 +73,13 @@ EXAMPLES = r"""
     service: {kind: debian, version: "15", cluster: main}
     settings: {wal_level: logical, max_replication_slots: 12, max_wal_senders: 12}
     restart: true
+
+- name: No synchronous standby for a while, then the value given back as it was
+  fleetdb.online_upgrade.settings:
+    data_dir: /var/lib/fleetdb/postgresql/16/main
+    bin_dir: /opt/fleetdb/postgresql/16/bin
+    settings: {synchronous_standby_names: ""}
+    record: /var/lib/fleetdb/online_upgrade/held_settings.json
 """
 
 RETURN = r"""
@@ -101,15 +122,21 @@ def restart(instance, pooler):
 
 def main():
     argument_spec = instance_options()
-    argument_spec.update(engine=engine_option(), settings=dict(type="dict", required=True), restart=dict(type="bool", default=False),
+    argument_spec.update(engine=engine_option(), settings=dict(type="dict"), restart=dict(type="bool", default=False),
                          at_least=dict(type="bool", default=False),
+                         state=dict(type="str", choices=["present", "restored"], default="present"),
+                         record=dict(type="path"),
                          pooler=dict(type="dict", options=pooler_options()))
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
+                           required_if=[("state", "present", ("settings",)), ("state", "restored", ("record",))])
     p = module.params
     engine = get_engine(p["engine"])
     instance = engine.instance(module, spec_from(p))
     try:
-        result = instance.alter_system(p["settings"], at_least=p["at_least"])
+        if p["state"] == "restored":
+            result = instance.give_back_settings(p["record"])
+        else:
+            result = instance.alter_system(p["settings"], at_least=p["at_least"], record=p["record"])
         result["restarted"] = False
         if p["restart"] and result["pending_restart"] and not module.check_mode:
             restart(instance, engine.pooler(p["pooler"]))

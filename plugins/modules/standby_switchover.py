@@ -17,10 +17,13 @@ description:
     its production port (O(primary_host), O(primary_port)) and must replay the new primary's position taken after
     the cutover; then the old standby (O(old)) is stopped, the new one is restarted on the production port
     (O(new.port)), and the old one is configured for O(old_port_after), stopped, as the old primary is."
+  - "The same module switches a standby host back in a rollback, once the old primary serves the production port
+    again - O(old) the standby of the new release, O(new) the old standby (configured for the production port
+    before its start there), O(position_from=receiver)."
   - "Read clients on this host see one pause, from the old standby's stop to the new one's first accepted read
     (RV(read_pause_seconds)), and never an older state than they read before: the old standby never showed more
     than the old primary had, which the new primary holds once its cutover is done."
-  - "The primary is asked its position with C(IDENTIFY_SYSTEM) as O(replication_user); a primary whose production
+  - "With O(position_from=primary), the primary is asked its position with C(IDENTIFY_SYSTEM) as O(replication_user); a primary whose production
     port still serves another cluster than the one the new standby was copied from (its cutover not done) is
     refused before anything changes."
   - "Each step follows from what the host shows, so a run killed at any point is finished by the next one; a run
@@ -65,6 +68,21 @@ options:
       - The port the old standby is configured for once stopped (the old primary's C(online_upgrade_old_port_after)).
     type: int
     required: true
+  position_from:
+    description:
+      - "Where the new primary's position comes from - V(primary): C(IDENTIFY_SYSTEM) as O(replication_user),
+        which also checks the cluster's system identifier; V(receiver): the end of WAL the primary's WAL sender
+        reports to the new standby once it streams from O(primary_port) (no login as O(replication_user), whose
+        C(pg_hba.conf) lines an old primary does not have: the switch back of a rollback)."
+    type: str
+    choices: [primary, receiver]
+    default: primary
+  settings_at_least:
+    description:
+      - Settings the new standby gets at least before it follows the primary (C(ALTER SYSTEM), then a restart on
+        O(temporary_port) when one needs it) - the ones the primary raised since the new standby last ran (a hot
+        standby stops replaying at a primary's larger C(max_worker_processes)).
+    type: dict
   timeout:
     description:
       - Seconds to wait for each of - the new standby to stream, to catch up, to start.
@@ -152,6 +170,8 @@ def main():
             temporary_port=dict(type="int", required=True),
             old_port_after=dict(type="int", required=True),
             timeout=dict(type="int", default=60),
+            position_from=dict(type="str", choices=["primary", "receiver"], default="primary"),
+            settings_at_least=dict(type="dict"),
         ),
         supports_check_mode=True,
     )
@@ -160,7 +180,8 @@ def main():
         module, spec_from(p["old"]), spec_from(p["new"]), primary_host=p["primary_host"],
         primary_port=p["primary_port"], user=p["replication_user"], password=p["replication_password"],
         application_name=p["application_name"], temporary_port=p["temporary_port"],
-        old_port_after=p["old_port_after"], timeout=p["timeout"])
+        old_port_after=p["old_port_after"], timeout=p["timeout"], position_from=p["position_from"],
+        settings_at_least=p["settings_at_least"])
     try:
         result = switch.run()
     except OperationError as exc:

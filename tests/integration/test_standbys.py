@@ -283,14 +283,7 @@ def test_the_role_upgrades_a_primary_and_its_standby_and_a_killed_copy_is_made_a
         # the standby host, and finalize, which drops that role, leaves it streaming; the old standby's data goes too
         sql(primary, "SELECT usename FROM pg_stat_replication", expect="postgres", **new)
         assert not sh(standby, "ls %s/*.pgpass 2>/dev/null; true" % os.path.dirname(E2E["data_dir"])).strip()
-        # a rollback of a primary with standbys is refused on both hosts, nothing changed (not built yet)
-        records = "find /var/lib/fleetdb/online_upgrade -printf '%p %s %T@\\n' | sort"
-        before = sh(primary, records), sh(standby, records)
-        rc, output, said = playbook(inventory, *extra, name="rollback.yml")
-        assert rc != 0 and "has standbys in the inventory (%s): the rollback of a primary with standbys is not built yet" % (
-            standby.name) in said and "is a standby of %s" % primary.name in said, output
-        assert (sh(primary, records), sh(standby, records)) == before
-        sql(primary, "SELECT application_name, state FROM pg_stat_replication", expect="replica1|streaming", **new)
+        rollback_and_upgrade_again(primary, standby, run_module, inventory, extra, new)
         rc, output, said = playbook(inventory, *extra, name="finalize.yml")
         assert rc == 0, output
         for host in (primary, standby):
@@ -304,6 +297,68 @@ def test_the_role_upgrades_a_primary_and_its_standby_and_a_killed_copy_is_made_a
         for host in (standby, primary):
             for bin_dir, data_dir in ((NEW["bin_dir"], E2E["data_dir"]), (OLD["bin_dir"], E2E_OLD["data_dir"])):
                 host.run("%s/pg_ctl -D %s -m fast stop" % (bin_dir, data_dir), user="postgres")
+
+
+ROLLBACK_WRITER = ("while true; do %s/psql -h %s -p 5442 -d postgres -XAtqc \"INSERT INTO standby_e2e SELECT "
+                   "greatest(max(id), 999) + 1, 'rollback writer' FROM standby_e2e\" >/dev/null 2>&1; sleep 0.01; done"
+                   % (OLD["bin_dir"], SOCK))
+ROLLBACK_READER = ("while true; do echo \"$(%s/psql -h %s -p 5442 -d postgres -XAtqc 'SELECT max(id) FROM standby_e2e' "
+                   "2>/dev/null)\" >> /tmp/rollback_reads; sleep 0.005; done" % (OLD["bin_dir"], SOCK))
+
+
+def rollback_and_upgrade_again(primary, standby, run_module, inventory, extra, new):
+    """playbooks/rollback.yml with a writer on the primary's production port and a reader on the standby's: the
+    old primary and its old standby come back with every write 18 took, the standby synchronous again; then
+    playbooks/upgrade.yml upgrades both again."""
+    sql(primary, "INSERT INTO standby_e2e VALUES (10, 'on 18 before the rollback')", **new)
+    held = "/var/lib/fleetdb/online_upgrade/held_settings.json"
+    sh(standby, "rm -f /tmp/rollback_reads")
+    background(primary, "rollback_writer", ROLLBACK_WRITER)
+    background(standby, "rollback_reader", ROLLBACK_READER)
+    try:
+        rc, output, said = playbook(inventory, *extra, name="rollback.yml")
+        assert rc == 0, output
+    finally:
+        stop_background(standby, "rollback_reader")
+        stop_background(primary, "rollback_writer")
+    assert "%s: the 16 standby streams from %s on port 5442 (streaming)" % (standby.name, primary.name) in said, output
+    # 16 serves the production port of both hosts again, the standby streaming from the old primary, synchronous
+    assert sql(primary, "SELECT current_setting('server_version_num')::int / 10000, pg_is_in_recovery()",
+               port=5442) == "16|f"
+    sql(primary, "SELECT application_name, state, sync_state FROM pg_stat_replication", port=5442,
+        expect="replica1|streaming|sync")
+    sql(standby, "SELECT current_setting('server_version_num')::int / 10000, pg_is_in_recovery(), status, sender_host, "
+        "sender_port FROM pg_stat_wal_receiver", port=5442, expect="16|t|streaming|%s|5442" % address(primary))
+    # synchronous_standby_names is back as the DBA set it: ALTER SYSTEM, in postgresql.auto.conf
+    assert sql(primary, "SELECT setting FROM pg_file_settings WHERE name = 'synchronous_standby_names' "
+               "AND sourcefile LIKE '%auto.conf'", port=5442) == "replica1"
+    assert sql(primary, "SHOW synchronous_standby_names", port=5442) == "replica1"
+    assert not sh(primary, "ls %s 2>/dev/null; true" % held).strip()
+    # every write 18 took is on the old primary and the old standby; a write now waits for the standby
+    sql(primary, "INSERT INTO standby_e2e VALUES (11, 'after the rollback')", port=5442)
+    for host in (primary, standby):
+        assert sql(host, "SELECT string_agg(note, ', ' ORDER BY id) FROM standby_e2e WHERE id < 1000",
+                   port=5442) == ("before the upgrade, during the upgrade, on 18 before the rollback, after the "
+                                  "rollback"), host.name
+    assert sql(standby, "SELECT max(id) FROM standby_e2e", port=5442) == sql(primary, "SELECT max(id) FROM standby_e2e",
+                                                                              port=5442)
+    # the 18 instances: stopped, configured for the temporary port
+    for host in (primary, standby):
+        stopped = run_module(host, "fleetdb.online_upgrade.server", dict(E2E, bin_dir=NEW["bin_dir"], state="status"))
+        assert not stopped["running"] and stopped["configured_port"] == E2E["port"], (host.name, stopped)
+    # the reader on the standby host never saw the rows go back, and saw the writer's rows on both releases
+    values = [int(line) for line in sh(standby, "cat /tmp/rollback_reads").split() if line.isdigit()]
+    backwards = [(a, b) for a, b in zip(values, values[1:]) if b < a]
+    assert values and not backwards, backwards[:5]
+    assert values[0] < values[-1], (values[:3], values[-3:])
+
+    rc, output, said = playbook(inventory, *extra)
+    assert rc == 0, output
+    sql(primary, "SELECT application_name, state, sync_state FROM pg_stat_replication", expect="replica1|streaming|sync",
+        **new)
+    sql(standby, "SELECT current_setting('server_version_num')::int / 10000, status FROM pg_stat_wal_receiver",
+        expect="18|streaming", **new)
+    assert sql(standby, "SELECT note FROM standby_e2e WHERE id = 11", **new) == "after the rollback"
 
 
 # -- the new standby, made from the primary's new instance before the cutover ------------------------------------------

@@ -99,7 +99,10 @@ class MemoryInstance(interface.Instance):
         return dict(changed=previous != port, diff=dict(before=previous, after=port), configured_port=port,
                     previous_port=previous, restart_required=bool(running) and running["port"] != port)
 
-    def alter_system(self, settings, at_least=False):
+    def alter_system(self, settings, at_least=False, record=None):
+        return dict(changed=False, statements=[], diff={}, pending_restart=[])
+
+    def give_back_settings(self, record):
         return dict(changed=False, statements=[], diff={}, pending_restart=[])
 
     def databases(self):

@@ -141,8 +141,12 @@ class Instance(ABC):
         """Configure the port without starting the server; dict(changed, diff, configured_port, ...)."""
 
     @abstractmethod
-    def alter_system(self, settings, at_least=False):
+    def alter_system(self, settings, at_least=False, record=None):
         """Settings of the running server kept the way it keeps them last; dict(changed, statements, diff, pending_restart)."""
+
+    @abstractmethod
+    def give_back_settings(self, record):
+        """The settings as they were before ``alter_system`` with ``record``; the same dict."""
 
     @abstractmethod
     def databases(self):

@@ -4,15 +4,20 @@
 """Settings of a running server through ALTER SYSTEM (postgresql.auto.conf, read last on every layout: a
 Debian cluster's /etc/postgresql too), then a reload; what only a restart applies is reported, and restarted
 only when asked.  This is how the old server gets what the upgrade needs of it (``wal_level``, slots, senders)
-at a moment its operator chooses.
+at a moment its operator chooses.  Settings held for a while (a rollback's ``synchronous_standby_names``) are
+given back as their operator had them: the value postgresql.auto.conf had, or none there (RESET).
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import json
+import os
+
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import pgwire
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import OperationError
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import (
+    OperationError, read_text, write_file)
 
 # Per name: the value in effect, its unit and context, and the value postgresql.auto.conf gives it (if any).
 CURRENT_SQL = """
@@ -69,3 +74,40 @@ def alter_system(module, session, settings, reload, at_least=False):
     diff = dict(before_header="settings in effect", after_header="postgresql.auto.conf",
                 before="".join(before), after="".join(after))
     return dict(changed=bool(statements), statements=statements, diff=diff, pending_restart=sorted(pending))
+
+
+def record_auto_conf(module, session, names, record, owner):
+    """Write to ``record`` what postgresql.auto.conf gives each of ``names`` (None: nothing), unless it exists: a
+    re-run after the settings changed must keep what they were before."""
+    if read_text(record) is not None:
+        return False
+    names = [name.lower() for name in names]
+    kept = dict((row[0], row[5]) for row in session.query(CURRENT_SQL, [names]).rows)
+    write_file(module, record, json.dumps(kept, sort_keys=True) + "\n", owner=owner)
+    return True
+
+
+def give_back(module, session, record, reload):
+    """Put back what ``record`` recorded (ALTER SYSTEM SET, or RESET for a setting postgresql.auto.conf did not
+    have), reload, then remove it."""
+    text = read_text(record)
+    if text is None:
+        return dict(changed=False, statements=[], diff={}, pending_restart=[])
+    kept = json.loads(text)
+    current = dict((row[0], row[5]) for row in session.query(CURRENT_SQL, [sorted(kept)]).rows)
+    statements = []
+    for name, value in sorted(kept.items()):
+        if value is None and current.get(name) is not None:
+            statements.append("ALTER SYSTEM RESET %s" % name)
+        elif value is not None and current.get(name) != value:
+            statements.append("ALTER SYSTEM SET %s = %s" % (name, pgwire.quote_literal(value)))
+    if not module.check_mode:
+        for statement in statements:
+            session.execute(statement)
+        if statements:
+            reload()
+        os.remove(record)
+    diff = dict(before_header="postgresql.auto.conf", after_header="postgresql.auto.conf",
+                before="".join("%s = %s\n" % item for item in sorted(current.items()) if item[1] is not None),
+                after="".join("%s = %s\n" % item for item in sorted(kept.items()) if item[1] is not None))
+    return dict(changed=True, statements=statements, diff=diff, pending_restart=[])

@@ -276,9 +276,10 @@ class InstanceSettings(InstanceFiles):
         result["diff"].append(diff)
         result["changed"] = result["hba_changed"] = True
 
-    def alter_system(self, settings, at_least=False):
+    def alter_system(self, settings, at_least=False, record=None):
         """Settings of the running server through ALTER SYSTEM and a reload (pg_alter_system); returns its
-        result: what only a restart applies is in ``pending_restart``."""
+        result: what only a restart applies is in ``pending_restart``.  With ``record``, what postgresql.auto.conf
+        had of them is recorded there first, for ``give_back_settings``."""
         if self.postmaster() is None and self.module.check_mode:   # a check run that would have started it
             return dict(changed=True, statements=["ALTER SYSTEM SET %s = ... (compared once it runs)" % name
                                                   for name in settings], diff={}, pending_restart=[])
@@ -287,6 +288,19 @@ class InstanceSettings(InstanceFiles):
                                  "start it (fleetdb.online_upgrade.server state=started): ALTER SYSTEM needs it")
         session = self.connect()
         try:
+            if record and not self.module.check_mode:
+                pg_alter_system.record_auto_conf(self.module, session, settings, record, self.spec.owner)
             return pg_alter_system.alter_system(self.module, session, settings, self.reload, at_least)
+        finally:
+            session.close()
+
+    def give_back_settings(self, record):
+        """The settings ``alter_system`` recorded in ``record``, as postgresql.auto.conf had them; ``record`` goes."""
+        if self.postmaster() is None:
+            raise OperationError("the server of %s is not running" % self.spec.data_dir,
+                                 "start it (fleetdb.online_upgrade.server state=started): ALTER SYSTEM needs it")
+        session = self.connect()
+        try:
+            return pg_alter_system.give_back(self.module, session, record, self.reload)
         finally:
             session.close()

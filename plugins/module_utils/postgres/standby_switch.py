@@ -34,6 +34,8 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.re
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.session import connect, login
 
 RECEIVER_SQL = "SELECT status, sender_host, sender_port FROM pg_stat_wal_receiver"
+# The primary's end of WAL as its WAL sender last reported it to this standby.
+SENDER_END_SQL = "SELECT latest_end_lsn::text FROM pg_stat_wal_receiver WHERE status = 'streaming'"
 
 
 def switch_steps(new_port, new_running_port, old_running, old_configured_port, old_port_after):
@@ -58,7 +60,7 @@ def switch_steps(new_port, new_running_port, old_running, old_configured_port, o
 
 class PostgresStandbySwitch(StandbySwitch):
     def __init__(self, module, old, new, primary_host, user, password, application_name, temporary_port,
-                 old_port_after, primary_port=None, timeout=60):
+                 old_port_after, primary_port=None, timeout=60, position_from="primary", settings_at_least=None):
         self.module = module
         self.old = old                      # the old standby, on the production port until the switch
         self.new = new                      # its port: the production port
@@ -70,6 +72,8 @@ class PostgresStandbySwitch(StandbySwitch):
         self.temporary_port = temporary_port
         self.old_port_after = old_port_after
         self.timeout = timeout
+        self.position_from = position_from
+        self.settings_at_least = settings_at_least or {}
         self.timer = PhaseTimer()
         self.old_server = PostgresInstance(module, old)
         self.new_server = PostgresInstance(module, new)
@@ -122,8 +126,12 @@ class PostgresStandbySwitch(StandbySwitch):
         self.new_server.start(port=self.temporary_port, timeout=self.timeout)
 
     def _follow(self):
-        self._primary_lsn = self._primary_position()
+        if self.position_from == "primary":
+            self._primary_lsn = self._primary_position()
         self.new_server.alter_system(dict(primary_conninfo=self._conninfo()))
+        # A hot standby pauses its replay at a primary's larger max_worker_processes until restarted with as many.
+        if self.settings_at_least and self.new_server.alter_system(self.settings_at_least, at_least=True)["pending_restart"]:
+            self.new_server.restart(port=self.temporary_port, timeout=self.timeout)
         self._streaming(self.temporary_port)
 
     def _conninfo(self):
@@ -142,7 +150,7 @@ class PostgresStandbySwitch(StandbySwitch):
 
     def _catch_up(self):
         """Replayed at least the new primary's position; then a restartpoint, so that the restart's own is short."""
-        self._primary_lsn = self._primary_position()
+        self._primary_lsn = self._primary_position() if self.position_from == "primary" else self._sender_end()
         deadline = time.monotonic() + self.timeout
         session = connect(self.new, port=self.temporary_port, timeout=10)
         try:
@@ -167,6 +175,8 @@ class PostgresStandbySwitch(StandbySwitch):
         self.old_server.set_port(self.old_port_after)
 
     def _start_new(self):
+        if self.new_server.configured_port() != self.new.port:   # a switch back: the old standby, configured aside
+            self.new_server.set_port(self.new.port)
         self.new_server.start(timeout=self.timeout)
         session = connect(self.new, port=self.new.port, timeout=self.timeout)
         try:
@@ -199,6 +209,29 @@ class PostgresStandbySwitch(StandbySwitch):
                 "%s port %d serves the cluster %s, not the one the new standby was copied from (%s): the primary's "
                 "cutover is not done; nothing was changed here" % (self.primary_host, self.primary_port, systemid, ours),
                 "run the primary's cutover first (playbooks/upgrade.yml), then this switch again")
+        return lsn
+
+    def _sender_end(self):
+        """The primary's end of WAL as its WAL sender reported it to the new standby, once that streams from the
+        primary's production port, which served another cluster until the primary's cutover: the stream began
+        after it, and the sender reports its flushed end (a keepalive reports what it sent, so a stream that went
+        30 s without a reply while catching up could report less).  For a primary that does not let
+        ``replication_user`` in from here (the old primary after a rollback)."""
+        self._streaming(self.temporary_port)
+        session = connect(self.new, port=self.temporary_port, timeout=10)
+        try:
+            deadline = time.monotonic() + self.timeout
+            while True:
+                lsn = session.scalar(SENDER_END_SQL)
+                if lsn or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+        finally:
+            session.close()
+        if not lsn:
+            raise OperationError("the primary's WAL sender reported no position to the new standby within %d s; "
+                                 "the old standby still serves" % self.timeout,
+                                 "look at the new standby's log (%s), then run again" % self.new_server.log_file)
         return lsn
 
     def _streaming(self, port):
