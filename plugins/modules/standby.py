@@ -23,7 +23,8 @@ description:
   - "A re-run changes nothing once the standby is made and running. A new data directory that holds anything but a
     standby (an interrupted copy) is refused, with the way to clear it."
   - "A copy this host's runs began (recorded in O(state_file) before it starts) and a kill interrupted is removed and
-    made again by the next run."
+    made again by the next run; so is a standby they made of another cluster than the primary's new instance as it
+    is now (the upgrade before a rollback: the next upgrade makes that instance again), stopped."
   - "The instance's configuration must live in its data directory (the bare C(pg_ctl) layout); the Debian layout is
     still to come."
   - "With O(state=allowed), on the primary host instead: its new instance O(new), running on O(temporary_port), lets

@@ -354,6 +354,7 @@ def rollback_and_upgrade_again(primary, standby, run_module, inventory, extra, n
 
     rc, output, said = playbook(inventory, *extra)
     assert rc == 0, output
+    assert "held the standby of an upgrade rolled back since: it was removed and copied again" in said, output
     sql(primary, "SELECT application_name, state, sync_state FROM pg_stat_replication", expect="replica1|streaming|sync",
         **new)
     sql(standby, "SELECT current_setting('server_version_num')::int / 10000, status FROM pg_stat_wal_receiver",

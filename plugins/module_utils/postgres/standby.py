@@ -26,7 +26,8 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.hb
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.instance import PostgresInstance
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.replication_access import (
     default_passfile, scram_verifier, verifier_matches, with_passfile_line, with_standby_lines)
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.session import connect, execute_unlogged
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.session import (
+    connect, execute_unlogged, login)
 
 
 def conninfo_value(value):
@@ -56,6 +57,9 @@ class NewStandby(Standby):
                 "detach this standby before the upgrade and rebuild it from the new server afterwards (pg_basebackup -R)")
         instance = PostgresInstance(self.module, self.new)
         made = self._made()
+        if made and self._recorded() == "made" and not self._of_the_primary():
+            self._clear_copy_of_another_cluster()
+            made = False
         result = dict(changed=False, made=False, started=False, data_dir=self.new.data_dir, passfile=self.passfile)
         if self.module.check_mode:
             result["changed"] = not made or instance.postmaster() is None
@@ -93,6 +97,35 @@ class NewStandby(Standby):
             "%s holds a data directory that is not a standby (no standby.signal)" % self.new.data_dir,
             "if it is a copy an interrupted run left, remove it (rm -rf %s) and run again; otherwise set "
             "online_upgrade_new_data_dir to another directory" % self.new.data_dir)
+
+    def _of_the_primary(self):
+        """Whether the standby this host's runs made is a copy of the primary's new instance as it is now, not of
+        the one an upgrade rolled back since (the next upgrade makes the primary's new instance again)."""
+        try:
+            session = login(self.primary_host, self.primary_port, self.user, "postgres", self.password,
+                            connect_timeout=10, io_timeout=self.timeout, replication="true")
+        except pgwire.PgError as exc:
+            raise OperationError(
+                "cannot open a replication session to the primary's new instance (%s port %d) as %s: %s"
+                % (self.primary_host, self.primary_port, self.user, exc),
+                "check that it runs on port %d and that its pg_hba.conf lets %s replicate from this host; then run "
+                "again" % (self.primary_port, self.user))
+        try:
+            systemid = session.execute("IDENTIFY_SYSTEM").rows[0][0]
+        finally:
+            session.close()
+        return str(pg_process.system_identifier(self.new.data_dir)) == systemid
+
+    def _clear_copy_of_another_cluster(self):
+        if PostgresInstance(self.module, self.new).postmaster() is not None:
+            raise OperationError(
+                "%s holds a standby this host's runs made of another cluster than the primary's new instance (an "
+                "upgrade rolled back since), and it runs" % self.new.data_dir,
+                "stop it (it serves no client of the upgrade), then run again: it is removed and copied again")
+        if not self.module.check_mode:
+            shutil.rmtree(self.new.data_dir)
+        self.module.warn("%s held the standby of an upgrade rolled back since: it was removed and copied again"
+                         % self.new.data_dir)
 
     def _recorded(self):
         """What this host's runs recorded of a copy into this data directory: copying, made, or None."""
