@@ -334,6 +334,7 @@ def rollback_and_upgrade_again(primary, standby, run_module, inventory, extra, n
                "AND sourcefile LIKE '%auto.conf'", port=5442) == "replica1"
     assert sql(primary, "SHOW synchronous_standby_names", port=5442) == "replica1"
     assert not sh(primary, "ls %s 2>/dev/null; true" % held).strip()
+    assert address(standby) not in sh(primary, "cat %s/pg_hba.conf" % E2E_OLD["data_dir"])
     # every write 18 took is on the old primary and the old standby; a write now waits for the standby
     sql(primary, "INSERT INTO standby_e2e VALUES (11, 'after the rollback')", port=5442)
     for host in (primary, standby):
