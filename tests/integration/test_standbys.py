@@ -341,8 +341,8 @@ def rollback_and_upgrade_again(primary, standby, run_module, inventory, extra, n
         assert sql(host, "SELECT string_agg(note, ', ' ORDER BY id) FROM standby_e2e WHERE id < 1000",
                    port=5442) == ("before the upgrade, during the upgrade, on 18 before the rollback, after the "
                                   "rollback"), host.name
-    assert sql(standby, "SELECT max(id) FROM standby_e2e", port=5442) == sql(primary, "SELECT max(id) FROM standby_e2e",
-                                                                              port=5442)
+    newest = sql(primary, "SELECT max(id) FROM standby_e2e", port=5442)
+    assert sql(standby, "SELECT max(id) FROM standby_e2e", port=5442) == newest
     # the 18 instances: stopped, configured for the temporary port
     for host in (primary, standby):
         stopped = run_module(host, "fleetdb.online_upgrade.server", dict(E2E, bin_dir=NEW["bin_dir"], state="status"))
