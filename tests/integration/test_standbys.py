@@ -318,7 +318,9 @@ def new_primary(primary, run_module, pg_dists):
         result = run_module(primary, "fleetdb.online_upgrade." + name, dict(NEW, **args))
         assert not result.get("failed"), result
     sql(primary, "CREATE ROLE %s LOGIN REPLICATION PASSWORD 'repl-pw-1'" % REPLICATOR, port=15432, bin_dir=NEW["bin_dir"])
-    sh(primary, "echo 'host replication %s samenet scram-sha-256' >> %s/pg_hba.conf" % (REPLICATOR, NEW["data_dir"]))
+    # the old primary's line for its standby's own conninfo, which an upgrade carries over to the new instance
+    sh(primary, "echo 'host replication %s samenet scram-sha-256' >> %s/pg_hba.conf && "
+       "echo 'host replication postgres samenet trust' >> %s/pg_hba.conf" % (REPLICATOR, NEW["data_dir"], NEW["data_dir"]))
     sql(primary, "SELECT pg_reload_conf()", port=15432, bin_dir=NEW["bin_dir"])
     return primary
 
@@ -416,8 +418,10 @@ class TestStandbySwitchover:
 
     def test_the_switch_pauses_reads_once_and_no_value_goes_backwards(self, cut_over, new_primary, standby, run_module):
         check = self.switch(run_module, standby, new_primary, check=True)
-        assert check["changed"] and len(check["actions"]) == 5 and check["read_pause_seconds"] is None, check
+        assert check["changed"] and len(check["actions"]) == 6 and check["read_pause_seconds"] is None, check
         assert "stop the old standby" in check["actions"][2], check
+        # the new standby streams with the old one's conninfo: the upgrade's password leaves the host
+        assert check["actions"][5] == "remove /var/lib/fleetdb/postgresql/18/fleetdb_replication.pgpass", check
         assert sql(standby, "SELECT pg_is_in_recovery(), current_setting('server_version_num')::int / 10000") == "t|16"
         sh(standby, "rm -f /tmp/reads")
         background(standby, "reader", READER)

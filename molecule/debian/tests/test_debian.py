@@ -183,6 +183,13 @@ def backrest_info(host):
     return json.loads(out.stdout)[0]
 
 
+def switch_wal(host, version):
+    """The segment pg_switch_wal() completes.  A restore point first: a switch with no WAL written since the last
+    one does nothing, and names the next segment, which no archiver will ever see."""
+    psql(host, version, "SELECT pg_create_restore_point('fleetdb-test')")
+    return psql(host, version, "SELECT pg_walfile_name(pg_switch_wal())")
+
+
 def archived(host, segment):
     """The files of ``segment`` in the stanza's repository (any of its db histories)."""
     return host.run("ls /var/lib/pgbackrest/archive/main/*/%s/%s-* 2>/dev/null" % (segment[:16], segment)).stdout.split()
@@ -205,7 +212,7 @@ def test_pgbackrest_stanza_upgraded_with_a_full_backup_of_18_and_its_wal(host):
     assert report["old_drained"]["segment"] and archived(host, report["old_drained"]["segment"]), report
     assert archived(host, report["new"]["segment"]), report
     assert psql(host, "18", "SELECT failed_count FROM pg_stat_archiver") == "0"
-    switched = psql(host, "18", "SELECT pg_walfile_name(pg_switch_wal())")
+    switched = switch_wal(host, "18")
     check = host.run("runuser -u postgres -- pgbackrest --stanza=main check")
     assert check.rc == 0, check.stderr
     assert archived(host, switched), switched
@@ -222,7 +229,7 @@ def test_a_restore_of_the_backup_of_18_holds_every_acknowledged_write(host):
     to a segment switched once the writers had stopped) starts and holds the writes 18 holds: every acknowledged
     one (the first test). Debian keeps the configuration in /etc: the scratch server gets a minimal one of its own."""
     live = psql(host, "18", WRITES_SQL, db="app")
-    switched = psql(host, "18", "SELECT pg_walfile_name(pg_switch_wal())")
+    switched = switch_wal(host, "18")
     assert host.run("for i in $(seq 120); do ls /var/lib/pgbackrest/archive/main/*/%s/%s-* >/dev/null 2>&1 && exit 0; "
                     "sleep 0.5; done; exit 1" % (switched[:16], switched)).rc == 0, switched
     pg = "runuser -u postgres -- /usr/lib/postgresql/18/bin/"
@@ -301,7 +308,7 @@ def test_after_the_rollback_15_archives_into_the_stanza_again(host):
     info = backrest_info(host)
     assert [db["version"] for db in sorted(info["db"], key=lambda db: db["id"])] == ["15", "18", "15"], info["db"]
     assert info["backup"][-1]["database"]["id"] == max(db["id"] for db in info["db"]), info["backup"]
-    switched = psql(host, "15", "SELECT pg_walfile_name(pg_switch_wal())")
+    switched = switch_wal(host, "15")
     check = host.run("runuser -u postgres -- pgbackrest --stanza=main check")
     assert check.rc == 0, check.stderr
     assert archived(host, switched), switched
