@@ -473,8 +473,9 @@ class TestStandbySwitchover:
         assert not old["running"] and old["configured_port"] == 5433, old
         sql(standby, "SELECT pg_is_in_recovery(), status, sender_host, sender_port FROM pg_stat_wal_receiver",
             bin_dir=NEW["bin_dir"], expect="t|streaming|%s|5432" % address(primary))
-        sql(primary, "SELECT application_name, state FROM pg_stat_replication", bin_dir=NEW["bin_dir"],
-            expect="db2|streaming")
+        # as the old standby streamed (its own conninfo, application_name replica1), not as the upgrade made it (db2)
+        sql(primary, "SELECT application_name, usename, state FROM pg_stat_replication", bin_dir=NEW["bin_dir"],
+            expect="replica1|postgres|streaming")
 
     def test_a_switch_killed_after_the_old_standby_stopped_is_finished_by_a_rerun(
             self, cut_over, new_primary, standby, run_module):
