@@ -338,6 +338,57 @@ def test_a_row_missing_on_the_new_server_stops_the_switchover_before_the_fence(p
         sh(pghost, "touch /tmp/stop-writers; sleep 1")
 
 
+# -- a commit waiting for a synchronous standby -----------------------------------------------------------------
+
+def test_a_commit_waiting_for_a_synchronous_standby_is_waited_for_not_counted_as_a_difference(
+        pghost, servers, replicated, module):
+    """A commit in the old server's WAL is decoded, applied and confirmed by the new server while its session
+    still waits for a synchronous standby: for other sessions it is in progress, and being the newest, it is in
+    no snapshot's in-progress list (its id is past the snapshot's xmax).  The row counts must wait for it (here
+    it never ends: they stop within drain_timeout and name it), never report its row as a difference."""
+    sh(pghost, "echo 'verifying 15' > %s/failpoint" % WORK)   # after the module's ANALYZE, which commits too
+    result, started = {}, []
+    runner = threading.Thread(target=lambda: result.update(
+        module("switchover", **dict(switchover_args(servers), drain_timeout=5))))
+    runner.start()
+    insert = ("nohup runuser -u postgres -- %s/16/bin/psql -h %s -p %d -d app -X -q -c \"INSERT INTO writes (who) "
+              "VALUES ('waits for a standby')\" > /dev/null 2>&1 &" % (PREFIX, SOCK, PORTS["16"]))
+    waiting = "SELECT backend_xid FROM pg_stat_activity WHERE wait_event = 'SyncRep'"
+
+    def one_waits():   # the setting reaches the backends once the checkpointer has read it: insert until one waits
+        if psql(pghost, "16", "app", waiting):
+            return True
+        if not pghost.run("pgrep -f 'waits for a [s]tandby'").stdout.strip():   # the last one committed at once
+            started.append(sh(pghost, insert))
+        return False
+    try:
+        wait_until(lambda: '"failpoint_reached": "verifying"' in sh(pghost, "cat %s 2>/dev/null || true"
+                                                                    % STATE_FILE), timeout=120)
+        psql(pghost, "16", "postgres", "ALTER SYSTEM SET synchronous_standby_names = 'fleetdb_nobody'")
+        psql(pghost, "16", "postgres", "SELECT pg_reload_conf()")
+        wait_until(one_waits, timeout=10)
+        xid = psql(pghost, "16", "app", waiting)
+        wait_until(lambda: count(pghost, "18", "waits for a standby") == len(started), timeout=5)   # applied
+        flushed = psql(pghost, "16", "app", "SELECT pg_current_wal_flush_lsn()")
+        wait_until(lambda: psql(pghost, "16", "app", "SELECT bool_and(confirmed_flush_lsn >= '%s') FROM "
+                                "pg_replication_slots WHERE database = 'app'" % flushed) == "t", timeout=5)
+        assert count(pghost, "16", "waits for a standby") == len(started) - 1   # and still in progress on 16
+        runner.join(timeout=120)
+    finally:
+        psql(pghost, "16", "postgres", "ALTER SYSTEM RESET synchronous_standby_names")
+        psql(pghost, "16", "postgres", "SELECT pg_reload_conf()")
+        sh(pghost, "rm -f %s/failpoint" % WORK)
+        runner.join(timeout=120)
+    assert result.get("failed"), result
+    assert "row counts differ" not in result["msg"], result["msg"]
+    assert "did not end within 5 s: %s" % xid in result["msg"] and "SyncRep" in result["fix"], result
+    assert "fence" not in result["phases"] and "verify" in result["phases"], result["phases"]
+    assert psql(pghost, "18", "app", "SELECT subenabled FROM pg_subscription") == "t"
+    wait_until(lambda: not psql(pghost, "16", "app", waiting))   # released: every row on both servers
+    wait_until(lambda: count(pghost, "18", "waits for a standby") == count(pghost, "16", "waits for a standby")
+               == len(started))
+
+
 # -- a transaction the large objects' copy waits for -------------------------------------------------------------
 
 def test_a_transaction_open_across_the_large_objects_copy_stops_the_switchover_before_the_fence(

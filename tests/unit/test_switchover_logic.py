@@ -90,6 +90,14 @@ def test_visibility_in_a_snapshot_follows_xmin_xmax_and_the_in_progress_list():
     assert visible_in_snapshot("2", "%d:%d:" % (epoch - 10, epoch + 3))
 
 
+def test_a_32_bit_transaction_id_is_widened_with_the_epoch_nearest_the_snapshot():
+    from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.row_check import widened
+    epoch = 1 << 32
+    assert widened("1005", "1000:1010:") == 1005
+    assert widened("4", "%d:%d:" % (epoch - 10, epoch + 3)) == epoch + 4     # the newest, past xmax
+    assert widened(str(epoch - 5), "%d:%d:" % (epoch - 10, epoch + 3)) == epoch - 5
+
+
 def test_transactions_in_the_gap_move_the_expected_difference_both_ways():
     from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade import row_check as rc
     snapshot = "100:110:105"

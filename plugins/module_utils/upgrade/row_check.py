@@ -53,17 +53,30 @@ SELECT change.xid::text, (commit.lsn <= $4::pg_lsn)::text AS applied,
 """
 
 
-def visible_in_snapshot(xid, snapshot):
-    """Whether the committed transaction ``xid`` (32 bits, as decoding gives it) is visible in ``snapshot``
-    (pg_current_snapshot()'s text, 64-bit ids).  A decoded transaction is recent: its epoch is the one that
-    puts it within 2^31 of the snapshot's xmax."""
-    xmin, xmax, xip = snapshot.split(":")
-    xmin, xmax = int(xmin), int(xmax)
+# The transaction ids this database's sessions hold, and its prepared transactions'.
+RUNNING_XIDS_SQL = """
+SELECT backend_xid::text FROM pg_stat_activity WHERE datname = current_database() AND backend_xid IS NOT NULL
+UNION SELECT transaction::text FROM pg_prepared_xacts WHERE database = current_database()
+"""
+
+
+def widened(xid, snapshot):
+    """The 64-bit id of the recent transaction ``xid`` (32 bits, as decoding and pg_stat_activity give it): the
+    epoch that puts it within 2^31 of ``snapshot``'s xmax (pg_current_snapshot()'s text)."""
+    xmax = int(snapshot.split(":")[1])
     full = (xmax - xmax % XID_EPOCH) + int(xid)
     if full - xmax >= XID_EPOCH // 2:
         full -= XID_EPOCH
     elif xmax - full > XID_EPOCH // 2:
         full += XID_EPOCH
+    return full
+
+
+def visible_in_snapshot(xid, snapshot):
+    """Whether the committed transaction ``xid`` (32 bits) is visible in ``snapshot`` (64-bit ids)."""
+    xmin, xmax, xip = snapshot.split(":")
+    xmin, xmax = int(xmin), int(xmax)
+    full = widened(xid, snapshot)
     if full < xmin:
         return True
     return full < xmax and str(full) not in xip.split(",")
@@ -138,10 +151,15 @@ class RowCountCheck:
         """Both counts, the old server's in a snapshot taken now, and the changes between the two points.
 
         A transaction whose commit is in the WAL, replicated, applied and confirmed, can still be in progress
-        in the old server's snapshot (its backend had not yet left the proc array), and is older than what the
-        slot still decodes: its rows would be on the new server and nowhere in the reckoning. So once every
-        transaction the snapshot saw in progress has ended, the changes are decoded up to after their commits;
-        one that committed and is not among them is such a race (returned: count again, it is visible now)."""
+        in the old server's snapshot: its backend has not yet left the proc array, for a moment, or for as long
+        as a synchronous standby takes to confirm the commit.  It is older than what the slot still decodes:
+        its rows would be on the new server and nowhere in the reckoning.  The newest such transaction is not
+        even in the snapshot's in-progress list (its id is past the snapshot's xmax, the last one completed),
+        so they are taken from the sessions before the snapshot: each one applied was committed, and so held
+        its id, before the apply worker stopped.  Once those the snapshot does not see have ended, the changes
+        are decoded up to after their commits; one that committed and is not among them is such a race
+        (returned: count again, it is visible now)."""
+        running = [row[0] for row in self.gap.query(RUNNING_XIDS_SQL).rows]
         self.old.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         try:
             snapshot = self.old.scalar("SELECT pg_current_snapshot()::text")
@@ -151,24 +169,29 @@ class RowCountCheck:
             if not self.old.closed:
                 self.old.execute("COMMIT")
         counts = dict(old=old_counts, new=new_counts)
-        committed = self._ended_in_progress(snapshot)
+        unseen = [widened(xid, snapshot) for xid in running if not visible_in_snapshot(xid, snapshot)]
+        committed = self._ended(unseen)
         changes, commits = self._changes_since(applied_upto)
         raced = [xid for xid in committed if str(int(xid) % XID_EPOCH) not in commits]
         return snapshot, changes, counts, raced
 
-    def _ended_in_progress(self, snapshot):
-        """Wait until each transaction in progress in ``snapshot`` has ended; return those that committed."""
+    def _ended(self, xids):
+        """Wait until each of the transactions ``xids`` (64-bit) has ended; return those that committed."""
+        if not xids:
+            return []
         deadline = time.monotonic() + self.timeout
         while True:
-            rows = self.gap.query("SELECT x::text, pg_xact_status(x) FROM pg_snapshot_xip($1::pg_snapshot) AS x",
-                                  [snapshot]).rows
+            rows = self.gap.query("SELECT x, pg_xact_status(x::xid8) FROM unnest($1::text[]) AS x",
+                                  ["{%s}" % ",".join(str(x) for x in xids)]).rows
             running = [xid for xid, status in rows if status == "in progress"]
             if not running:
                 return [xid for xid, status in rows if status == "committed"]
             if time.monotonic() > deadline:
                 raise OperationError("transactions open on the old server while its rows were counted did not end "
                                      "within %d s: %s" % (self.timeout, ", ".join(running)),
-                                     "end them (pg_stat_activity, backend_xid), then run again")
+                                     "end them (pg_stat_activity: backend_xid; a session whose wait_event is "
+                                     "SyncRep waits for a synchronous standby to confirm its commit), then run "
+                                     "again")
             time.sleep(0.01)
 
     def _paused_position(self):

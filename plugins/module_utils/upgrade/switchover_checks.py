@@ -239,6 +239,7 @@ class BeforeWindow:
                   if r[0] != MARKER_TABLE]  # the marker holds earlier cutovers' rows (a rollback's new side)
         self.state.data.setdefault("verifying", []).append(db)
         self.state.save()
+        self.state.reached("verifying")   # a test makes a commit wait for a synchronous standby here
         gap = connect(self.old, dbname=db, port=self.production_port, application_name=APPLICATION_NAME)
         try:
             checked = RowCountCheck(self._old(db), gap, self._new(db), self._sub(db),
