@@ -381,7 +381,7 @@ def test_a_commit_waiting_for_a_synchronous_standby_is_waited_for_not_counted_as
         runner.join(timeout=120)
     assert result.get("failed"), result
     assert "row counts differ" not in result["msg"], result["msg"]
-    assert "did not end within 5 s: %s" % xid in result["msg"] and "SyncRep" in result["fix"], result
+    assert "did not end within 5 s: %s" % xid in result["msg"] and "SyncRep" in result["msg"], result["msg"]
     assert "fence" not in result["phases"] and "verify" in result["phases"], result["phases"]
     assert psql(pghost, "18", "app", "SELECT subenabled FROM pg_subscription") == "t"
     wait_until(lambda: not psql(pghost, "16", "app", waiting))   # released: every row on both servers
