@@ -89,7 +89,7 @@ def upgrade_online(L, work, old, bin18, ports, copy_method="logical"):
     report = PostgresSwitchover(L.Module(), old.spec(), new.spec(temp), ["app"], "fleetdb_upgrade",
                                 "fleetdb_replicator", production_port=prod, temporary_port=temp,
                                 old_port_after=ports["old_after"], drain_timeout=30,
-                                verify_row_counts=ports["verify_row_counts"], archiving=ports["archive"],
+                                verify_row_counts=ports["verify_row_counts"],
                                 state_file=os.path.join(work, "switchover.json"),
                                 pooler=ports.get("pgbouncer") and ports["pgbouncer"].pooler()).run()
     return new, dict(copy_s=round(copy_s, 1), copy_method=copy_method, window_s=report.get("window_seconds"),
@@ -344,7 +344,7 @@ def main(argv=None):
 def save(args, info, plan, results, ports, started):
     """The figures so far into args.out and the chart; returns the document."""
     document = dict(machine=info, scenarios=plan, results=results, ratios=ratios(results),
-                    verify_row_counts=ports["verify_row_counts"], archiving=ports["archive"],
+                    verify_row_counts=ports["verify_row_counts"],
                     seconds=round(time.monotonic() - started))
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as handle:
