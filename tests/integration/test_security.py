@@ -352,13 +352,13 @@ def test_a_commit_waiting_for_a_synchronous_standby_is_waited_for_not_counted_as
         module("switchover", **dict(switchover_args(servers), drain_timeout=5))))
     runner.start()
     insert = ("nohup runuser -u postgres -- %s/16/bin/psql -h %s -p %d -d app -X -q -c \"INSERT INTO writes (who) "
-              "VALUES ('waits for a standby')\" > /dev/null 2>&1 &" % (PREFIX, SOCK, PORTS["16"]))
+              "VALUES ('waits-for-a-standby')\" > /dev/null 2>&1 &" % (PREFIX, SOCK, PORTS["16"]))
     waiting = "SELECT backend_xid FROM pg_stat_activity WHERE wait_event = 'SyncRep'"
 
     def one_waits():   # the setting reaches the backends once the checkpointer has read it: insert until one waits
         if psql(pghost, "16", "app", waiting):
             return True
-        if not pghost.run("pgrep -f 'waits for a [s]tandby'").stdout.strip():   # the last one committed at once
+        if not pghost.run("pgrep -f 'waits-for-a-[s]tandby'").stdout.strip():   # the last one committed at once
             started.append(sh(pghost, insert))
         return False
     try:
@@ -368,11 +368,11 @@ def test_a_commit_waiting_for_a_synchronous_standby_is_waited_for_not_counted_as
         psql(pghost, "16", "postgres", "SELECT pg_reload_conf()")
         wait_until(one_waits, timeout=10)
         xid = psql(pghost, "16", "app", waiting)
-        wait_until(lambda: count(pghost, "18", "waits for a standby") == len(started), timeout=5)   # applied
+        wait_until(lambda: count(pghost, "18", "waits-for-a-standby") == len(started), timeout=5)   # applied
         flushed = psql(pghost, "16", "app", "SELECT pg_current_wal_flush_lsn()")
         wait_until(lambda: psql(pghost, "16", "app", "SELECT bool_and(confirmed_flush_lsn >= '%s') FROM "
                                 "pg_replication_slots WHERE database = 'app'" % flushed) == "t", timeout=5)
-        assert count(pghost, "16", "waits for a standby") == len(started) - 1   # and still in progress on 16
+        assert count(pghost, "16", "waits-for-a-standby") == len(started) - 1   # and still in progress on 16
         runner.join(timeout=120)
     finally:
         psql(pghost, "16", "postgres", "ALTER SYSTEM RESET synchronous_standby_names")
@@ -385,7 +385,7 @@ def test_a_commit_waiting_for_a_synchronous_standby_is_waited_for_not_counted_as
     assert "fence" not in result["phases"] and "verify" in result["phases"], result["phases"]
     assert psql(pghost, "18", "app", "SELECT subenabled FROM pg_subscription") == "t"
     wait_until(lambda: not psql(pghost, "16", "app", waiting))   # released: every row on both servers
-    wait_until(lambda: count(pghost, "18", "waits for a standby") == count(pghost, "16", "waits for a standby")
+    wait_until(lambda: count(pghost, "18", "waits-for-a-standby") == count(pghost, "16", "waits-for-a-standby")
                == len(started))
 
 
