@@ -150,7 +150,10 @@ cutover:
 records:
   description: The file each module that keeps its own record on the host is given as its C(state_file) -
     C(cutover) (M(fleetdb.online_upgrade.switchover) upgrading), C(rollback) (the cutover back),
-    C(physical_copy) (M(fleetdb.online_upgrade.physical_copy)), C(discovery) (M(fleetdb.online_upgrade.discover)).
+    C(physical_copy) (M(fleetdb.online_upgrade.physical_copy)), C(discovery) (M(fleetdb.online_upgrade.discover)),
+    C(standby) (M(fleetdb.online_upgrade.standby) on a standby host) - and C(standbys), where the role keeps a
+    primary's standbys as preflight saw them (their C(application_name)s, C(synchronous_standby_names)) for
+    their switch after its cutover, which a re-run does without preflight.
   returned: with O(state=query)
   type: dict
 phases:

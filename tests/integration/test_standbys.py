@@ -185,6 +185,34 @@ def playbook(inventory, *extra, name="upgrade.yml"):
     return proc.returncode, output, " ".join(output.split())   # the callback wraps long messages
 
 
+def playbook_killed_at(inventory, extra, host, phase):
+    """playbooks/upgrade.yml, killed (the controller, then the cutover module on ``host``) once the cutover on
+    ``host`` reached ``phase``; its output."""
+    work = "/var/lib/fleetdb/online_upgrade"
+    sh(host, "echo %s > %s/failpoint" % (phase, work))
+    env = ansible_env()
+    env.update(ANSIBLE_STDOUT_CALLBACK="default")
+    controller = subprocess.Popen([os.path.join(ROOT, ".venv", "bin", "ansible-playbook"), "-i", str(inventory),
+                                   os.path.join(ROOT, "playbooks", "upgrade.yml")] + list(extra),
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT,
+                                  start_new_session=True)
+    try:
+        reached = '"failpoint_reached": "%s"' % phase
+        for _wait in range(3000):
+            if reached in sh(host, "cat %s/switchover.json 2>/dev/null; true" % work) or controller.poll() is not None:
+                break
+            subprocess.run(["sleep", "0.1"], check=True)
+        assert controller.poll() is None, "the run ended before the failpoint %s:\n%s" % (phase, controller.stdout.read())
+    finally:
+        if controller.poll() is None:
+            os.killpg(controller.pid, 9)
+        output = controller.communicate()[0]
+        sh(host, "rm -f %s/failpoint" % work)
+    module = json.loads(sh(host, "cat %s/switchover.json" % work))["pid"]
+    host.run("kill -9 %d" % module)
+    return output
+
+
 def recap(output, host):
     return re.search(r"%s\s*: ok=\d+ +changed=(\d+) .*failed=(\d+) " % re.escape(host.name),
                      output.rsplit("PLAY RECAP", 1)[1]).groups()
@@ -353,11 +381,19 @@ def rollback_and_upgrade_again(primary, standby, run_module, inventory, extra, n
     assert values and not backwards, backwards[:5]
     assert values[0] < values[-1], (values[:3], values[-3:])
 
+    # the upgrade again, its controller killed between the primary's cutover and the standby's switch
+    output = playbook_killed_at(inventory, extra, primary, "switched")
+    assert "held the standby of an upgrade rolled back since: it was removed and copied again" in " ".join(
+        output.split()), output
+    assert sql(primary, "SELECT current_setting('server_version_num')::int / 10000", **new) == "18"
+    assert sql(standby, "SELECT current_setting('server_version_num')::int / 10000", port=5442) == "16"
     rc, output, said = playbook(inventory, *extra)
     assert rc == 0, output
-    assert "held the standby of an upgrade rolled back since: it was removed and copied again" in said, output
+    assert "%s: the 18 standby streams from %s on port 5442" % (standby.name, primary.name) in said, output
     sql(primary, "SELECT application_name, state, sync_state FROM pg_stat_replication", expect="replica1|streaming|sync",
         **new)
+    assert sql(primary, "SHOW synchronous_standby_names", **new) == "replica1"   # from the record: no preflight ran
+    assert sql(primary, "SELECT count(*) FROM pg_replication_slots", **new) == "0"   # nothing retains WAL
     sql(standby, "SELECT current_setting('server_version_num')::int / 10000, status FROM pg_stat_wal_receiver",
         expect="18|streaming", **new)
     assert sql(standby, "SELECT note FROM standby_e2e WHERE id = 11", **new) == "after the rollback"

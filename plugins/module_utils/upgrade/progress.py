@@ -26,13 +26,14 @@ ROLLBACK = "rollback.json"           # the state file of the cutover back
 PHYSICAL_COPY = "physical_copy.json"
 DISCOVERY = "discovery.json"         # where the old server lives, for the runs after the cutover stopped it
 STANDBY = "standby.json"             # a standby host's copy of its new standby (begun, made)
+STANDBYS = "standbys.json"           # a primary's standbys as preflight saw them, for their switch after its cutover
 VERSIONS = "upgrade.json"
 WORK = "work"                        # the migrate files
 HISTORY = "history"
 
 # What a rollback leaves behind for the next upgrade to start afresh, and what another upgrade sets aside.
 CUTOVERS = (CUTOVER, ROLLBACK, PHYSICAL_COPY)
-SET_ASIDE = CUTOVERS + (DISCOVERY, VERSIONS, WORK, STANDBY)
+SET_ASIDE = CUTOVERS + (DISCOVERY, VERSIONS, WORK, STANDBY, STANDBYS)
 # What the cutover recorded that the later runs use.
 CUTOVER_FACTS = ("databases", "rollback_slots", "method")
 
@@ -85,7 +86,7 @@ class UpgradeProgress(Progress):
             cutover=dict((name, cutover[name]) for name in CUTOVER_FACTS if name in cutover),
             records=dict(cutover=self._path(CUTOVER), rollback=self._path(ROLLBACK),
                          physical_copy=self._path(PHYSICAL_COPY), discovery=self._path(DISCOVERY),
-                         standby=self._path(STANDBY)),
+                         standby=self._path(STANDBY), standbys=self._path(STANDBYS)),
             phases=dict(window=list(phases.WINDOW), fence_may_be_up=list(phases.FENCE_MAY_BE_UP),
                         past_stop=list(phases.PAST_STOP), begins=list(phases.BEGINS),
                         finished=list(phases.FINISHED), all=list(phases.ALL)),
