@@ -317,6 +317,7 @@ def test_the_role_upgrades_a_primary_and_its_standby_and_a_killed_copy_is_made_a
         for host in (primary, standby):
             assert not sh(host, "ls -d %s 2>/dev/null; true" % E2E_OLD["data_dir"]).strip(), host.name
         assert sql(primary, "SELECT count(*) FROM pg_roles WHERE rolname = '%s'" % REPLICATOR, **new) == "0"
+        assert sql(primary, "SELECT count(*) FROM pg_replication_slots", **new) == "0"
         sql(primary, "INSERT INTO standby_e2e VALUES (3, 'after finalize')", **new)   # synchronous: the standby has it
         sql(primary, "SELECT application_name, state, sync_state FROM pg_stat_replication", expect="replica1|streaming|sync",
             **new)
@@ -393,7 +394,10 @@ def rollback_and_upgrade_again(primary, standby, run_module, inventory, extra, n
     sql(primary, "SELECT application_name, state, sync_state FROM pg_stat_replication", expect="replica1|streaming|sync",
         **new)
     assert sql(primary, "SHOW synchronous_standby_names", **new) == "replica1"   # from the record: no preflight ran
-    assert sql(primary, "SELECT count(*) FROM pg_replication_slots", **new) == "0"   # nothing retains WAL
+    # nothing retains WAL: on the new primary, only the slot a rollback would replay from (finalize drops it); on
+    # the old one, stopped, no slot
+    assert sql(primary, "SELECT string_agg(slot_name, ',') FROM pg_replication_slots", **new) == "fleetdb_rollback"
+    assert not sh(primary, "ls -A %s/pg_replslot" % E2E_OLD["data_dir"]).strip()
     sql(standby, "SELECT current_setting('server_version_num')::int / 10000, status FROM pg_stat_wal_receiver",
         expect="18|streaming", **new)
     assert sql(standby, "SELECT note FROM standby_e2e WHERE id = 11", **new) == "after the rollback"

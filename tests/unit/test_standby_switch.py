@@ -6,7 +6,7 @@ import pytest
 
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import OperationError
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.engine import InstanceSpec
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import standby_switch
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import session, standby_switch
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.standby_switch import switch_steps
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.upgrade.preflight_server import ServerChecks
 
@@ -117,7 +117,7 @@ class Walsender:
 def test_the_primary_s_position_is_taken_once_it_serves_the_cluster_the_standby_was_copied_from(tmp_path, monkeypatch):
     standby = switch(tmp_path, monkeypatch, (5432, 5432), (15432, 5432))
     asked = []
-    monkeypatch.setattr(standby_switch, "login", lambda *args, **kwargs: asked.append((args, kwargs)) or Walsender())
+    monkeypatch.setattr(session, "login", lambda *args, **kwargs: asked.append((args, kwargs)) or Walsender())
     monkeypatch.setattr(standby_switch, "system_identifier", lambda data_dir: 7400000000000000001)
     assert standby._primary_position() == "0/5000060"
     assert asked[0][0][:3] == ("10.0.0.11", 5432, "fleetdb_replicator") and asked[0][1]["replication"] == "true"
@@ -125,7 +125,7 @@ def test_the_primary_s_position_is_taken_once_it_serves_the_cluster_the_standby_
 
 def test_a_primary_port_still_serving_the_old_cluster_is_refused(tmp_path, monkeypatch):
     standby = switch(tmp_path, monkeypatch, (5432, 5432), (15432, 5432))
-    monkeypatch.setattr(standby_switch, "login", lambda *args, **kwargs: Walsender())
+    monkeypatch.setattr(session, "login", lambda *args, **kwargs: Walsender())
     monkeypatch.setattr(standby_switch, "system_identifier", lambda data_dir: 7500000000000000002)
     with pytest.raises(OperationError) as refused:
         standby._primary_position()

@@ -55,6 +55,20 @@ def login(host, port, user, dbname, password=None, connect_timeout=10, io_timeou
                              application_name=application_name, replication=replication)
 
 
+def identify_system(host, port, user, password, timeout, server, fix):
+    """IDENTIFY_SYSTEM on ``server`` (its name in a refusal: "the primary (host port 5432)"), over a replication
+    session as ``user``: its system identifier, timeline and WAL position.  A refused login says ``fix``."""
+    try:
+        session = login(host, port, user, "postgres", password, connect_timeout=10, io_timeout=timeout,
+                        replication="true")
+    except pgwire.PgError as exc:
+        raise OperationError("cannot open a replication session to %s as %s: %s" % (server, user, exc), fix)
+    try:
+        return session.execute("IDENTIFY_SYSTEM").rows[0][:3]
+    finally:
+        session.close()
+
+
 def execute_unlogged(session, sql):
     """Run ``sql`` (one statement that carries a secret, such as a password hash) so that the server does not
     log it, whatever log_statement says.  The settings are local to a transaction of their own, each sent

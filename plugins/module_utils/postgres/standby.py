@@ -27,7 +27,7 @@ from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.in
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.replication_access import (
     default_passfile, scram_verifier, verifier_matches, with_passfile_line, with_standby_lines)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.session import (
-    connect, execute_unlogged, login)
+    connect, execute_unlogged, identify_system)
 
 
 def conninfo_value(value):
@@ -101,19 +101,11 @@ class NewStandby(Standby):
     def _of_the_primary(self):
         """Whether the standby this host's runs made is a copy of the primary's new instance as it is now, not of
         the one an upgrade rolled back since (the next upgrade makes the primary's new instance again)."""
-        try:
-            session = login(self.primary_host, self.primary_port, self.user, "postgres", self.password,
-                            connect_timeout=10, io_timeout=self.timeout, replication="true")
-        except pgwire.PgError as exc:
-            raise OperationError(
-                "cannot open a replication session to the primary's new instance (%s port %d) as %s: %s"
-                % (self.primary_host, self.primary_port, self.user, exc),
-                "check that it runs on port %d and that its pg_hba.conf lets %s replicate from this host; then run "
-                "again" % (self.primary_port, self.user))
-        try:
-            systemid = session.execute("IDENTIFY_SYSTEM").rows[0][0]
-        finally:
-            session.close()
+        systemid = identify_system(
+            self.primary_host, self.primary_port, self.user, self.password, self.timeout,
+            "the primary's new instance (%s port %d)" % (self.primary_host, self.primary_port),
+            "check that it runs on port %d and that its pg_hba.conf lets %s replicate from this host; then run "
+            "again" % (self.primary_port, self.user))[0]
         return str(pg_process.system_identifier(self.new.data_dir)) == systemid
 
     def _clear_copy_of_another_cluster(self):

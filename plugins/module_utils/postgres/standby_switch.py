@@ -25,13 +25,12 @@ import time
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.common import (
     OperationError, PhaseTimer, read_text, write_file)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.core.engine import StandbySwitch
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres import pgwire
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.instance import PostgresInstance
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.process import system_identifier
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.replication_access import (
     conninfo, default_passfile, with_passfile_line)
 from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.replication_role import forget_password
-from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.session import connect, login
+from ansible_collections.fleetdb.online_upgrade.plugins.module_utils.postgres.session import connect, identify_system
 
 RECEIVER_SQL = "SELECT status, sender_host, sender_port FROM pg_stat_wal_receiver"
 # The primary's end of WAL as its WAL sender last reported it to this standby.
@@ -190,19 +189,11 @@ class PostgresStandbySwitch(StandbySwitch):
     def _primary_position(self):
         """The new primary's WAL position (IDENTIFY_SYSTEM, as the replication role), once it is known to be the
         cluster this standby was copied from."""
-        try:
-            session = login(self.primary_host, self.primary_port, self.user, "postgres", self.password,
-                            connect_timeout=10, io_timeout=self.timeout, replication="true")
-        except pgwire.PgError as exc:
-            raise OperationError(
-                "cannot open a replication session to the primary (%s port %d) as %s: %s"
-                % (self.primary_host, self.primary_port, self.user, exc),
-                "check that the primary's cutover is done (the new server serves port %d) and that its pg_hba.conf "
-                "lets %s replicate from this host" % (self.primary_port, self.user))
-        try:
-            systemid, _timeline, lsn = session.execute("IDENTIFY_SYSTEM").rows[0][:3]
-        finally:
-            session.close()
+        systemid, _timeline, lsn = identify_system(
+            self.primary_host, self.primary_port, self.user, self.password, self.timeout,
+            "the primary (%s port %d)" % (self.primary_host, self.primary_port),
+            "check that the primary's cutover is done (the new server serves port %d) and that its pg_hba.conf "
+            "lets %s replicate from this host" % (self.primary_port, self.user))
         ours = system_identifier(self.new.data_dir)
         if str(ours) != systemid:
             raise OperationError(
