@@ -129,6 +129,12 @@ past_stop:
   description: A cutover told the old server to stop - only the cutover resumes, on the databases it recorded.
   returned: with O(state=query)
   type: bool
+standby_switch_begun:
+  description: On a standby host - its new standby was made (the record C(standby)) and the old standby is
+    stopped - its switch after the primary's cutover began; its own checks, which ask the old standby, do not run
+    again.
+  returned: with O(state=query)
+  type: bool
 fence_may_be_up:
   description: A cutover was interrupted where its fence may still reject the old server's clients - lift it first.
   returned: with O(state=query)

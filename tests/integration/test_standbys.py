@@ -388,8 +388,19 @@ def rollback_and_upgrade_again(primary, standby, run_module, inventory, extra, n
         output.split()), output
     assert sql(primary, "SELECT current_setting('server_version_num')::int / 10000", **new) == "18"
     assert sql(standby, "SELECT current_setting('server_version_num')::int / 10000", port=5442) == "16"
+    # the re-run, its switch killed on the standby host once the old standby stopped: the primary's play fails
+    background(standby, "killer", "while [ -e %s/postmaster.pid ]; do sleep 0.005; done\npkill -KILL -x '%s'"
+               % (E2E_OLD["data_dir"], MODULE_PROCESS), user="root")
+    try:
+        rc, output, said = playbook(inventory, *extra)
+    finally:
+        stop_background(standby, "killer")
+    assert rc != 0 and recap(output, primary)[1] == "1", output
+    assert not run_module(standby, "fleetdb.online_upgrade.server", dict(E2E_OLD, state="status"))["running"]
+    # the next re-run asks the stopped old standby nothing, and finishes its switch
     rc, output, said = playbook(inventory, *extra)
     assert rc == 0, output
+    assert "%s is a standby of %s whose switch an earlier run began" % (standby.name, primary.name) in said, output
     assert "%s: the 18 standby streams from %s on port 5442" % (standby.name, primary.name) in said, output
     sql(primary, "SELECT application_name, state, sync_state FROM pg_stat_replication", expect="replica1|streaming|sync",
         **new)

@@ -80,6 +80,8 @@ class UpgradeProgress(Progress):
             another_upgrade=another,
             other_server=other_server,
             past_stop=phase in phases.PAST_STOP or (phase == "stop" and stopped),
+            # A standby host's switch, after its primary's cutover, stops the old standby once the new one is made.
+            standby_switch_begun=_load(self._path(STANDBY)).get("copy") == "made" and stopped,
             fence_may_be_up=phase in phases.FENCE_MAY_BE_UP,
             finished=phase in phases.FINISHED,
             in_progress=phase not in phases.FINISHED + (phases.NONE,),
