@@ -48,6 +48,8 @@ bench: setup
 	$(VENV)/python bench/gap.py --sizes 100,1000,5000 --tables 1000,10000
 	$(VENV)/python bench/gap.py --archive --sizes 1000 --tables-size 0 --methods online,pgbouncer,pg_upgrade \
 	    --out .cache/bench/gap-archive.json --chart ''
+	$(VENV)/python bench/gap.py --sizes 1000 --tables-size 0 --methods online,standby \
+	    --out .cache/bench/gap-standby.json --chart ''
 	@if [ -f .cache/fleet/summary.json ]; then \
 	  echo "wave plan for 500 hosts from the ten-host run (tests/integration/test_fleet_runner.py):"; \
 	  $(VENV)/python tools/fleetdb_waves.py plan --summary .cache/fleet/summary.json --fleet 400x20GB,90x200GB,10x1TB \

@@ -2,6 +2,8 @@
 
   online        this collection: schema by pg_dump/pg_restore, logical replication, PostgresSwitchover
   pgbouncer     the same, the writers connected through PgBouncer (transaction pooling), paused at the cutover
+  standby       online, the primary with a hot standby (bench/_standby.py): its new standby made before the
+                cutover, switched after it; a read client on the standby (its longest pause, values never back)
   pg_upgrade    in place: stop 16, pg_upgrade --link -j 2, start 18 on the same port
   dump_restore  offline, the ttMigrate way: fence clients, pg_dump -Fd -j 2 | pg_restore -j 2, start 18
 
@@ -86,12 +88,20 @@ def upgrade_online(L, work, old, bin18, ports, copy_method="logical"):
     copy = dict(logical=copy_logically, physical=copy_physically)[copy_method]
     steps = copy(L, work, old, new, ports)  # wall-clock starts, to name the step a client's longest stall fell in
     copy_s = time.monotonic() - began
+    standby = ports.get("standby_pair")
+    if standby:
+        began = time.monotonic()
+        standby.make_new(new)
+        standby.report["standby_copy_s"] = round(time.monotonic() - began, 1)
     report = PostgresSwitchover(L.Module(), old.spec(), new.spec(temp), ["app"], "fleetdb_upgrade",
                                 "fleetdb_replicator", production_port=prod, temporary_port=temp,
                                 old_port_after=ports["old_after"], drain_timeout=30,
                                 verify_row_counts=ports["verify_row_counts"],
                                 state_file=os.path.join(work, "switchover.json"),
                                 pooler=ports.get("pgbouncer") and ports["pgbouncer"].pooler()).run()
+    if standby:
+        steps["standby switch"] = time.time()
+        standby.switch()
     return new, dict(copy_s=round(copy_s, 1), copy_method=copy_method, window_s=report.get("window_seconds"),
                      phases=dict(report.get("phases") or {}),
                      steps=dict(steps, **(report.get("phase_started") or {})))
@@ -213,19 +223,24 @@ def run_one(L, work, tmpl, bin18, scenario, method, ports, warmup):
     old.start()
     log_dir = os.path.join(run_dir, "load")
     pgbouncer = L.PgBouncer(run_dir, ports["pooler"], ports["prod"]) if method == "pgbouncer" else None
+    standby = None
+    if method == "standby":
+        import _standby  # pylint: disable=import-outside-toplevel
+        standby = _standby.StandbyPair(run_dir, old, ports)
     load = L.start_load(ports["pooler"] if pgbouncer else ports["prod"], log_dir)
-    new = None
+    if standby:
+        standby.start_reader(os.path.join(run_dir, "reads"))
     result = dict(scenario=scenario["name"], method=method, size_mb=scenario["size_mb"], tables=scenario["tables"],
                   archiving=bool(ports.get("archive")))
     try:
         time.sleep(warmup)
         began = time.monotonic()
-        if method in ("online", "pgbouncer"):
-            new, extra = upgrade_online(L, run_dir, old, bin18, dict(ports, pgbouncer=pgbouncer),
+        if method in ("online", "pgbouncer", "standby"):
+            _new, extra = upgrade_online(L, run_dir, old, bin18, dict(ports, pgbouncer=pgbouncer, standby_pair=standby),
                                         copy_method_of(scenario, ports["copy_method"]))
         else:
             upgrade = dict(pg_upgrade=upgrade_pg_upgrade, dump_restore=upgrade_dump_restore)[method]
-            new, extra = upgrade(L, run_dir, old, bin18, ports)
+            _new, extra = upgrade(L, run_dir, old, bin18, ports)
         result.update(extra, upgrade_s=round(time.monotonic() - began, 1))
         time.sleep(warmup)
     except Exception as exc:  # pylint: disable=broad-except
@@ -240,6 +255,8 @@ def run_one(L, work, tmpl, bin18, scenario, method, ports, warmup):
         load.wait(timeout=60)
         if pgbouncer:
             pgbouncer.stop()
+        if standby:
+            result.update(standby.stop_reader())
     verified = L.proof(ports["prod"], "verify", "--log-dir", log_dir, "--json", check=False)
     try:
         report = json.loads(verified.stdout)
@@ -247,15 +264,22 @@ def run_one(L, work, tmpl, bin18, scenario, method, ports, warmup):
                       failed_attempts=report["failed_attempts"], tps=report["tps"], duplicated=report["duplicated"],
                       server_version=report["server_version"],
                       gap_during=step_at(result.get("steps"), report.get("longest_gap_at")),
-                      ok=bool(report["ok"]) and "error" not in result and report["server_version"].startswith("18"))
+                      ok=bool(report["ok"]) and "error" not in result and report["server_version"].startswith("18")
+                      and result.get("reads_ok", True))
     except (ValueError, KeyError):
         result.update(ok=False, verify_error=(verified.stderr or verified.stdout)[-500:])
-    for cluster in (new, old):
-        if cluster is not None and cluster.running():
-            cluster.stop("immediate", check=False)
+    stop_every_server(L, run_dir, old)   # the new one too when the upgrade failed past its start
     keep_logs(run_dir, scenario, method)
     shutil.rmtree(run_dir, ignore_errors=True)
     return result
+
+
+def stop_every_server(L, folder, cluster):
+    """Every server whose data directory is under ``folder`` (a failed run's too), by ``cluster``'s pg_ctl."""
+    for path, _dirs, files in os.walk(folder):
+        if "postmaster.pid" in files:
+            L.Cluster(cluster.work, cluster.bin_dir, os.path.relpath(path, cluster.work), 0).stop("immediate",
+                                                                                                check=False)
 
 
 def keep_logs(run_dir, scenario, method):
@@ -283,7 +307,8 @@ def main(argv=None):
     parser.add_argument("--sizes", default="100,1000,5000", help="MB of the one-table (app schema) scenarios")
     parser.add_argument("--tables", default="1000,10000", help="numbers of tables of the many-table scenarios")
     parser.add_argument("--tables-size", type=int, default=100, help="MB of the many-table scenarios; 0 skips them")
-    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--methods", default=",".join(m for m in METHODS if m != "standby"),
+                        help="of %s; standby only when named (make bench runs it beside online)" % ", ".join(METHODS))
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds of load before and after the upgrade")
     parser.add_argument("--copy-method", choices=("auto", "logical", "physical"), default="auto",
                         help="initial copy of the online methods; auto: physical from %d tables" % PHYSICAL_FROM_TABLES)
@@ -291,8 +316,9 @@ def main(argv=None):
                         help="every cluster archives its WAL (archive_mode = on, a cp): the window and the longest "
                         "client gap with archiving on")
     parser.add_argument("--port", type=int, default=7170,
-                        help="production port; the next five are used too (temporary, old after, PgBouncer, "
-                        "the physical copy's recovery and its pg_upgrade)")
+                        help="production port; the next eight are used too (temporary, old after, PgBouncer, "
+                        "the physical copy's recovery and its pg_upgrade; the standby's production, temporary and old "
+                        "after ports)")
     parser.add_argument("--no-verify-row-counts", action="store_true",
                         help="switchover without its row-count comparison inside the window")
     parser.add_argument("--dist", default="/var/cache/fleetdb-online-upgrade/dist")
@@ -303,8 +329,8 @@ def main(argv=None):
     import _local as L  # pylint: disable=import-outside-toplevel
 
     ports = dict(prod=args.port, temp=args.port + 1, old_after=args.port + 2, pooler=args.port + 3,
-                 copy=args.port + 4, copy_method=args.copy_method, verify_row_counts=not args.no_verify_row_counts,
-                 archive=args.archive)
+                 copy=args.port + 4, standby=args.port + 6, standby_temp=args.port + 7, standby_after=args.port + 8,
+                 copy_method=args.copy_method, verify_row_counts=not args.no_verify_row_counts, archive=args.archive)
     methods = [m for m in args.methods.split(",") if m]
     work = L.make_work()
     results, started, plan = [], time.monotonic(), scenarios(args)
@@ -329,9 +355,8 @@ def main(argv=None):
             shutil.rmtree(tmpl.data, ignore_errors=True)
             save(args, info, plan, results, ports, started)  # a long run stopped later keeps what it measured
     finally:
-        for folder, _dirs, files in os.walk(work):   # the runs' clusters too (<method>/old), when interrupted
-            if "postmaster.pid" in files:
-                L.Cluster(work, bin16, os.path.relpath(folder, work), 0).stop("immediate", check=False)
+        # the runs' clusters too (<method>/old), when interrupted
+        stop_every_server(L, work, L.Cluster(work, bin16, "template", 0))
         shutil.rmtree(work, ignore_errors=True)
     print()
     print(format_table(results))

@@ -1,7 +1,8 @@
 """The report side of bench/gap.py: the table of runs, the ratios of the gaps, the chart."""
 
-METHODS = ("online", "pgbouncer", "pg_upgrade", "dump_restore")
+METHODS = ("online", "pgbouncer", "standby", "pg_upgrade", "dump_restore")
 LABELS = dict(online="online (replication + switchover)", pgbouncer="online through PgBouncer (paused)",
+              standby="online, with a hot standby",
               pg_upgrade="pg_upgrade --link", dump_restore="dump/restore")
 
 
@@ -33,7 +34,18 @@ def format_table(results):
     text.insert(1, "  ".join("-" * w for w in widths))
     for scenario, ratio in ratios(results).items():
         text.append("%s: pg_upgrade --link gap / online gap = %.1fx" % (scenario, ratio))
+    text += standby_lines(results)
     return "\n".join(text)
+
+
+def standby_lines(results):
+    """Per run with a standby: the read pause on it beside the write gap, and the write gap without a standby."""
+    alone = dict((r["scenario"], r.get("gap_s")) for r in results if r["method"] == "online")
+    return ["%s: with a standby, read pause %s s on it (%s values read, %s went back), write gap %s s (without a "
+            "standby: %s s)" % (r["scenario"], _num(r.get("read_pause_s"), 3), _num(r.get("reads"), 0),
+                                _num(r.get("reads_backwards"), 0), _num(r.get("gap_s"), 3),
+                                _num(alone.get(r["scenario"]), 3))
+            for r in results if r["method"] == "standby"]
 
 
 def markdown_table(results):

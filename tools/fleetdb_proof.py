@@ -199,6 +199,49 @@ def stop_load(args):
     sys.exit("the load (pid %d) did not stop within 30 s" % pid)
 
 
+# -- read (a standby's clients) -----------------------------------------------------------------
+def reader(args):
+    """Read the writers' progress (the sum of proof.writers.last_seq, which only grows) every --interval s until
+    SIGTERM, logging each value read and when: what a read client of a standby sees across its switch."""
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    signal.signal(signal.SIGINT, lambda *_: stop.append(1))
+    os.makedirs(args.log_dir, exist_ok=True)
+    conn = None
+    with open(os.path.join(args.log_dir, "reader.log"), "a", buffering=1) as log:
+        while not stop:
+            try:
+                if conn is None:
+                    conn = connect(args)
+                value = conn.scalar("SELECT coalesce(sum(last_seq), 0) FROM proof.writers")
+                log.write("%s %.6f\n" % (value, time.time()))
+            except (pgwire.PgError, OSError, ValueError, IndexError):
+                if conn is not None:
+                    try:
+                        conn.close()
+                    except Exception:  # pylint: disable=broad-except
+                        pass
+                    conn = None
+            time.sleep(args.interval)
+
+
+def analyse_reads(reads):
+    """[(value, time)] in the order read: the longest time between two successful reads (the read pause) and
+    when it began, and how many reads saw less than the one before (never, on a standby switched right)."""
+    pause, at = longest_gap(reads)
+    backwards = sum(1 for (a, _t), (b, _u) in zip(reads, reads[1:]) if b < a)
+    return dict(reads=len(reads), longest_pause_s=round(pause, 4), longest_pause_at=at, backwards=backwards,
+                ok=bool(reads) and not backwards)
+
+
+def reads(args):
+    with open(os.path.join(args.log_dir, "reader.log")) as log:
+        seen = [(int(value), float(stamp)) for value, stamp in (line.split() for line in log if line.strip())]
+    report = analyse_reads(seen)
+    print(json.dumps(report, sort_keys=True))
+    sys.exit(0 if report["ok"] else 1)
+
+
 # -- verify -------------------------------------------------------------------------------------
 def read_logs(log_dir):
     """{writer_id: dict(acked=[(seq, t)], attempts, failures, start, stop)}."""
@@ -319,8 +362,13 @@ def main(argv=None):
     p = sub.add_parser("verify")
     p.add_argument("--log-dir", required=True)
     p.add_argument("--json", action="store_true", help="one line")
+    p = sub.add_parser("read", help="a read client (of a standby): logs what it reads until SIGTERM")
+    p.add_argument("--log-dir", required=True)
+    p.add_argument("--interval", type=float, default=0.005)
+    p = sub.add_parser("reads", help="the read client's longest pause, and whether a value went backwards")
+    p.add_argument("--log-dir", required=True)
     args = parser.parse_args(argv)
-    dict(seed=seed, load=load, stop=stop_load, verify=verify)[args.command](args)
+    dict(seed=seed, load=load, stop=stop_load, verify=verify, read=reader, reads=reads)[args.command](args)
 
 
 if __name__ == "__main__":

@@ -119,3 +119,11 @@ def test_the_benches_call_the_collection_with_arguments_it_takes():
                 raise AssertionError("bench/%s line %d: %s(...) %s" % (name, node.lineno, node.func.id, exc))
             checked += 1
     assert checked >= 5, checked
+
+
+def test_a_run_with_a_standby_prints_its_read_pause_beside_the_write_gap_with_and_without_it():
+    results = [run("100 MB", "online", 0.25), run("100 MB", "standby", 0.27, read_pause_s=0.31, reads=9000,
+                                                  reads_backwards=0)]
+    assert gap.format_table(results).splitlines()[-1] == (
+        "100 MB: with a standby, read pause 0.310 s on it (9000 values read, 0 went back), write gap 0.270 s "
+        "(without a standby: 0.250 s)")

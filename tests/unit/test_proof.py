@@ -44,3 +44,13 @@ def test_read_logs_parses_start_stop_and_acks(tmp_path):
     (tmp_path / "writer-3.log").write_text("# start 5.0\n1 5.5\n2 6.0\n# stop 7.0 attempts=4 failures=2\n")
     logs = proof.read_logs(str(tmp_path))
     assert logs[3]["acked"] == [(1, 5.5), (2, 6.0)] and logs[3]["failures"] == 2 and logs[3]["start"] == 5.0
+
+
+def test_a_read_client_s_pause_is_its_longest_time_between_two_reads():
+    report = proof.analyse_reads([(10, 100.0), (12, 100.1), (12, 100.5), (15, 100.6)])
+    assert report == dict(reads=4, longest_pause_s=0.4, longest_pause_at=100.1, backwards=0, ok=True)
+
+
+def test_a_value_read_that_goes_backwards_is_counted_and_fails_the_reads():
+    report = proof.analyse_reads([(10, 100.0), (12, 100.1), (11, 100.2)])
+    assert report["backwards"] == 1 and not report["ok"]
