@@ -21,7 +21,7 @@ import os
 
 import pytest
 
-from test_upgrade_flows import NEW_DATA, OLD_DATA, PG16, PG18, Flow, wait_for
+from test_upgrade_flows import MODULE_PROCESS, NEW_DATA, OLD_DATA, PG16, PG18, Flow, wait_for
 
 PORT = int(os.environ.get("MANYDB_PORT", "25086"))
 TEMPORARY_PORT = 15432   # the new server's during the copy (online_upgrade_temporary_port)
@@ -95,11 +95,19 @@ def test_the_fix_preflight_names_readies_the_old_server_at_the_moment_chosen(man
 
 def test_a_copy_that_keeps_failing_is_abandoned_and_nothing_of_the_upgrade_is_left(many):
     run = many.start_playbook("upgrade.yml")
-    # every schema is restored before the first database replicates: 18's db27 is there, its copy not begun
-    wait_for("the copy of the first databases", lambda: run.poll() is not None or many.psql(
-        "SELECT count(*) FROM pg_replication_slots", bin_dir=PG16, dbname="postgres") not in ("0", "1"), timeout=300)
-    many.psql("INSERT INTO t VALUES (1, 'already on 18')", port=TEMPORARY_PORT, dbname="db27")
-    run.wait(timeout=900)
+    try:
+        # every schema is restored before the first database replicates: 18's db27 is there, its copy not begun
+        wait_for("the copy of the first databases", lambda: run.poll() is not None or many.psql(
+            "SELECT count(*) FROM pg_replication_slots", bin_dir=PG16, dbname="postgres") not in ("0", "1"),
+            timeout=300)
+        many.psql("INSERT INTO t VALUES (1, 'already on 18')", port=TEMPORARY_PORT, dbname="db27")
+        run.wait(timeout=900)
+    finally:
+        # Failed before its run ended (CI8: the wait timed out on a machine loaded by a bench), the run went on
+        # and met the next test's upgrade.yml on the same host: neither may outlive this test.
+        if run.poll() is None:
+            many.kill_playbook(run)
+            many.host.run("pkill -KILL -f '%s'" % MODULE_PROCESS)
     with open(run.log_path) as handle:
         out = " ".join(handle.read().split())
     assert run.returncode != 0 and "replication fleetdb_upgrade_db27 keeps failing" in out, out[-4000:]
