@@ -237,7 +237,7 @@ def run_one(L, work, tmpl, bin18, scenario, method, ports, warmup):
         began = time.monotonic()
         if method in ("online", "pgbouncer", "standby"):
             _new, extra = upgrade_online(L, run_dir, old, bin18, dict(ports, pgbouncer=pgbouncer, standby_pair=standby),
-                                        copy_method_of(scenario, ports["copy_method"]))
+                                         copy_method_of(scenario, ports["copy_method"]))
         else:
             upgrade = dict(pg_upgrade=upgrade_pg_upgrade, dump_restore=upgrade_dump_restore)[method]
             _new, extra = upgrade(L, run_dir, old, bin18, ports)
@@ -278,8 +278,8 @@ def stop_every_server(L, folder, cluster):
     """Every server whose data directory is under ``folder`` (a failed run's too), by ``cluster``'s pg_ctl."""
     for path, _dirs, files in os.walk(folder):
         if "postmaster.pid" in files:
-            L.Cluster(cluster.work, cluster.bin_dir, os.path.relpath(path, cluster.work), 0).stop("immediate",
-                                                                                                check=False)
+            stopped = L.Cluster(cluster.work, cluster.bin_dir, os.path.relpath(path, cluster.work), 0)
+            stopped.stop("immediate", check=False)
 
 
 def keep_logs(run_dir, scenario, method):
