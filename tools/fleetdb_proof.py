@@ -108,6 +108,16 @@ def seed(args):
 
 
 # -- load ---------------------------------------------------------------------------------------
+def dropped(conn):
+    """A session that failed, closed as far as it still can be: None, for the next try to connect anew."""
+    if conn is not None:
+        try:
+            conn.close()
+        except Exception:  # pylint: disable=broad-except
+            pass
+    return None
+
+
 def writer(args, writer_id, log_path):
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
@@ -132,12 +142,7 @@ def writer(args, writer_id, log_path):
                     break
                 except (pgwire.PgError, OSError, ValueError, IndexError) as exc:
                     failures += 1
-                    if conn is not None:
-                        try:
-                            conn.close()
-                        except Exception:  # pylint: disable=broad-except
-                            pass
-                        conn = None
+                    conn = dropped(conn)
                     if args.verbose:
                         print("writer %d: %s" % (writer_id, exc), file=sys.stderr)
                     time.sleep(args.retry_delay)
@@ -216,12 +221,7 @@ def reader(args):
                 value = conn.scalar("SELECT coalesce(sum(last_seq), 0) FROM proof.writers")
                 log.write("%s %.6f\n" % (value, time.time()))
             except (pgwire.PgError, OSError, ValueError, IndexError):
-                if conn is not None:
-                    try:
-                        conn.close()
-                    except Exception:  # pylint: disable=broad-except
-                        pass
-                    conn = None
+                conn = dropped(conn)
             time.sleep(args.interval)
 
 
